@@ -1,0 +1,164 @@
+"""The consent domain: purposes, legal bases, sources and the default decision.
+
+Pure code: no I/O. Config keys (``legitimate_interest``) are the admin's names; ``crm_key``
+(``61F``) is what the CRM stores. Texts are dicts keyed by language code (``en``, ``nb`` ...).
+"""
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+FALLBACK_LANGUAGE = "en"
+COMMENT_MAX_LENGTH = 255  # consentperson.comment is 255 characters in SuperOffice
+
+
+def pick_text(texts: Mapping[str, str], language: str | None) -> str:
+    """Return the text in ``language``, else English, else any text there is ("" if none)."""
+    if language and language in texts:
+        return texts[language]
+    if FALLBACK_LANGUAGE in texts:
+        return texts[FALLBACK_LANGUAGE]
+    return next(iter(texts.values()), "")
+
+
+@dataclass(frozen=True)
+class LegalBasis:
+    """A legal basis of GDPR Art. 6(1), or the CRM's WITHDRAWN marker."""
+
+    key: str
+    crm_key: str
+    name: Mapping[str, str]
+    description: Mapping[str, str] = field(default_factory=dict)
+    withdrawn: bool = False
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a person's data came from (user entry, web form, API ...)."""
+
+    key: str
+    crm_key: str
+    name: Mapping[str, str]
+    confirm_by_email: bool
+
+
+@dataclass(frozen=True)
+class Notice:
+    """The consent text shown to a person, with the version that proves what they saw."""
+
+    version: str
+    text: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Purpose:
+    """A purpose of processing.
+
+    ``default_legal_basis`` is the legal basis key new persons get, or None when the purpose
+    is never set by default. ``requires_consent`` purposes can only be granted by the person.
+    """
+
+    key: str
+    crm_key: str
+    name: Mapping[str, str]
+    description: Mapping[str, str] = field(default_factory=dict)
+    default_legal_basis: str | None = None
+    requires_consent: bool = False
+    notice: Notice | None = None
+    privacy_statement_url: str | None = None
+
+
+@dataclass(frozen=True)
+class SourceRule:
+    """Persons created by this CRM associate get this source (e.g. the web-form user → WEBFORM)."""
+
+    created_by_associate_id: int
+    source: str
+
+
+@dataclass(frozen=True)
+class ConsentConfig:
+    """What the admin decided in config/purposes.yaml, validated."""
+
+    legal_bases: Mapping[str, LegalBasis]
+    sources: Mapping[str, Source]
+    purposes: Mapping[str, Purpose]
+    default_source: str
+    source_rules: tuple[SourceRule, ...] = ()
+    languages: tuple[str, ...] = (FALLBACK_LANGUAGE,)
+
+    def source_for(self, created_by_associate_id: int | None) -> Source:
+        """Return the source of a new person's data, by who created the person."""
+        for rule in self.source_rules:
+            if rule.created_by_associate_id == created_by_associate_id:
+                return self.sources[rule.source]
+        return self.sources[self.default_source]
+
+    def legal_basis_by_crm_key(self, crm_key: str) -> LegalBasis | None:
+        """Return the legal basis the CRM stores as ``crm_key``, or None if not configured."""
+        return next((b for b in self.legal_bases.values() if b.crm_key == crm_key), None)
+
+    def source_by_crm_key(self, crm_key: str) -> Source | None:
+        """Return the source the CRM stores as ``crm_key``, or None if not configured."""
+        return next((s for s in self.sources.values() if s.crm_key == crm_key), None)
+
+    def purpose_by_crm_key(self, crm_key: str) -> Purpose | None:
+        """Return the purpose the CRM stores as ``crm_key``, or None if not configured."""
+        return next((p for p in self.purposes.values() if p.crm_key == crm_key), None)
+
+
+@dataclass(frozen=True)
+class ConsentRecord:
+    """One consent row as the CRM holds it (SuperOffice's ConsentInfo), keys as the CRM's."""
+
+    purpose: str
+    legal_basis: str
+    source: str
+    comment: str = ""
+    registered: datetime | None = None
+    registered_by: int | None = None
+    updated: datetime | None = None
+    updated_by: int | None = None
+
+
+@dataclass(frozen=True)
+class ConsentWrite:
+    """A consent the connector is about to write: purpose on a legal basis from a source."""
+
+    purpose: Purpose
+    legal_basis: LegalBasis
+    source: Source
+    comment: str
+
+
+def default_comment(purpose: Purpose, legal_basis: LegalBasis, source: Source) -> str:
+    """Say in the CRM's comment field why this consent row exists (max 255 characters)."""
+    text = (f"Recorded by consent-connector for a new person: {pick_text(purpose.name, None)} "
+            f"on {pick_text(legal_basis.name, None)}, data source {pick_text(source.name, None)}.")
+    return text[:COMMENT_MAX_LENGTH]
+
+
+def decide_defaults(config: ConsentConfig, existing: Iterable[ConsentRecord],
+                    source: Source) -> list[ConsentWrite]:
+    """Decide which default consents a person still needs.
+
+    A purpose that already has a row in the CRM is never touched, whatever its legal basis:
+    an explicit consent, a withdrawal or a CRM user's choice wins over our default.
+
+    Args:
+        config: the validated purposes config.
+        existing: the person's consent rows as read from the CRM.
+        source: where the person's data came from.
+
+    Returns:
+        The consents to write, in config order; empty when there is nothing to do.
+    """
+    present = {record.purpose for record in existing}
+    writes = []
+    for purpose in config.purposes.values():
+        if purpose.default_legal_basis is None or purpose.crm_key in present:
+            continue
+        legal_basis = config.legal_bases[purpose.default_legal_basis]
+        writes.append(ConsentWrite(purpose, legal_basis, source,
+                                   default_comment(purpose, legal_basis, source)))
+    return writes

@@ -1,0 +1,91 @@
+"""Every error the connector raises on purpose, in one place.
+
+Names say what went wrong. Errors that a job can meet carry ``permanent``: a permanent
+error fails the job at once, anything else is retried with backoff (see workers.queues).
+"""
+
+from dataclasses import dataclass
+
+
+class ConnectorError(Exception):
+    """Base class of the connector's own errors."""
+
+    permanent = False
+
+
+class SettingsError(ConnectorError):
+    """An environment variable is missing or invalid; the message names it."""
+
+    def __init__(self, variable: str, problem: str):
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong in a purposes file, with where it is."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+
+class ConfigError(ConnectorError):
+    """The purposes file is invalid; ``problems`` lists every error with file and line."""
+
+    permanent = True
+
+    def __init__(self, problems: list[ConfigProblem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class SignatureError(ConnectorError):
+    """A webhook's signature header is missing or matches none of the secrets."""
+
+
+class CRMError(ConnectorError):
+    """A call to the CRM failed.
+
+    Attributes:
+        status: the HTTP status the CRM answered, or None when it did not answer.
+        permanent: True when retrying cannot help (404, 400, 401, 403 ...).
+        retry_after: seconds the CRM asked us to wait (429/503 Retry-After), or None.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, permanent: bool = False,
+                 retry_after: float | None = None):
+        super().__init__(message)
+        self.status = status
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+class PersonNotFoundError(CRMError):
+    """The CRM has no person with this id (deleted, or never existed)."""
+
+    def __init__(self, person_id: int):
+        super().__init__(f"CRM answered 404: person {person_id} no longer exists",
+                         status=404, permanent=True)
+        self.person_id = person_id
+
+
+class MailError(ConnectorError):
+    """A mail could not be delivered. ``permanent`` when the server refused it for good (5xx)."""
+
+    def __init__(self, message: str, *, permanent: bool = False):
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class TokenError(ConnectorError):
+    """A personal link's token is tampered with, malformed or expired."""
+
+    def __init__(self, message: str, *, expired: bool = False):
+        super().__init__(message)
+        self.expired = expired
