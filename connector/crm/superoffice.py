@@ -1,0 +1,353 @@
+"""SuperOffice CRM Online REST client: read a person with their consents, write one consent.
+
+Wire format: docs/en/api/reference/restful/rest/Person/ in SuperOfficeDocs/superoffice-docs
+(v1PersonEntity_GetPersonEntity.md, v1PersonEntity_SetConsent.md). The client does one HTTP call
+per method, never retries (the job queue does) and turns every failure into a
+``connector.exceptions.CRMError`` whose ``permanent`` flag tells the job whether to retry.
+Messages carry person ids and CRM keys, never names or email addresses.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import re
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import requests
+
+from connector import __version__, defaults
+from connector.consent import COMMENT_MAX_LENGTH, ConsentRecord
+from connector.crm import Person
+from connector.exceptions import CRMError, PersonNotFoundError
+from connector.settings import Settings
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"consent-connector/{__version__}"
+
+# CustomerLanguage is an item of the tenant's own "customerlanguage" list (table cust_lang):
+# {Id, Value, Tooltip}, Value being the name an admin typed ("English", "Norsk" ...). Ids differ per
+# tenant, so only names are mapped. SuperOffice's suggested language codes (SE for Swedish, NO for
+# Norwegian, DA/DK for Danish) are accepted too: user-guide/en/globalization/listcustlangs.editcustlang.md
+_LANGUAGES = {
+    "english": "en", "engelsk": "en", "en": "en",
+    "norwegian": "nb", "norsk": "nb", "bokmål": "nb", "bokmal": "nb", "norsk bokmål": "nb",
+    "norwegian bokmål": "nb", "no": "nb", "nb": "nb",
+    "swedish": "sv", "svenska": "sv", "svensk": "sv", "se": "sv", "sv": "sv",
+    "danish": "da", "dansk": "da", "da": "da", "dk": "da",
+    "german": "de", "deutsch": "de", "tysk": "de", "de": "de",
+    "dutch": "nl", "nederlands": "nl", "nl": "nl",
+    "finnish": "fi", "suomi": "fi", "finsk": "fi", "fi": "fi",
+    "french": "fr", "français": "fr", "francais": "fr", "fransk": "fr", "fr": "fr",
+    "spanish": "es", "español": "es", "espanol": "es", "spansk": "es", "es": "es",
+}
+
+_EMAIL_PATTERN = re.compile(r"[^\s@'\"<>(),;]+@[A-Za-z0-9.-]*[A-Za-z0-9]")
+_CRM_TEXT_MAX = 200
+_ONLINE_HOST = re.compile(r"^(sod|stage|online)\d*\.superoffice\.com$", re.IGNORECASE)
+
+
+class SuperOfficeClient:
+    """Client for one SuperOffice tenant's REST API (``CRMClient`` protocol).
+
+    Args:
+        api_url: the tenant's base URL up to and including ``/api/v1``, e.g.
+            ``https://online3.superoffice.com/Cust12345/api/v1``.
+        access_token: an OAuth access token, sent as ``Authorization: Bearer``.
+        ticket: a SuperOffice ticket (system user), sent as ``Authorization: SOTicket``.
+            Give exactly one of ``access_token`` and ``ticket``.
+        app_token: the application token, sent as ``SO-AppToken`` (server-to-server calls
+            to SuperOffice Online).
+        timeout: (connect, read) seconds for every call.
+        session: a ``requests.Session`` to reuse connections; one is created if omitted.
+    """
+
+    def __init__(self, api_url: str, *, access_token: str | None = None, ticket: str | None = None,
+                 app_token: str | None = None, timeout: tuple[float, float] = defaults.CRM_TIMEOUT,
+                 session: requests.Session | None = None):
+        if bool(access_token) == bool(ticket):
+            raise ValueError("SuperOfficeClient needs exactly one of access_token or ticket")
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self._session = session or requests.Session()
+        self._credential_variable = "SUPEROFFICE_ACCESS_TOKEN" if access_token else "SUPEROFFICE_TICKET"
+        self._headers = {
+            "Authorization": f"Bearer {access_token}" if access_token else f"SOTicket {ticket}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        if app_token:
+            self._headers["SO-AppToken"] = app_token
+
+    def __repr__(self) -> str:  # never show the tokens
+        return f"SuperOfficeClient({self.api_url!r})"
+
+    def get_person(self, person_id: int) -> Person:
+        """Read a person with their first email, language, company and consent rows.
+
+        One ``GET {api_url}/Person/{id}``: the PersonEntity carries ``Consents[]`` itself.
+
+        Raises:
+            PersonNotFoundError: the CRM answered 404.
+            CRMError: any other failure; ``permanent`` says whether a retry can help.
+        """
+        person_id = int(person_id)
+        response = self._call("GET", f"{self.api_url}/Person/{person_id}", (200,),
+                              subject=f"person {person_id}", action=f"reading person {person_id}",
+                              person_id=person_id)
+        try:
+            entity = response.json()
+        except ValueError:
+            raise CRMError("CRM answered 200 with a body that is not JSON",
+                           status=response.status_code, permanent=True) from None
+        return parse_person_entity(entity)
+
+    def set_consent(self, person_id: int, purpose: str, source: str, legal_basis: str,
+                    comment: str) -> None:
+        """Create or update the person's consent row for ``purpose`` (all CRM keys).
+
+        ``PUT {api_url}/Person/{id}/Consent/{purpose}?source=&legalBase=&comment=``, which
+        answers 204. The comment is cut to the 255 characters the CRM stores.
+
+        Raises:
+            PersonNotFoundError: the CRM answered 404.
+            CRMError: any other failure; ``permanent`` says whether a retry can help.
+        """
+        person_id = int(person_id)
+        query = urlencode({"source": source, "legalBase": legal_basis,
+                           "comment": (comment or "")[:COMMENT_MAX_LENGTH]}, quote_via=quote)
+        url = f"{self.api_url}/Person/{person_id}/Consent/{quote(purpose, safe='')}?{query}"
+        subject = f"consent {purpose} for person {person_id}"
+        self._call("PUT", url, (204, 200), subject=subject, action=f"writing {subject}",
+                   person_id=person_id)
+
+    # -- one HTTP call, every failure mapped -------------------------------------------------
+
+    def _call(self, method: str, url: str, expected: tuple[int, ...], *, subject: str,
+              action: str, person_id: int) -> requests.Response:
+        started = time.monotonic()
+        try:
+            response = self._session.request(method, url, headers=self._headers,
+                                             timeout=self.timeout, allow_redirects=False)
+        except requests.exceptions.ConnectTimeout:
+            raise CRMError(f"CRM unreachable: connection timed out after {self.timeout[0]:g} s "
+                           f"({action})") from None
+        except requests.exceptions.Timeout:
+            raise CRMError(f"CRM unreachable: timed out after {self.timeout[1]:g} s "
+                           f"({action})") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise CRMError(f"CRM unreachable: {type(exc).__name__} ({action})") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader,
+                requests.exceptions.TooManyRedirects) as exc:
+            raise CRMError(f"CRM call impossible: {type(exc).__name__} — check SUPEROFFICE_API_URL "
+                           f"and the tokens ({action})", permanent=True) from None
+        except requests.exceptions.RequestException as exc:
+            raise CRMError(f"CRM call failed: {type(exc).__name__} ({action})") from None
+        log.debug("%s -> %s in %.0f ms", action, response.status_code,
+                  (time.monotonic() - started) * 1000)
+        if response.status_code in expected:
+            return response
+        raise self._error(response, subject=subject, action=action, person_id=person_id)
+
+    def _error(self, response: requests.Response, *, subject: str, action: str,
+               person_id: int) -> CRMError:
+        status = response.status_code
+        if status == 404:
+            return PersonNotFoundError(person_id)
+        if status == 400:
+            text = _crm_error_text(response)
+            detail = f": {text}" if text else ""
+            return CRMError(f"CRM refused {subject} (400){detail}", status=400, permanent=True)
+        if status in (401, 403):
+            return CRMError(f"CRM rejected the connector's credentials ({status}) — check "
+                            f"{self._credential_variable} / SUPEROFFICE_APP_TOKEN",
+                            status=status, permanent=True)
+        if status == 421:
+            # SuperOffice Online moves tenants between hosts (sod2 -> sod3 ...); the old host
+            # answers 421 Misdirected Request. The current host is in the tenant state API:
+            # docs/en/apps/tenant-status/check-status.md, status-page.md (field "Api").
+            return CRMError(f"CRM answered 421 Misdirected Request: the tenant moved to another "
+                            f"host; look up its current API address at {self._state_url()} and "
+                            f"update SUPEROFFICE_API_URL ({action})", status=421, permanent=True)
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
+            what = "is rate limiting the connector" if status == 429 else "failed"
+            return CRMError(f"CRM {what} ({status}) while {action}{wait}", status=status,
+                            retry_after=retry_after)
+        return CRMError(f"CRM answered unexpected status {status} while {action}", status=status,
+                        permanent=True)
+
+    def _state_url(self) -> str:
+        parts = urlsplit(self.api_url)
+        match = _ONLINE_HOST.match(parts.hostname or "")
+        environment = match.group(1).lower() if match else "online"
+        context_id = next((p for p in parts.path.split("/") if p), "{ContextId}")
+        return f"https://{environment}.superoffice.com/api/state/{context_id}"
+
+
+# -- parsing -------------------------------------------------------------------------------
+
+
+def parse_person_entity(entity: Any) -> Person:
+    """Turn a SuperOffice PersonEntity (decoded JSON) into a ``Person``.
+
+    Raises:
+        CRMError: (permanent) the entity lacks what the connector needs.
+    """
+    if not isinstance(entity, Mapping):
+        raise _unreadable("a body that is not a PersonEntity")
+    person_id = entity.get("PersonId")
+    if not isinstance(person_id, int) or isinstance(person_id, bool):
+        raise _unreadable("a PersonEntity without PersonId")
+    contact = entity.get("Contact") or {}
+    created_by = entity.get("CreatedBy") or {}
+    consents = entity.get("Consents") or []
+    if not isinstance(consents, list):
+        raise _unreadable(f"person {person_id} with Consents that is not a list")
+    return Person(
+        id=person_id,
+        first_name=entity.get("Firstname") or "",
+        last_name=entity.get("Lastname") or "",
+        email=_first_email(entity.get("Emails")),
+        language=language_code(entity.get("CustomerLanguage")),
+        company_name=(contact.get("Name") or None) if isinstance(contact, Mapping) else None,
+        created_by_associate_id=_associate_id(created_by.get("AssociateId")
+                                              if isinstance(created_by, Mapping) else None),
+        consents=tuple(parse_consent_info(item, where=f"person {person_id} Consents[{i}]")
+                       for i, item in enumerate(consents)),
+    )
+
+
+def parse_consent_info(item: Any, *, where: str = "ConsentInfo") -> ConsentRecord:
+    """Turn one SuperOffice ConsentInfo (``PersonEntity.Consents[]`` or ``GET .../Consent``)
+    into a ``ConsentRecord`` with the CRM's keys.
+
+    Raises:
+        CRMError: (permanent) the row has no purpose or legal base key. Skipping it instead
+            would make the connector think the purpose is unset and write over it.
+    """
+    if not isinstance(item, Mapping):
+        raise _unreadable(f"{where} that is not an object")
+    purpose = item.get("ConsentPurposeKey")
+    legal_basis = item.get("LegalBaseKey")
+    if not purpose or not legal_basis:
+        raise _unreadable(f"{where} without ConsentPurposeKey or LegalBaseKey")
+    return ConsentRecord(
+        purpose=purpose,
+        legal_basis=legal_basis,
+        source=item.get("ConsentSourceKey") or "",
+        comment=item.get("Comment") or "",
+        registered=parse_date(item.get("Registered"), where=f"{where}.Registered"),
+        registered_by=_associate_id(item.get("RegisteredAssociateId")),
+        updated=parse_date(item.get("Updated"), where=f"{where}.Updated"),
+        updated_by=_associate_id(item.get("UpdatedAssociateId")),
+    )
+
+
+def parse_date(value: Any, *, where: str = "date") -> datetime | None:
+    """Parse a SuperOffice date-time into an aware UTC datetime, or None when unset.
+
+    SuperOffice writes UTC date-times without offset ("2026-11-29T10:15:00"); the generated
+    doc samples carry offsets, which are honoured. Unset dates come as the .NET minimum
+    "0001-01-01T00:00:00" (or the OLE zero date 1899-12-30 in older data): both give None.
+    """
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _unreadable(f"{where} that is not a date")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _unreadable(f"{where} that is not an ISO date") from None
+    if parsed.year < 1900:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def language_code(customer_language: Any) -> str | None:
+    """Return the ISO 639-1 code for a PersonEntity.CustomerLanguage item, or None if unknown."""
+    if not isinstance(customer_language, Mapping):
+        return None
+    name = customer_language.get("Value")
+    if not isinstance(name, str):
+        return None
+    name = name.split("(")[0].strip().casefold()  # "English (UK)" -> "english"
+    return _LANGUAGES.get(name)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def _first_email(emails: Any) -> str | None:
+    for item in emails or []:
+        value = item.get("Value") if isinstance(item, Mapping) else None
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _associate_id(value: Any) -> int | None:
+    # 0 is SuperOffice's "no associate"
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    return None
+
+
+def _unreadable(what: str) -> CRMError:
+    return CRMError(f"CRM answered 200 with {what}", status=200, permanent=True)
+
+
+def _crm_error_text(response: requests.Response) -> str:
+    """The CRM's own error text from an error body, cleaned of email addresses and cut short."""
+    text = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+        if "text/plain" in response.headers.get("Content-Type", ""):
+            text = response.text
+    if isinstance(body, str):
+        text = body
+    elif isinstance(body, Mapping):
+        for key in ("Error", "Message", "ErrorMessage", "error", "message"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                text = value
+                break
+    text = " ".join(_EMAIL_PATTERN.sub("<email>", text).split())
+    if len(text) > _CRM_TEXT_MAX:
+        text = text[:_CRM_TEXT_MAX - 1] + "…"
+    return text
+
+
+def client_from_settings(settings: Settings) -> SuperOfficeClient:
+    """Return the client for the tenant and credentials in the settings."""
+    return SuperOfficeClient(settings.superoffice_api_url,
+                             access_token=settings.superoffice_access_token,
+                             ticket=settings.superoffice_ticket,
+                             app_token=settings.superoffice_app_token,
+                             timeout=defaults.CRM_TIMEOUT)
