@@ -1,0 +1,310 @@
+"""config/purposes.yaml: the shipped file loads, and every bad edit is refused with its line."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from connector.config import check_config, load_config
+from connector.consent import ConsentConfig
+from connector.exceptions import ConfigError, ConfigProblem
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "purposes.yaml"
+
+# A small valid file. Tests replace one line at a time; line numbers are 1-based.
+VALID = """\
+languages: [en, nb]
+legal_bases:
+  consent: {crm_key: "61A", name: {en: Consent}}
+  legitimate_interest: {crm_key: "61F", name: {en: Legitimate interest}}
+  withdrawn: {crm_key: WITHDRAWN, name: {en: Withdrawn}, withdrawn: true}
+sources:
+  user: {crm_key: USER, name: {en: User}, confirm_by_email: true}
+  web_form: {crm_key: WEBFORM, name: {en: Web form}, confirm_by_email: true}
+new_persons:
+  source: user
+  source_rules:
+    - {created_by_associate_id: 42, source: web_form}
+purposes:
+  sales_and_service:
+    crm_key: STORE
+    name: {en: Sales and service, nb: Salg og service}
+    default_for_new_persons: {legal_basis: legitimate_interest}
+  e_marketing:
+    crm_key: EMARKETING
+    name: {en: E-marketing}
+    requires_consent: true
+    notice: {version: "2026-01", text: {en: I agree}}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "purposes.yaml"
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def edit(tmp_path: Path, **lines: str) -> Path:
+    """VALID with some lines replaced: edit(tmp_path, line_15="    crm_kye: STORE")."""
+    rows = VALID.splitlines()
+    for name, text in lines.items():
+        rows[int(name.removeprefix("line_")) - 1] = text
+    return write(tmp_path, "\n".join(rows) + "\n")
+
+
+def only_problem(path: Path) -> ConfigProblem:
+    problems = check_config(path)
+    assert len(problems) == 1, "\n".join(map(str, problems))
+    return problems[0]
+
+
+def assert_problem(problem: ConfigProblem, line: int, *words: str) -> None:
+    assert problem.line == line, str(problem)
+    for word in words:
+        assert word in problem.message, str(problem)
+
+
+# --- the shipped file ----------------------------------------------------------------------------
+
+def test_shipped_config_loads_with_superoffice_keys():
+    config = load_config(SHIPPED)
+
+    assert isinstance(config, ConsentConfig)
+    assert config.languages == ("en", "nb", "sv", "da", "de", "nl")
+    assert [b.crm_key for b in config.legal_bases.values()] == ["61A", "61B", "61F", "WITHDRAWN"]
+    assert [b.key for b in config.legal_bases.values() if b.withdrawn] == ["withdrawn"]
+
+    store = config.purpose_by_crm_key("STORE")
+    assert store.key == "sales_and_service"
+    assert config.legal_bases[store.default_legal_basis].crm_key == "61F"
+    assert not store.requires_consent
+
+    emarketing = config.purpose_by_crm_key("EMARKETING")
+    assert emarketing.requires_consent and emarketing.default_legal_basis is None
+    assert emarketing.notice.version and emarketing.notice.text["en"]
+
+    assert [s.crm_key for s in config.sources.values()] == ["USER", "WEBFORM", "API"]
+    assert config.source_for(None).crm_key == "USER"
+    rule = config.source_rules[0]
+    assert config.source_for(rule.created_by_associate_id).crm_key == "WEBFORM"
+    assert config.source_by_crm_key("API").confirm_by_email is False
+
+
+def test_shipped_config_has_every_text_in_every_language():
+    config = load_config(SHIPPED)
+    texts = [t for b in config.legal_bases.values() for t in (b.name, b.description)]
+    texts += [s.name for s in config.sources.values()]
+    texts += [t for p in config.purposes.values() for t in (p.name, p.description)]
+    texts += [p.notice.text for p in config.purposes.values() if p.notice]
+    for text in texts:
+        assert set(text) == set(config.languages), text
+
+
+def test_valid_file_has_no_problems_and_keeps_file_order(tmp_path):
+    path = write(tmp_path, VALID)
+    assert check_config(path) == []
+    config = load_config(path)
+    assert list(config.purposes) == ["sales_and_service", "e_marketing"]
+    assert list(config.legal_bases) == ["consent", "legitimate_interest", "withdrawn"]
+    assert config.default_source == "user"
+    assert config.purposes["e_marketing"].notice.version == "2026-01"
+
+
+# --- YAML syntax and shape -------------------------------------------------------------------------
+
+def test_yaml_syntax_error_gives_line(tmp_path):
+    path = edit(tmp_path, line_16="    name: {en: Sales and service, nb: Salg og service")
+    assert_problem(only_problem(path), 17, "YAML syntax")
+
+
+def test_tab_indentation_gets_a_hint(tmp_path):
+    path = edit(tmp_path, line_15="\tcrm_key: STORE")
+    assert_problem(only_problem(path), 15, "YAML syntax", "tabs")
+
+
+def test_load_config_raises_config_error_with_problems(tmp_path):
+    path = edit(tmp_path, line_15="    crm_kye: STORE")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == check_config(path)
+    assert f"{path}:15: purpose 'sales_and_service': unknown field 'crm_kye'" in str(caught.value)
+
+
+def test_unknown_field_suggests_the_right_name(tmp_path):
+    path = edit(tmp_path, line_15="    crm_key: STORE", line_21="    requires_concent: true")
+    problems = check_config(path)
+    assert_problem(problems[0], 21, "purpose 'e_marketing'", "unknown field 'requires_concent'",
+                   "did you mean 'requires_consent'?")
+
+
+def test_unknown_top_level_section(tmp_path):
+    path = write(tmp_path, VALID + "purpose:\n  x: {crm_key: X}\n")
+    assert_problem(only_problem(path), 23, "unknown field 'purpose'", "did you mean 'purposes'?")
+
+
+def test_missing_required_field_points_at_the_entry(tmp_path):
+    path = edit(tmp_path, line_15="    description: {en: What we do}")
+    assert_problem(only_problem(path), 14, "purpose 'sales_and_service'", "'crm_key'", "missing")
+
+
+def test_missing_section(tmp_path):
+    path = write(tmp_path, VALID.replace("new_persons:\n  source: user\n  source_rules:\n"
+                                         "    - {created_by_associate_id: 42, source: web_form}\n",
+                                         ""))
+    assert_problem(only_problem(path), 1, "'new_persons'", "missing")
+
+
+def test_wrong_types(tmp_path):
+    path = edit(tmp_path,
+                line_7="  user: {crm_key: USER, name: {en: User}, confirm_by_email: \"yes\"}",
+                line_12="    - {created_by_associate_id: forty-two, source: web_form}")
+    problems = check_config(path)
+    assert len(problems) == 2, problems
+    assert_problem(problems[0], 7, "source 'user'", "confirm_by_email", "true or false")
+    assert_problem(problems[1], 12, "source rule 1", "created_by_associate_id", "whole number")
+
+
+def test_unquoted_numeric_crm_key_asks_for_quotes(tmp_path):
+    path = edit(tmp_path, line_3="  consent: {crm_key: 61, name: {en: Consent}}")
+    assert_problem(only_problem(path), 3, "legal basis 'consent'", "must be text", "quotes")
+
+
+def test_empty_crm_key(tmp_path):
+    path = edit(tmp_path, line_15='    crm_key: ""')
+    assert_problem(only_problem(path), 15, "purpose 'sales_and_service'", "crm_key", "empty")
+
+
+def test_duplicate_yaml_key_is_reported(tmp_path):
+    path = write(tmp_path, VALID + "  sales_and_service:\n    crm_key: OTHER\n    name: {en: X}\n")
+    problem = only_problem(path)
+    assert_problem(problem, 23, "'sales_and_service' appears twice", "line 14")
+
+
+# --- cross-references ------------------------------------------------------------------------------
+
+def test_default_legal_basis_must_be_defined(tmp_path):
+    path = edit(tmp_path, line_17="    default_for_new_persons: {legal_basis: legit}")
+    assert_problem(only_problem(path), 17, "purpose 'sales_and_service'",
+                   "legal basis 'legit' is not defined in legal_bases",
+                   "defined: consent, legitimate_interest, withdrawn")
+
+
+def test_default_source_must_be_defined(tmp_path):
+    path = edit(tmp_path, line_10="  source: usr")
+    assert_problem(only_problem(path), 10, "new_persons", "source 'usr' is not defined in sources",
+                   "did you mean 'user'?")
+
+
+def test_source_rule_source_must_be_defined(tmp_path):
+    path = edit(tmp_path, line_12="    - {created_by_associate_id: 42, source: webform}")
+    assert_problem(only_problem(path), 12, "source rule 1", "'webform' is not defined in sources",
+                   "user, web_form")
+
+
+# --- GDPR rules ------------------------------------------------------------------------------------
+
+def test_requires_consent_purpose_cannot_have_a_default(tmp_path):
+    path = write(tmp_path, VALID + "    default_for_new_persons: {legal_basis: consent}\n")
+    assert_problem(only_problem(path), 23, "purpose 'e_marketing'", "requires_consent",
+                   "default_for_new_persons", "GDPR", "consent nobody gave")
+
+
+def test_default_cannot_rest_on_consent(tmp_path):
+    path = edit(tmp_path, line_17="    default_for_new_persons: {legal_basis: consent}")
+    assert_problem(only_problem(path), 17, "purpose 'sales_and_service'", "consent",
+                   "Art. 6(1)(a)", "only the person can give consent")
+
+
+def test_default_cannot_be_the_withdrawn_basis(tmp_path):
+    path = edit(tmp_path, line_17="    default_for_new_persons: {legal_basis: withdrawn}")
+    assert_problem(only_problem(path), 17, "purpose 'sales_and_service'", "'withdrawn'",
+                   "withdrawal marker")
+
+
+def test_requires_consent_needs_a_notice(tmp_path):
+    path = write(tmp_path, VALID.replace('    notice: {version: "2026-01", text: {en: I agree}}\n',
+                                         ""))
+    assert_problem(only_problem(path), 18, "purpose 'e_marketing'", "needs a notice", "Art. 7(1)")
+
+
+def test_notice_needs_a_version(tmp_path):
+    path = edit(tmp_path, line_22="    notice: {text: {en: I agree}}")
+    assert_problem(only_problem(path), 22, "purpose 'e_marketing'", "'notice.version'", "missing")
+
+
+def test_notice_needs_an_english_text(tmp_path):
+    path = edit(tmp_path, line_22='    notice: {version: "2026-01", text: {nb: Jeg samtykker}}')
+    assert_problem(only_problem(path), 22, "purpose 'e_marketing'", "'notice.text'",
+                   "English text")
+
+
+# --- lists and languages ---------------------------------------------------------------------------
+
+def test_duplicate_crm_key_in_one_list(tmp_path):
+    path = edit(tmp_path, line_19="    crm_key: STORE")
+    assert_problem(only_problem(path), 19, "purpose 'e_marketing'", "crm_key 'STORE'",
+                   "already used by purpose 'sales_and_service'", "line 15")
+
+
+def test_same_crm_key_in_different_lists_is_fine(tmp_path):
+    path = edit(tmp_path, line_19="    crm_key: USER")
+    assert check_config(path) == []
+
+
+def test_text_in_unlisted_language(tmp_path):
+    path = edit(tmp_path, line_16="    name: {en: Sales and service, fr: Ventes}")
+    assert_problem(only_problem(path), 16, "purpose 'sales_and_service'", "'name'", "'fr'",
+                   "not in languages (en, nb)")
+
+
+def test_name_needs_english(tmp_path):
+    path = edit(tmp_path, line_16="    name: {nb: Salg og service}")
+    assert_problem(only_problem(path), 16, "purpose 'sales_and_service'", "'name'",
+                   "English text")
+
+
+def test_english_must_be_a_listed_language(tmp_path):
+    path = edit(tmp_path, line_1="languages: [nb, en_GB]")
+    problems = check_config(path)
+    assert problems, "a file without en in languages must be refused"
+    assert_problem(problems[0], 1, "languages", "'en' must be listed")
+
+
+# --- the withdrawn marker --------------------------------------------------------------------------
+
+def test_a_withdrawn_legal_basis_is_required(tmp_path):
+    path = edit(tmp_path, line_5="  withdrawn: {crm_key: WITHDRAWN, name: {en: Withdrawn}}")
+    assert_problem(only_problem(path), 2, "legal_bases", "withdrawn: true", "WITHDRAWN")
+
+
+def test_only_one_withdrawn_legal_basis(tmp_path):
+    path = edit(tmp_path, line_3='  consent: {crm_key: "61A", name: {en: Consent}, withdrawn: true}')
+    assert_problem(only_problem(path), 5, "legal basis 'withdrawn'", "only one",
+                   "'consent' already has it")
+
+
+# --- everything at once ----------------------------------------------------------------------------
+
+def test_every_problem_is_reported_in_line_order(tmp_path):
+    path = edit(tmp_path,
+                line_5="  withdrawn: {crm_key: WITHDRAWN, name: {en: Withdrawn, fr: Retiré}}",
+                line_10="  source: usr",
+                line_15="    crm_kye: STORE",
+                line_17="    default_for_new_persons: {legal_basis: legit}",
+                line_19="    crm_key: 42")
+    problems = check_config(path)
+    found = [(p.line, p.message) for p in problems]
+    assert [line for line, _ in found] == [2, 5, 10, 14, 15, 17, 19], "\n".join(map(str, problems))
+    messages = " | ".join(message for _, message in found)
+    for words in ("withdrawn: true", "'fr'", "source 'usr'", "'crm_key' is missing",
+                  "unknown field 'crm_kye'", "legal basis 'legit'", "must be text"):
+        assert words in messages
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert len(caught.value.problems) == 7
+
+
+def test_unreadable_and_empty_files(tmp_path):
+    assert_problem(only_problem(tmp_path / "missing.yaml"), None, "cannot read")
+    assert_problem(only_problem(write(tmp_path, "")), None, "empty")
+    assert_problem(only_problem(write(tmp_path, "- a\n- b\n")), 1, "set of sections")
