@@ -1,0 +1,105 @@
+"""The web process: ``create_app(settings)`` builds it; nothing runs at import time.
+
+Gunicorn serves ``create_app_from_env()`` (see Procfile).
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+
+import redis
+from flask import Flask, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from connector import defaults
+from connector.config import load_config
+from connector.consent import ConsentConfig
+from connector.crm import CRMClient
+from connector.crm.superoffice import client_from_settings
+from connector.exceptions import ConfigError, SettingsError
+from connector.redis_connection import connect
+from connector.settings import Settings
+from connector.subscriptions.tokens import LinkSigner
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """The services the web process uses."""
+
+    settings: Settings
+    config: ConsentConfig
+    redis: redis.Redis
+    crm: CRMClient
+    links: LinkSigner
+
+
+def web_context() -> WebContext:
+    """Return the running app's services."""
+    return current_app.extensions["connector"]
+
+
+def create_app(settings: Settings, *, config: ConsentConfig | None = None,
+               connection: redis.Redis | None = None, crm: CRMClient | None = None) -> Flask:
+    """Build the web app.
+
+    Args:
+        settings: the validated settings.
+        config: the purposes config; loaded from settings.consent_config when None.
+        connection: a Redis client; connected from the settings when None.
+        crm: a CRM client; SuperOffice from the settings when None.
+
+    Raises:
+        ConfigError: the purposes file is invalid.
+    """
+    from connector import health
+    from connector.subscriptions import page
+    from connector.webhooks import receiver
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = defaults.WEBHOOK_MAX_BYTES
+    app.extensions["connector"] = WebContext(
+        settings=settings,
+        config=config or load_config(settings.consent_config),
+        redis=connection or connect(settings),
+        crm=crm or client_from_settings(settings),
+        links=LinkSigner(settings.secret_keys, settings.link_max_age_days),
+    )
+    app.register_blueprint(receiver.bp)
+    app.register_blueprint(page.bp)
+    app.register_blueprint(health.bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.after_request(_add_security_headers)
+    return app
+
+
+def create_app_from_env() -> Flask:
+    """Build the app from environment variables, or exit with a message naming what is wrong."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        return create_app(Settings.from_env(os.environ))
+    except (SettingsError, ConfigError) as error:
+        print(f"consent-connector: cannot start:\n{error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _http_error(error: HTTPException):
+    """Answer HTTP errors as JSON for machines (webhooks) and as short text for people."""
+    if request.path.startswith("/webhooks/"):
+        reason = error.name.lower().replace(" ", "_")
+        return jsonify(error=reason, message=error.description), error.code
+    return error
+
+
+def _add_security_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

@@ -1,0 +1,37 @@
+"""Default values of the connector's tunables, one docstring each (the settings override them)."""
+
+LINK_MAX_AGE_DAYS = 21
+"""How long a personal link in a mail stays valid; SuperOffice's own privacy mails use 21 days."""
+
+RETRY_INTERVALS = (10, 60, 300, 900, 3600)
+"""Seconds to wait before each retry of a job after a transient failure (CRM down, 5xx, 429).
+The number of intervals is the number of retries; each is stretched by up to 10 % jitter and
+by the CRM's Retry-After when that is longer."""
+
+WEBHOOK_MAX_BYTES = 64 * 1024
+"""Largest webhook body accepted. SuperOffice's events are a few hundred bytes."""
+
+EVENT_DEDUPE_TTL = 7 * 24 * 3600
+"""Seconds an EventId is remembered, so a redelivered event is not queued twice."""
+
+REDIS_UNAVAILABLE_RETRY_AFTER = 30
+"""Retry-After (seconds) sent with a 503 when Redis cannot take the event."""
+
+REDIS_SOCKET_TIMEOUT = 2.0
+"""Seconds the web process waits for Redis before answering 503."""
+
+CRM_TIMEOUT = (3.05, 10.0)
+"""(connect, read) timeout in seconds of every CRM call."""
+
+SMTP_TIMEOUT = 10.0
+"""Seconds an SMTP conversation may stall before the mail counts as not sent (and is retried)."""
+
+JOB_TIMEOUT = 120
+"""Seconds a job may run before RQ stops it."""
+
+FAILED_JOB_TTL = 90 * 24 * 3600
+"""Seconds a failed job stays in the failed registry for support staff to inspect and retry."""
+
+MAIL_CLAIM_TTL = 600
+"""Seconds an attempt holds the claim on sending a person's confirmation mail. A worker that
+died mid-send releases it when this runs out, so the mail is neither lost nor sent twice."""

@@ -1,0 +1,39 @@
+"""The consent ledger: an append-only log per person of every consent change and mail,
+with its proof. It lives in Redis as one stream per person (XADD only, never trimmed)."""
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+
+import redis
+
+KEY_PREFIX = "connector:ledger:person:"
+
+
+class Ledger:
+    """Appends to and reads the per-person consent log."""
+
+    def __init__(self, connection: redis.Redis):
+        self.connection = connection
+
+    def append(self, person_id: int, action: str, **details: str | int | None) -> str:
+        """Append one entry and return its id.
+
+        Args:
+            person_id: the CRM person the entry is about.
+            action: what happened, e.g. ``consent.recorded`` or ``mail.sent``.
+            details: the proof: purpose, legal_basis, source, comment, actor, job_id ...
+                (None values are left out).
+        """
+        fields = {"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                  "action": action}
+        fields.update({key: str(value) for key, value in details.items() if value is not None})
+        return self.connection.xadd(_key(person_id), fields).decode()
+
+    def entries(self, person_id: int) -> list[Mapping[str, str]]:
+        """Return every entry about the person, oldest first, each with its ``id``."""
+        return [{"id": entry_id.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
+                for entry_id, fields in self.connection.xrange(_key(person_id))]
+
+
+def _key(person_id: int) -> str:
+    return f"{KEY_PREFIX}{person_id}"

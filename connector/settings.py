@@ -1,0 +1,127 @@
+"""Settings from environment variables (12-factor). What the business decides lives in YAML
+(see connector.config); where things are and the secrets live here.
+
+Every variable is documented in README.md. ``Settings.from_env`` raises SettingsError naming
+the first variable that is missing or invalid, so a process refuses to start with a clear
+message instead of failing on the first webhook.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from connector import defaults
+from connector.exceptions import SettingsError
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The connector's typed settings. Secrets are kept out of ``repr``."""
+
+    superoffice_api_url: str
+    webhook_secrets: tuple[str, ...]
+    secret_keys: tuple[str, ...]
+    public_base_url: str
+    mail_from: str
+    superoffice_access_token: str | None = None
+    superoffice_ticket: str | None = None
+    superoffice_app_token: str | None = None
+    associate_id: int | None = None
+    redis_url: str | None = None
+    smtp_url: str | None = None
+    consent_config: Path = Path("config/purposes.yaml")
+    data_dir: Path = Path("var")
+    link_max_age_days: int = defaults.LINK_MAX_AGE_DAYS
+    retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
+
+    def __repr__(self) -> str:
+        return f"Settings(api_url={self.superoffice_api_url!r}, data_dir={str(self.data_dir)!r})"
+
+    @property
+    def outbox_dir(self) -> Path:
+        """Where mails are written as .eml files when SMTP_URL is unset."""
+        return self.data_dir / "outbox"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+        """Read and validate the settings from ``environ`` (normally ``os.environ``).
+
+        Raises:
+            SettingsError: naming the variable that is missing or invalid.
+        """
+        env = _Env(environ)
+        access_token = env.optional("SUPEROFFICE_ACCESS_TOKEN")
+        ticket = env.optional("SUPEROFFICE_TICKET")
+        if not access_token and not ticket:
+            raise SettingsError("SUPEROFFICE_ACCESS_TOKEN",
+                                "required (or SUPEROFFICE_TICKET): the CRM needs credentials")
+        if access_token and ticket:
+            raise SettingsError("SUPEROFFICE_TICKET",
+                                "set either SUPEROFFICE_ACCESS_TOKEN or SUPEROFFICE_TICKET, not both")
+        return cls(
+            superoffice_api_url=env.url("SUPEROFFICE_API_URL").rstrip("/"),
+            superoffice_access_token=access_token,
+            superoffice_ticket=ticket,
+            superoffice_app_token=env.optional("SUPEROFFICE_APP_TOKEN"),
+            webhook_secrets=env.csv("SUPEROFFICE_WEBHOOK_SECRET"),
+            associate_id=env.integer("SUPEROFFICE_ASSOCIATE_ID"),
+            redis_url=env.optional("REDIS_URL"),
+            smtp_url=env.optional("SMTP_URL"),
+            mail_from=env.required("MAIL_FROM"),
+            public_base_url=env.url("PUBLIC_BASE_URL").rstrip("/"),
+            secret_keys=env.csv("SECRET_KEY", min_length=16),
+            consent_config=Path(env.optional("CONSENT_CONFIG") or "config/purposes.yaml"),
+            data_dir=Path(env.optional("DATA_DIR") or "var"),
+            link_max_age_days=env.integer("LINK_MAX_AGE_DAYS") or defaults.LINK_MAX_AGE_DAYS,
+            retry_intervals=env.integers("RETRY_INTERVALS") or defaults.RETRY_INTERVALS,
+        )
+
+
+class _Env:
+    """Reads one kind of value from the environment, raising SettingsError by name."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+
+    def optional(self, name: str) -> str | None:
+        value = self.environ.get(name, "").strip()
+        return value or None
+
+    def required(self, name: str) -> str:
+        value = self.optional(name)
+        if value is None:
+            raise SettingsError(name, "required but not set")
+        return value
+
+    def url(self, name: str) -> str:
+        value = self.required(name)
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise SettingsError(name, f"must be an http(s) URL, got {value!r}")
+        return value
+
+    def csv(self, name: str, min_length: int = 1) -> tuple[str, ...]:
+        values = tuple(v.strip() for v in self.required(name).split(",") if v.strip())
+        if not values:
+            raise SettingsError(name, "required but empty")
+        if any(len(v) < min_length for v in values):
+            raise SettingsError(name, f"each value must be at least {min_length} characters long")
+        return values
+
+    def integer(self, name: str) -> int | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        if not value.isdigit() or int(value) <= 0:
+            raise SettingsError(name, f"must be a positive whole number, got {value!r}")
+        return int(value)
+
+    def integers(self, name: str) -> tuple[int, ...] | None:
+        value = self.optional(name)
+        if value is None:
+            return None
+        parts = [p.strip() for p in value.split(",")]
+        if not all(p.isdigit() for p in parts):
+            raise SettingsError(name, f"must be comma-separated seconds like '10,60,300', got {value!r}")
+        return tuple(int(p) for p in parts)

@@ -1,0 +1,62 @@
+"""Signed, expiring personal links. A token names one person and carries a random id that
+the ledger records as proof of which link was used. Several SECRET_KEYs may be configured
+for rotation: the first signs, all verify."""
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from connector.exceptions import TokenError
+
+SALT = "consent-connector.person-page"
+
+
+@dataclass(frozen=True)
+class LinkToken:
+    """What a valid token says."""
+
+    person_id: int
+    token_id: str
+
+
+@dataclass(frozen=True)
+class PersonalLink:
+    """A freshly made link with when it stops working."""
+
+    url: str
+    token_id: str
+    expires: datetime
+
+
+class LinkSigner:
+    """Makes and reads personal-page tokens."""
+
+    def __init__(self, secret_keys: tuple[str, ...], max_age_days: int):
+        # itsdangerous signs with the last key and verifies with all: newest goes last.
+        self.serializer = URLSafeTimedSerializer(list(reversed(secret_keys)), salt=SALT)
+        self.max_age = timedelta(days=max_age_days)
+
+    def make_link(self, base_url: str, person_id: int) -> PersonalLink:
+        """Return a signed link to ``person_id``'s page under ``base_url``."""
+        token_id = secrets.token_urlsafe(9)
+        token = self.serializer.dumps({"p": person_id, "t": token_id})
+        return PersonalLink(url=f"{base_url}/p/{token}", token_id=token_id,
+                            expires=datetime.now(timezone.utc) + self.max_age)
+
+    def read(self, token: str) -> LinkToken:
+        """Check a token and return what it names.
+
+        Raises:
+            TokenError: tampered, malformed (``expired=False``) or too old (``expired=True``).
+        """
+        try:
+            data = self.serializer.loads(token, max_age=self.max_age.total_seconds())
+        except SignatureExpired:
+            raise TokenError("link expired", expired=True) from None
+        except BadSignature:
+            raise TokenError("link is not valid") from None
+        if not isinstance(data, dict) or not isinstance(data.get("p"), int):
+            raise TokenError("link is not valid")
+        return LinkToken(person_id=data["p"], token_id=str(data.get("t", "")))

@@ -1,0 +1,1 @@
+"""Webhook receivers, one module per CRM: verify, parse and queue its events."""

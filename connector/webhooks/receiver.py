@@ -1,0 +1,77 @@
+"""POST /webhooks/superoffice: verify, validate, drop what we do not act on, queue the rest.
+
+Answers (always JSON): 401 bad signature, 400 not JSON, 413 too large, 422 wrong fields,
+200 test / ignored / duplicate, 202 queued, 503 (with Retry-After) when Redis cannot take it.
+"""
+
+import logging
+
+import redis
+from flask import Blueprint, jsonify, request
+from marshmallow import ValidationError
+
+from connector import defaults
+from connector.exceptions import SignatureError
+from connector.webhooks.superoffice import (PERSON_CREATED, SIGNATURE_HEADER, TEST_HEADER,
+                                            MalformedBodyError, parse_event, verify_signature)
+from workers.queues import enqueue_onboarding
+
+bp = Blueprint("superoffice_webhooks", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/webhooks/superoffice")
+def receive_superoffice():
+    """Accept one SuperOffice webhook."""
+    from connector.app import web_context
+
+    ctx = web_context()
+    body = request.get_data(cache=False)
+    try:
+        verify_signature(body, request.headers.get(SIGNATURE_HEADER), ctx.settings.webhook_secrets)
+    except SignatureError as error:
+        log.warning("webhook.rejected reason=bad_signature")
+        return _answer(401, error="bad_signature", message=str(error))
+
+    if request.headers.get(TEST_HEADER, "").lower() == "true":
+        return _answer(200, status="ok", message="test event received")
+
+    try:
+        event = parse_event(body)
+    except MalformedBodyError as error:
+        return _answer(400, error="malformed_json", message=str(error))
+    except ValidationError as error:
+        return _answer(422, error="invalid_event", message="the event lacks fields or has "
+                       "wrong values", fields=error.messages)
+
+    if event.event != PERSON_CREATED:
+        return _ignored(event.event_id, f"{event.event} events are not acted on")
+    if ctx.settings.associate_id and event.changed_by_associate_id == ctx.settings.associate_id:
+        return _ignored(event.event_id, "caused by the connector's own associate")
+
+    try:
+        job = enqueue_onboarding(ctx.redis, ctx.settings, event.primary_key, event.event_id)
+    except redis.RedisError as error:
+        log.error("webhook.unavailable event_id=%s error=%s", event.event_id, type(error).__name__)
+        response = _answer(503, error="queue_unavailable",
+                           message="the event could not be queued; send it again later")
+        response.headers["Retry-After"] = str(defaults.REDIS_UNAVAILABLE_RETRY_AFTER)
+        return response
+    if job is None:
+        log.info("webhook.duplicate event_id=%s", event.event_id)
+        return _answer(200, status="duplicate", event_id=event.event_id,
+                       message="this event was already queued")
+    log.info("webhook.queued event_id=%s person_id=%s job_id=%s",
+             event.event_id, event.primary_key, job.id)
+    return _answer(202, status="queued", event_id=event.event_id, job_id=job.id)
+
+
+def _ignored(event_id: str, reason: str):
+    log.info("webhook.ignored event_id=%s reason=%s", event_id, reason)
+    return _answer(200, status="ignored", event_id=event_id, reason=reason)
+
+
+def _answer(http_status: int, **body):
+    response = jsonify(body)
+    response.status_code = http_status
+    return response

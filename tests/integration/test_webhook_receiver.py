@@ -1,0 +1,181 @@
+"""POST /webhooks/superoffice against a real Redis server: every answer of the receiver."""
+
+import json
+
+import pytest
+import redis
+from rq import Queue
+
+from connector.app import create_app
+from connector.webhooks.superoffice import sign
+from tests.conftest import CONNECTOR_ASSOCIATE, USER_ASSOCIATE, WEBHOOK_SECRETS, new_event_id
+from workers.queues import ONBOARDING
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def app(settings, redis_conn):
+    return create_app(settings, connection=redis_conn)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def event(name="person.created", person_id=123, event_id=None, changed_by=USER_ASSOCIATE, **extra):
+    """A payload shaped like SuperOffice's (docs/api/webhooks)."""
+    return {"EventId": event_id or new_event_id(), "Timestamp": "2026-11-29T08:28:01.5732501Z",
+            "Changes": ["person_id", "firstname"], "Event": name, "PrimaryKey": person_id,
+            "Entity": "person", "ContextIdentifier": "Cust12345",
+            "ChangedByAssociateId": changed_by, "WebhookName": "consent-connector", **extra}
+
+
+def post(client, payload, secret=WEBHOOK_SECRETS[0], headers=None, raw: bytes | None = None):
+    body = raw if raw is not None else json.dumps(payload).encode()
+    all_headers = {"Content-Type": "application/json"}
+    if secret:
+        all_headers["X-SuperOffice-Signature"] = sign(body, secret)
+    all_headers.update(headers or {})
+    return client.post("/webhooks/superoffice", data=body, headers=all_headers)
+
+
+def queued(redis_conn) -> list:
+    return Queue(ONBOARDING, connection=redis_conn).get_jobs()
+
+
+def test_person_created_queues_one_onboarding_job(client, redis_conn):
+    payload = event(person_id=77)
+    response = post(client, payload)
+    assert response.status_code == 202
+    assert response.json["status"] == "queued"
+    jobs = queued(redis_conn)
+    assert len(jobs) == 1
+    assert jobs[0].args == (77, payload["EventId"])
+    assert jobs[0].id == response.json["job_id"]
+    assert jobs[0].meta["person_id"] == 77
+
+
+def test_a_rotated_secret_is_still_accepted(client, redis_conn):
+    response = post(client, event(), secret=WEBHOOK_SECRETS[1])
+    assert response.status_code == 202
+    assert len(queued(redis_conn)) == 1
+
+
+@pytest.mark.parametrize("secret, headers, reason_word", [
+    (None, None, "missing"),
+    ("not-our-secret", None, "does not match"),
+    (None, {"X-SuperOffice-Signature": "garbage that is not base64 ✓"}, "does not match"),
+])
+def test_bad_signatures_get_401_and_queue_nothing(client, redis_conn, secret, headers, reason_word):
+    response = post(client, event(), secret=secret, headers=headers)
+    assert response.status_code == 401
+    assert response.json["error"] == "bad_signature"
+    assert reason_word in response.json["message"]
+    assert queued(redis_conn) == []
+
+
+def test_signature_of_another_body_is_refused(client, redis_conn):
+    body = json.dumps(event()).encode()
+    other = sign(body + b" ", WEBHOOK_SECRETS[0])
+    response = post(client, None, secret=None, raw=body, headers={"X-SuperOffice-Signature": other})
+    assert response.status_code == 401
+    assert queued(redis_conn) == []
+
+
+def test_registration_test_event_gets_200(client, redis_conn):
+    payload = event(name="test", person_id=0) | {"Entity": "test"}
+    response = post(client, payload, headers={"X-Hook-Test": "true", "X-SuperOffice-Event": "test"})
+    assert response.status_code == 200
+    assert response.json["status"] == "ok"
+    assert queued(redis_conn) == []
+
+
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b"", b"[1, 2]", b"\"text\"", b"null"])
+def test_bodies_that_are_not_a_json_object_get_400(client, redis_conn, raw):
+    response = post(client, None, raw=raw)
+    assert response.status_code == 400
+    assert response.json["error"] == "malformed_json"
+    assert queued(redis_conn) == []
+
+
+@pytest.mark.parametrize("change, bad_fields", [
+    ({"EventId": "not-a-guid"}, {"EventId"}),
+    ({"PrimaryKey": "abc"}, {"PrimaryKey"}),
+    ({"PrimaryKey": [1]}, {"PrimaryKey"}),
+    ({"PrimaryKey": -5}, {"PrimaryKey"}),
+    ({"Event": None, "EventId": None}, {"Event", "EventId"}),
+    ({"ChangedByAssociateId": {"x": 1}}, {"ChangedByAssociateId"}),
+    ({"Changes": "person_id"}, {"Changes"}),
+])
+def test_valid_json_with_wrong_fields_gets_422_naming_them(client, redis_conn, change, bad_fields):
+    payload = event() | change
+    response = post(client, payload)
+    assert response.status_code == 422
+    assert response.json["error"] == "invalid_event"
+    assert set(response.json["fields"]) == bad_fields
+    assert queued(redis_conn) == []
+
+
+def test_missing_required_fields_are_listed(client, redis_conn):
+    response = post(client, {"Timestamp": "2026-11-29T08:28:01Z"})
+    assert response.status_code == 422
+    assert {"EventId", "Event", "PrimaryKey"} <= set(response.json["fields"])
+
+
+def test_oversized_body_gets_413(client, redis_conn):
+    payload = event(Changes=["x" * 100] * 1000)
+    response = post(client, payload)
+    assert response.status_code == 413
+    assert response.json["error"] == "request_entity_too_large"
+    assert queued(redis_conn) == []
+
+
+@pytest.mark.parametrize("name", ["person.changed", "person.consented", "contact.created",
+                                  "person.deleted"])
+def test_events_not_acted_on_are_ignored_with_200(client, redis_conn, name):
+    response = post(client, event(name=name))
+    assert response.status_code == 200
+    assert response.json["status"] == "ignored"
+    assert name in response.json["reason"]
+    assert queued(redis_conn) == []
+
+
+def test_events_caused_by_the_connector_itself_are_ignored(client, redis_conn):
+    response = post(client, event(changed_by=CONNECTOR_ASSOCIATE))
+    assert response.status_code == 200
+    assert response.json["status"] == "ignored"
+    assert "connector" in response.json["reason"]
+    assert queued(redis_conn) == []
+
+
+def test_a_redelivered_event_queues_no_second_job(client, redis_conn):
+    payload = event()
+    first = post(client, payload)
+    again = post(client, payload, headers={"X-SuperOffice-Retry": "1"})
+    assert first.status_code == 202
+    assert again.status_code == 200
+    assert again.json["status"] == "duplicate"
+    assert len(queued(redis_conn)) == 1
+
+
+def test_redis_unreachable_gets_503_with_retry_after(settings, tmp_path):
+    dead = redis.Redis.from_url(f"unix://{tmp_path}/no-redis-here.sock", socket_timeout=0.5)
+    client = create_app(settings, connection=dead).test_client()
+    response = post(client, event())
+    assert response.status_code == 503
+    assert response.json["error"] == "queue_unavailable"
+    assert int(response.headers["Retry-After"]) > 0
+
+
+def test_other_methods_get_405_as_json(client):
+    response = client.get("/webhooks/superoffice")
+    assert response.status_code == 405
+    assert response.json["error"] == "method_not_allowed"
+
+
+def test_unknown_webhook_paths_get_404_as_json(client):
+    response = client.post("/webhooks/hubspot", data=b"{}")
+    assert response.status_code == 404
+    assert response.json["error"] == "not_found"

@@ -1,0 +1,92 @@
+"""The RQ jobs. Thin: they read from the CRM, ask the domain what to do, write back and
+record it. They take ids, never objects, and running one twice changes nothing more."""
+
+from rq import get_current_job
+
+from connector import defaults
+from connector.consent import ConsentRecord, ConsentWrite, Source, decide_defaults
+from connector.crm import Person
+from connector.exceptions import MailError
+from workers import runtime
+from workers.mailer import render_confirmation
+
+ACTOR = "connector"
+
+
+class MailInProgressError(MailError):
+    """Another attempt holds the claim on this person's confirmation mail; retry later."""
+
+
+def onboard_person(person_id: int, event_id: str | None = None) -> dict:
+    """Give a new person their default consents and one confirmation mail.
+
+    1. Read the person from the CRM (one GET, consents included).
+    2. Write each default consent the person has no row for, and record it in the ledger.
+       Purposes that already have a row are left alone: a withdrawal or consent wins.
+    3. Send the confirmation mail once, if the person has an email address and their
+       source asks for confirmation by mail.
+
+    Args:
+        person_id: the CRM's person id.
+        event_id: the webhook's EventId, kept in the ledger as the trigger.
+
+    Returns:
+        A summary with CRM keys only (no personal data), kept as the job's result.
+    """
+    rt = runtime.current()
+    job = get_current_job()
+    job_id = job.id if job else None
+
+    person = rt.crm.get_person(person_id)
+    source = rt.config.source_for(person.created_by_associate_id)
+    writes = decide_defaults(rt.config, person.consents, source)
+    for write in writes:
+        rt.crm.set_consent(person_id, write.purpose.crm_key, write.source.crm_key,
+                           write.legal_basis.crm_key, write.comment)
+        rt.ledger.append(person_id, "consent.recorded", purpose=write.purpose.crm_key,
+                         legal_basis=write.legal_basis.crm_key, source=write.source.crm_key,
+                         comment=write.comment, actor=ACTOR, job_id=job_id, event_id=event_id)
+
+    consents = person.consents + tuple(_as_record(write) for write in writes)
+    mail = send_confirmation_once(person, consents, source, job_id)
+    return {"person_id": person_id, "written": [w.purpose.crm_key for w in writes],
+            "mail": mail}
+
+
+def send_confirmation_once(person: Person, consents: tuple[ConsentRecord, ...], source: Source,
+                           job_id: str | None) -> str:
+    """Send the person's confirmation mail unless it was sent before; say what happened.
+
+    A claim in Redis makes the mail go out at most once, however often the job runs: the
+    claim is taken before sending, released when delivery fails (so a retry sends it) and
+    turned into a permanent "sent" marker afterwards.
+    """
+    rt = runtime.current()
+    if not source.confirm_by_email:
+        return f"not sent: source {source.crm_key} is not confirmed by mail"
+    if not person.email:
+        return "not sent: the person has no email address"
+
+    key = f"connector:mail:confirmation:{person.id}"
+    if not rt.redis.set(key, "sending", nx=True, ex=defaults.MAIL_CLAIM_TTL):
+        if rt.redis.get(key) == b"sent":
+            return "already sent"
+        raise MailInProgressError("confirmation mail is being sent by another attempt")
+
+    link = rt.links.make_link(rt.settings.public_base_url, person.id)
+    message = render_confirmation(rt.config, person, consents, link.url, link.expires,
+                                  rt.settings.mail_from)
+    try:
+        rt.mailer.deliver(message)
+    except MailError:
+        rt.redis.delete(key)
+        raise
+    rt.redis.set(key, "sent")
+    rt.ledger.append(person.id, "mail.sent", mail="confirmation", token_id=link.token_id,
+                     message_id=message["Message-ID"], actor=ACTOR, job_id=job_id)
+    return "sent"
+
+
+def _as_record(write: ConsentWrite) -> ConsentRecord:
+    return ConsentRecord(purpose=write.purpose.crm_key, legal_basis=write.legal_basis.crm_key,
+                         source=write.source.crm_key, comment=write.comment)

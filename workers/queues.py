@@ -1,0 +1,90 @@
+"""Queue names, the retry policy and the helpers that put work on the queues.
+
+Retry policy, in one place:
+1. Every job is enqueued with ``Retry(max=len(intervals), interval=intervals)`` from
+   RETRY_INTERVALS.
+2. When a job raises, ``apply_retry_policy`` (a worker exception handler, run before RQ
+   decides whether to retry) records the attempt and a readable reason in ``job.meta``,
+   stops retrying when the error is permanent (``exc.permanent``), and otherwise stretches
+   the next wait by jitter and by the CRM's Retry-After.
+"""
+
+import random
+from datetime import datetime, timezone
+
+import redis
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import Job
+
+from connector import defaults
+from connector.settings import Settings
+
+ONBOARDING = "onboarding"
+QUEUE_NAMES = (ONBOARDING,)
+JITTER = 0.1
+
+
+def retry_policy(settings: Settings) -> Retry:
+    """Return the RQ Retry for a job: one retry per configured interval."""
+    return Retry(max=len(settings.retry_intervals), interval=list(settings.retry_intervals))
+
+
+def enqueue_onboarding(connection: redis.Redis, settings: Settings, person_id: int,
+                       event_id: str) -> Job | None:
+    """Queue the onboarding of a new person, once per CRM event.
+
+    The job id is derived from the EventId and created atomically, so a redelivered event
+    finds its job and is not queued again; finished jobs are kept for the dedupe window.
+
+    Returns:
+        The new job, or None when this event was already queued.
+
+    Raises:
+        redis.RedisError: Redis did not take the job (nothing was queued).
+    """
+    from workers.jobs import onboard_person  # the web process imports jobs only to enqueue
+
+    queue = Queue(ONBOARDING, connection=connection)
+    try:
+        return queue.enqueue(
+            onboard_person, person_id, event_id,
+            job_id=f"onboard-{event_id}", unique=True,
+            retry=retry_policy(settings),
+            job_timeout=defaults.JOB_TIMEOUT,
+            result_ttl=defaults.EVENT_DEDUPE_TTL,
+            failure_ttl=defaults.FAILED_JOB_TTL,
+            description=f"onboard person {person_id}",
+            meta={"person_id": person_id, "step": "onboarding", "attempts": []},
+        )
+    except DuplicateJobError:
+        return None
+
+
+def describe_failure(error: BaseException) -> str:
+    """Return one line a support person can read: the connector's own message for its
+    errors, the exception's type and text for anything unexpected."""
+    if getattr(error, "permanent", None) is not None and str(error):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error}"
+
+
+def apply_retry_policy(job: Job, exc_type, error: BaseException, traceback) -> bool:
+    """RQ exception handler: record the attempt, then retry transient errors with backoff
+    and fail permanent ones at once. Returns True so RQ's own handling goes on."""
+    reason = describe_failure(error)
+    attempts = job.meta.setdefault("attempts", [])
+    attempts.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                     "error": reason})
+    job.meta["reason"] = reason
+    if getattr(error, "permanent", False):
+        job.retries_left = 0
+    elif job.retries_left and job.retry_intervals:
+        index = max(len(job.retry_intervals) - job.retries_left, 0)
+        wait = job.retry_intervals[index] * (1 + random.uniform(0, JITTER))
+        retry_after = getattr(error, "retry_after", None) or 0
+        intervals = list(job.retry_intervals)
+        intervals[index] = max(round(wait), int(retry_after + 0.999))
+        job.retry_intervals = intervals
+    job.save_meta()
+    return True

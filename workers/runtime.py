@@ -1,0 +1,59 @@
+"""What jobs work with: settings, config, Redis, the CRM client, the mailer, the ledger and
+the link signer, built once per worker process (before RQ forks a work horse per job)."""
+
+import os
+from dataclasses import dataclass
+
+import redis
+
+from connector.config import load_config
+from connector.consent import ConsentConfig
+from connector.crm import CRMClient
+from connector.crm.superoffice import client_from_settings
+from connector.ledger import Ledger
+from connector.redis_connection import connect
+from connector.settings import Settings
+from connector.subscriptions.tokens import LinkSigner
+from workers.mailer import Mailer
+
+_current: "Runtime | None" = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The services a job uses."""
+
+    settings: Settings
+    config: ConsentConfig
+    redis: redis.Redis
+    crm: CRMClient
+    mailer: Mailer
+    ledger: Ledger
+    links: LinkSigner
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Build every service from the settings; raises ConfigError on an invalid purposes file."""
+    connection = connect(settings, socket_timeout=None)
+    return Runtime(
+        settings=settings,
+        config=load_config(settings.consent_config),
+        redis=connection,
+        crm=client_from_settings(settings),
+        mailer=Mailer.from_url(settings.smtp_url, settings.outbox_dir),
+        ledger=Ledger(connection),
+        links=LinkSigner(settings.secret_keys, settings.link_max_age_days),
+    )
+
+
+def install(runtime: Runtime) -> None:
+    """Make ``runtime`` the one ``current()`` returns (the worker command calls this)."""
+    global _current
+    _current = runtime
+
+
+def current() -> Runtime:
+    """Return the installed runtime, building it from the environment on first use."""
+    if _current is None:
+        install(build_runtime(Settings.from_env(os.environ)))
+    return _current
