@@ -1,0 +1,600 @@
+"""The sandbox CRM's Flask app: SuperOffice's REST shapes under ``/{tenant}/api/v1``.
+
+Three parts, one app:
+
+* the API (``/{tenant}/api/v1/...``) — what the connector talks to, with the same
+  URLs, auth headers, status codes and JSON as SuperOffice Online;
+* sandbox controls (``/__sandbox/...``) — faults, reset, delivery and call logs; not
+  part of SuperOffice, no auth;
+* a person card (``/`` and ``/{tenant}/person/{id}``) to look at what was written.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, Flask, abort, current_app, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+
+from sandbox.store import (
+    COMMENT_MAX,
+    CUSTOMER_LANGUAGES,
+    WITHDRAWN,
+    ConsentRow,
+    Fault,
+    ListItem,
+    Person,
+    Store,
+    UnknownKeyError,
+)
+from sandbox.webhooks import Dispatcher, send_test_event
+
+api = Blueprint("api", __name__, url_prefix="/<tenant>/api/v1")
+controls = Blueprint("controls", __name__, url_prefix="/__sandbox")
+pages = Blueprint("pages", __name__)
+
+
+def create_sandbox_app(
+    tenant: str = "Cust12345",
+    tokens: dict[str, int] | None = None,
+    *,
+    app_token: str | None = None,
+    associates: dict[int, str] | None = None,
+    retry_delays: tuple[float, ...] | None = None,
+    webhook_timeout: float = 10.0,
+) -> Flask:
+    """Build the sandbox CRM app.
+
+    Args:
+        tenant: the context identifier in every API path (``Cust12345``).
+        tokens: accepted Bearer tokens / SOTickets → the caller's associate id.
+        app_token: when set, every API call must send it as ``SO-AppToken``.
+        associates: associate id → name shown as CreatedBy / on the person card.
+        retry_delays: pauses before the 2nd and 3rd webhook attempt; default (1, 4).
+        webhook_timeout: seconds a webhook receiver gets to answer.
+    """
+    app = Flask(__name__)
+    app.json.sort_keys = False
+    store = Store(associates)
+    dispatcher_args = {} if retry_delays is None else {"retry_delays": retry_delays}
+    app.extensions["sandbox"] = {
+        "tenant": tenant,
+        "tokens": dict(tokens if tokens is not None else {"token": 9}),
+        "app_token": app_token,
+        "store": store,
+        "dispatcher": Dispatcher(store, tenant, timeout=webhook_timeout, **dispatcher_args),
+        "webhook_timeout": webhook_timeout,
+    }
+    app.register_blueprint(api)
+    app.register_blueprint(controls)
+    app.register_blueprint(pages)
+    app.register_error_handler(HTTPException, _http_error)
+    return app
+
+
+def _sandbox() -> dict[str, Any]:
+    return current_app.extensions["sandbox"]
+
+
+def _store() -> Store:
+    return _sandbox()["store"]
+
+
+def error(status: int, message: str, **headers: str):
+    """Return a SuperOffice-like JSON error response."""
+    response = jsonify({"Error": message, "ErrorType": _ERROR_TYPES.get(status, "Error")})
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+_ERROR_TYPES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed",
+                429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
+
+
+def _http_error(exc: HTTPException):
+    if "/api/" in request.path or request.path.startswith("/__sandbox"):
+        response = error(exc.code or 500, exc.description or exc.name)
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+    return exc
+
+
+# ---------------------------------------------------------------- API gatekeeping
+@api.url_value_preprocessor
+def _pop_tenant(endpoint, values):
+    g.tenant = values.pop("tenant", None) if values else None
+
+
+@api.before_request
+def _gatekeeper():
+    """Tenant, injected faults, then auth — in that order, like Online's front door."""
+    sandbox = _sandbox()
+    g.associate_id = None
+    if g.tenant != sandbox["tenant"]:
+        return error(404, f"Unknown tenant '{g.tenant}'")
+    fault = sandbox["store"].take_fault(request.method, request.path)
+    if fault is not None:
+        if fault.delay:
+            time.sleep(fault.delay)
+        if fault.status:
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return error(fault.status, f"Injected fault: HTTP {fault.status}", **headers)
+    if sandbox["app_token"] and request.headers.get("SO-AppToken") != sandbox["app_token"]:
+        return error(401, "Missing or invalid SO-AppToken header")
+    scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() not in ("bearer", "soticket") or not credential.strip():
+        return error(401, "Authorization required: send 'Bearer <token>' or 'SOTicket <ticket>'",
+                     **{"WWW-Authenticate": "Bearer"})
+    associate_id = sandbox["tokens"].get(credential.strip())
+    if associate_id is None:
+        return error(401, "Invalid or expired credentials", **{"WWW-Authenticate": "Bearer"})
+    g.associate_id = associate_id
+
+
+@api.after_app_request
+def _log_call(response):
+    if "/api/" in request.path:
+        _store().log_call({
+            "time": time.time(),
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string.decode("latin-1"),
+            "status": response.status_code,
+            "associate_id": g.get("associate_id"),
+        })
+    return response
+
+
+# ---------------------------------------------------------------- JSON shapes
+def associate_json(associate_id: int | None) -> dict | None:
+    """Return an Associate carrier for CreatedBy / UpdatedBy."""
+    if associate_id is None:
+        return None
+    name = _store().associate_name(associate_id)
+    return {"AssociateId": associate_id, "Name": name, "PersonId": 0, "Rank": 0, "Tooltip": name,
+            "Type": "Employee", "GroupIdx": 0, "FullName": name, "FormalName": name,
+            "Deleted": False, "EjUserId": 0, "UserName": name}
+
+
+def list_item_json(item: ListItem | None) -> dict | None:
+    """Return a plain list item {Id, Value, Tooltip} (CustomerLanguage's shape)."""
+    if item is None:
+        return None
+    return {"Id": item.id, "Value": item.name, "Tooltip": item.tooltip or item.name}
+
+
+def consent_json(row: ConsentRow) -> dict:
+    """Return a ConsentInfo carrier."""
+    return {
+        "ConsentPersonId": row.consent_person_id,
+        "Comment": row.comment,
+        "Registered": row.registered,
+        "RegisteredAssociateId": row.registered_associate_id,
+        "Updated": row.updated,
+        "UpdatedAssociateId": row.updated_associate_id,
+        "LegalBaseId": row.legal_base.id,
+        "LegalBaseKey": row.legal_base.key,
+        "LegalBaseName": row.legal_base.name,
+        "ConsentPurposeId": row.purpose.id,
+        "ConsentPurposeKey": row.purpose.key,
+        "ConsentPurposeName": row.purpose.name,
+        "ConsentSourceId": row.source.id,
+        "ConsentSourceKey": row.source.key,
+        "ConsentSourceName": row.source.name,
+    }
+
+
+def person_json(person: Person) -> dict:
+    """Return the PersonEntity carrier (the subset of fields the sandbox keeps)."""
+    store = _store()
+    full_name = f"{person.firstname} {person.lastname}".strip()
+    return {
+        "PersonId": person.person_id,
+        "Firstname": person.firstname,
+        "MiddleName": "",
+        "Lastname": person.lastname,
+        "FullName": full_name,
+        "UpdatedDate": person.updated,
+        "CreatedDate": person.created,
+        "CreatedBy": associate_json(person.created_by),
+        "UpdatedBy": associate_json(person.updated_by),
+        "Emails": [dict(e) for e in person.emails],
+        "Contact": dict(person.contact, FullName=person.contact["Name"]) if person.contact else None,
+        "Country": person.country,
+        "NoMailing": person.no_mailing,
+        "CustomerLanguage": list_item_json(person.customer_language),
+        "Interests": [],
+        "ShipmentTypes": [],
+        "Consents": [consent_json(r) for r in store.consents_of(person.person_id)],
+        "_Links": {"Self": request.host_url.rstrip("/") + f"/{g.tenant}/api/v1/Person/{person.person_id}"},
+    }
+
+
+def _person_or_404(person_id: int) -> Person:
+    person = _store().get_person(person_id)
+    if person is None:
+        abort(404, f"Person {person_id} not found")
+    return person
+
+
+def _fire(event: str, person: Person, changes: list[str]) -> None:
+    """Fire a person event with only non-sensitive FieldValues (ids, no names or email)."""
+    _sandbox()["dispatcher"].fire(
+        event, primary_key=person.person_id, associate_id=g.associate_id, changes=changes,
+        field_values={"person_id": person.person_id,
+                      "contact_id": person.contact["ContactId"] if person.contact else 0},
+    )
+
+
+# ---------------------------------------------------------------- Person
+@api.get("/Person/<int:person_id>")
+def get_person(person_id: int):
+    """GET Person/{id} → PersonEntity, 404 when unknown."""
+    return jsonify(person_json(_person_or_404(person_id)))
+
+
+@api.post("/Person")
+def post_person():
+    """POST Person → 200 with the created PersonEntity (SuperOffice answers 200, not 201)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, "Request body must be a PersonEntity JSON object")
+    firstname = str(body.get("Firstname") or "").strip()
+    lastname = str(body.get("Lastname") or "").strip()
+    if not (firstname or lastname):
+        return error(400, "Firstname or Lastname is required")
+    emails = []
+    for item in body.get("Emails") or []:
+        value = str((item or {}).get("Value") or "").strip() if isinstance(item, dict) else ""
+        if value:
+            emails.append(value)
+    contact = body.get("Contact") if isinstance(body.get("Contact"), dict) else None
+    language = _customer_language(body.get("CustomerLanguage"))
+    if language is False:
+        return error(400, f"Unknown CustomerLanguage {body.get('CustomerLanguage')!r}")
+    person = _store().create_person(
+        firstname=firstname, lastname=lastname, emails=emails,
+        contact_name=str(contact.get("Name") or "").strip() or None if contact else None,
+        customer_language=language,
+        country=body.get("Country") if isinstance(body.get("Country"), dict) else None,
+        no_mailing=bool(body.get("NoMailing", False)), associate_id=g.associate_id,
+    )
+    _fire("person.created", person, ["person_id", "contact_id", "firstname", "lastname",
+                                     "registered", "registered_associate_id"])
+    return jsonify(person_json(person)), 200
+
+
+def _customer_language(value: Any) -> ListItem | None | bool:
+    """Resolve a CustomerLanguage item by Id or Value; False when it names nothing known."""
+    if not value:
+        return None
+    if isinstance(value, dict):
+        for item in CUSTOMER_LANGUAGES:
+            if value.get("Id") == item.id or str(value.get("Value") or "").casefold() in (
+                    item.name.casefold(), item.key):
+                return item
+    return False
+
+
+_ARCHIVE_COLUMNS = {
+    "personId": lambda p: p.person_id,
+    "firstname": lambda p: p.firstname,
+    "lastname": lambda p: p.lastname,
+    "fullName": lambda p: f"{p.firstname} {p.lastname}".strip(),
+    "contactId": lambda p: p.contact["ContactId"] if p.contact else 0,
+    "personRegisteredDate": lambda p: p.created,
+    "personUpdatedDate": lambda p: p.updated,
+}
+_FILTER = re.compile(r"^\s*(\w+)\s+(afterTime|beforeTime|after|before|eq|ne|gt|ge|lt|le)\s+'?([^']*)'?\s*$")
+
+
+def _comparable(value):
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).replace(tzinfo=None)
+        except ValueError:
+            return value
+    return value
+
+
+def _matches(person: Person, column: str, op: str, raw: str) -> bool:
+    left = _comparable(_ARCHIVE_COLUMNS[column](person))
+    right = int(raw) if isinstance(left, int) and raw.lstrip("-").isdigit() else _comparable(raw)
+    if op in ("afterTime", "after", "gt"):
+        return left > right
+    if op in ("beforeTime", "before", "lt"):
+        return left < right
+    return {"eq": left == right, "ne": left != right, "ge": left >= right, "le": left <= right}[op]
+
+
+@api.get("/Person")
+def list_persons():
+    """GET Person → OData list over the Person archive (a small subset of SuperOffice's).
+
+    Supports ``$select`` and ``$orderBy`` over :data:`_ARCHIVE_COLUMNS`, ``$filter`` as
+    ``col op 'value'`` clauses joined by ``and`` (ops: afterTime, beforeTime, after, before,
+    eq, ne, gt, ge, lt, le), ``$top`` and ``$skip``; anything else answers 400.
+    """
+    select = [c.strip() for c in request.args.get("$select", "personId,fullName").split(",") if c.strip()]
+    clauses = []
+    for part in filter(None, re.split(r"\s+and\s+", request.args.get("$filter", "").strip())):
+        match = _FILTER.match(part)
+        if not match or match.group(1) not in _ARCHIVE_COLUMNS:
+            return error(400, f"Unsupported $filter clause '{part}'")
+        clauses.append(match.groups())
+    order_col, _, direction = request.args.get("$orderBy", "personId").strip().partition(" ")
+    unknown = [c for c in select + [order_col] if c not in _ARCHIVE_COLUMNS]
+    if unknown:
+        return error(400, f"Unknown column(s): {', '.join(unknown)}")
+    try:
+        top = int(request.args.get("$top", 1000))
+        skip = int(request.args.get("$skip", 0))
+    except ValueError:
+        return error(400, "$top and $skip must be integers")
+    try:
+        rows = [p for p in _store().list_persons() if all(_matches(p, *c) for c in clauses)]
+    except TypeError:
+        return error(400, "A $filter value does not fit its column's type")
+    rows.sort(key=_ARCHIVE_COLUMNS[order_col], reverse=direction.strip().lower() == "desc")
+    page = rows[skip:skip + top]
+    base = request.base_url
+    body = {
+        "odata.metadata": f"{request.host_url.rstrip('/')}/{g.tenant}/api/v1/archive$metadata",
+        "odata.nextLink": (f"{base}?{urlencode({**request.args, '$skip': skip + top})}"
+                           if skip + top < len(rows) else None),
+        "value": [{"PrimaryKey": p.person_id, "EntityName": "person",
+                   **{c: _ARCHIVE_COLUMNS[c](p) for c in select}} for p in page],
+    }
+    return jsonify(body)
+
+
+# ---------------------------------------------------------------- Consent
+@api.get("/Person/<int:person_id>/Consent")
+def get_consents(person_id: int):
+    """GET Person/{id}/Consent → array of ConsentInfo."""
+    _person_or_404(person_id)
+    return jsonify([consent_json(r) for r in _store().consents_of(person_id)])
+
+
+@api.get("/Person/<int:person_id>/Consent/<purpose>")
+def has_consent(person_id: int, purpose: str):
+    """GET Person/{id}/Consent/{purpose} → true/false (false when missing or withdrawn)."""
+    _person_or_404(person_id)
+    return jsonify(_store().has_consent(person_id, purpose))
+
+
+@api.put("/Person/<int:person_id>/Consent/<purpose>")
+def set_consent(person_id: int, purpose: str):
+    """PUT Person/{id}/Consent/{purpose}?source=&legalBase=&comment= → 204."""
+    source = request.args.get("source", "").strip()
+    legal_base = request.args.get("legalBase", "").strip()
+    comment = request.args.get("comment", "")
+    missing = [name for name, value in (("source", source), ("legalBase", legal_base)) if not value]
+    if missing:
+        return error(400, f"Missing required query parameter(s): {', '.join(missing)}")
+    if len(comment) > COMMENT_MAX:
+        return error(400, f"comment is {len(comment)} characters; the maximum is {COMMENT_MAX}")
+    person = _person_or_404(person_id)
+    try:
+        row = _store().set_consent(person_id, purpose, source_key=source, legal_base_key=legal_base,
+                                   comment=comment, associate_id=g.associate_id)
+    except UnknownKeyError as exc:
+        return error(400, f"Unknown {exc.kind} key '{exc.key}'")
+    event = "person.unconsented" if row.legal_base.key == WITHDRAWN else "person.consented"
+    _fire(event, person, ["consentperson_id", "legalbase_id", "consentsource_id", "comment",
+                          "updated", "updated_associate_id"])
+    return "", 204
+
+
+@api.delete("/Person/<int:person_id>/Consent/<purpose>")
+def remove_consent(person_id: int, purpose: str):
+    """DELETE Person/{id}/Consent/{purpose} → 204 ("turn off consent": the row is removed)."""
+    person = _person_or_404(person_id)
+    try:
+        removed = _store().remove_consent(person_id, purpose)
+    except UnknownKeyError as exc:
+        return error(400, f"Unknown {exc.kind} key '{exc.key}'")
+    if removed:
+        _fire("person.unconsented", person, ["consentperson_id"])
+    return "", 204
+
+
+# ---------------------------------------------------------------- Lists
+def _list_rows(items, id_name: str) -> list[dict]:
+    return [{id_name: i.id, "Name": i.name, "Key": i.key, "Tooltip": i.tooltip, "Rank": i.rank,
+             "Deleted": False} for i in sorted(items, key=lambda i: i.rank)]
+
+
+@api.get("/List/ConsentPurpose/Items")
+def list_purposes():
+    """GET List/ConsentPurpose/Items → the purposes."""
+    rows = _list_rows(_store().purposes.values(), "ConsentPurposeId")
+    for row in rows:
+        row.update(Active=1, ConsentText="", FormText="", PrivacyStatementDesc="", PrivacyStatementUrl="")
+    return jsonify(rows)
+
+
+@api.get("/List/LegalBase/Items")
+def list_legal_bases():
+    """GET List/LegalBase/Items → the legal bases."""
+    return jsonify(_list_rows(_store().legal_bases.values(), "LegalBaseId"))
+
+
+@api.get("/List/ConsentSource/Items")
+def list_sources():
+    """GET List/ConsentSource/Items → the consent sources."""
+    rows = _list_rows(_store().sources.values(), "ConsentSourceId")
+    for row in rows:
+        row["MailTemplateId"] = 0
+    return jsonify(rows)
+
+
+# ---------------------------------------------------------------- Webhook
+def webhook_json(hook) -> dict:
+    """Return a Webhook carrier (the secret is echoed, as SuperOffice does)."""
+    return {
+        "WebhookId": hook.webhook_id, "Name": hook.name, "Events": list(hook.events),
+        "TargetUrl": hook.target_url, "Secret": hook.secret, "State": hook.state, "Type": hook.type,
+        "Headers": {}, "Properties": {},
+        "Registered": hook.registered, "RegisteredAssociate": associate_json(hook.registered_associate_id),
+        "Updated": hook.updated, "UpdatedAssociate": associate_json(hook.updated_associate_id),
+        "ErrorsEmail": "",
+    }
+
+
+@api.post("/Webhook")
+def post_webhook():
+    """POST Webhook → 200 with the saved webhook, after a test POST to TargetUrl answered 200.
+
+    SuperOffice requires an https TargetUrl; the sandbox also accepts http:// because
+    its receivers run on localhost without certificates.
+    """
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, "Request body must be a Webhook JSON object")
+    name = str(body.get("Name") or "").strip()
+    target = str(body.get("TargetUrl") or "").strip()
+    events = body.get("Events")
+    if not name or not target:
+        return error(400, "Name and TargetUrl are required")
+    if not target.startswith(("http://", "https://")):
+        return error(400, f"TargetUrl must be an http(s) URL, got '{target}'")
+    if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
+        return error(400, "Events must be a non-empty list of event names")
+    state = str(body.get("State") or "Active")
+    if state not in ("Active", "Stopped", "TooManyErrors"):
+        return error(400, f"Unknown webhook State '{state}'")
+    store = _store()
+    hook = store.add_webhook(name=name, events=events, target_url=target,
+                             secret=str(body.get("Secret") or ""), state="Stopped",
+                             type_=str(body.get("Type") or "webhook"), associate_id=g.associate_id)
+    problem = send_test_event(hook, _sandbox()["tenant"], _sandbox()["webhook_timeout"])
+    if problem:
+        with store.lock:
+            store.webhooks.pop(hook.webhook_id, None)
+        return error(400, problem)
+    hook.state = state
+    return jsonify(webhook_json(hook)), 200
+
+
+@api.get("/Webhook")
+def get_webhooks():
+    """GET Webhook → every webhook with its State."""
+    with _store().lock:
+        hooks = list(_store().webhooks.values())
+    return jsonify([webhook_json(h) for h in hooks])
+
+
+@api.get("/Webhook/<int:webhook_id>")
+def get_webhook(webhook_id: int):
+    """GET Webhook/{id} → the webhook, 404 when unknown."""
+    hook = _store().webhooks.get(webhook_id)
+    if hook is None:
+        abort(404, f"Webhook {webhook_id} not found")
+    return jsonify(webhook_json(hook))
+
+
+@api.delete("/Webhook/<int:webhook_id>")
+def delete_webhook(webhook_id: int):
+    """DELETE Webhook/{id} → 204."""
+    with _store().lock:
+        if _store().webhooks.pop(webhook_id, None) is None:
+            abort(404, f"Webhook {webhook_id} not found")
+    return "", 204
+
+
+# ---------------------------------------------------------------- sandbox controls
+@controls.post("/faults")
+def add_fault():
+    """Queue a fault: {"status", "times", "retry_after", "match", "method", "delay"}."""
+    body = request.get_json(silent=True) or {}
+    status = body.get("status")
+    delay = float(body.get("delay") or 0)
+    if status is None and not delay:
+        return error(400, "Give a status, a delay, or both")
+    fault = Fault(status=int(status) if status is not None else None,
+                  times=int(body.get("times", 1)),
+                  retry_after=int(body["retry_after"]) if body.get("retry_after") is not None else None,
+                  match=str(body.get("match") or ""), method=body.get("method"), delay=delay)
+    _store().add_fault(fault)
+    return jsonify({"queued": fault.__dict__}), 201
+
+
+@controls.delete("/faults")
+def clear_faults():
+    """Remove all queued faults."""
+    _store().clear_faults()
+    return "", 204
+
+
+@controls.post("/reset")
+def reset():
+    """Forget persons, webhooks, deliveries, calls and faults."""
+    _store().reset()
+    return "", 204
+
+
+@controls.get("/deliveries")
+def deliveries():
+    """The webhook delivery log: one entry per attempt."""
+    with _store().lock:
+        return jsonify(list(_store().deliveries))
+
+
+@controls.get("/calls")
+def calls():
+    """The API call log: method, path, query and status (never bodies)."""
+    with _store().lock:
+        return jsonify(list(_store().calls))
+
+
+# ---------------------------------------------------------------- person card
+@pages.get("/")
+def index():
+    """List persons with links to their cards."""
+    return render_template("index.html", tenant=_sandbox()["tenant"], persons=_store().list_persons())
+
+
+@pages.get("/<tenant>/person/<int:person_id>")
+def person_card(tenant: str, person_id: int):
+    """Show a SuperOffice-like person card with the consents table."""
+    if tenant != _sandbox()["tenant"]:
+        abort(404)
+    store = _store()
+    person = store.get_person(person_id)
+    if person is None:
+        abort(404)
+    return render_template("person.html", tenant=tenant, person=person,
+                           consents=store.consents_of(person_id), name_of=store.associate_name)
+
+
+# ---------------------------------------------------------------- running
+def run_in_thread(app: Flask, host: str = "127.0.0.1", port: int = 0):
+    """Serve ``app`` from a background thread; return ``(server, base_url)``.
+
+    ``port=0`` picks a free port. Stop it with :func:`stop_server`. ``base_url`` is the
+    server root (``http://127.0.0.1:PORT``), without the tenant/api prefix.
+    """
+    server = make_server(host, port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="sandbox-crm", daemon=True)
+    server.sandbox_thread = thread
+    thread.start()
+    return server, f"http://{host}:{server.server_port}"
+
+
+def stop_server(server, timeout: float = 5.0) -> None:
+    """Shut down a server started by :func:`run_in_thread` and close its socket."""
+    server.shutdown()
+    server.server_close()
+    thread = getattr(server, "sandbox_thread", None)
+    if thread is not None:
+        thread.join(timeout)
