@@ -1,0 +1,256 @@
+"""The confirmation mail says what GDPR Art. 13/14 asks, in the person's language, safely."""
+
+import re
+from datetime import datetime, timezone
+from email import message_from_bytes, policy
+
+import pytest
+
+from connector.consent import ConsentConfig, ConsentRecord, LegalBasis, Purpose, Source
+from connector.crm import Person
+from workers import mail_texts
+from workers.mailer import mail_language, render_confirmation
+
+LINK = "https://consent.example.com/s/tok3n?x=1&y=2"
+EXPIRES = datetime(2026, 4, 11, 12, 0, tzinfo=timezone.utc)
+SENDER = "Acme privacy <privacy@acme.example>"
+
+
+@pytest.fixture
+def config() -> ConsentConfig:
+    legal_bases = {
+        "consent": LegalBasis("consent", "61A", {"en": "Consent", "nb": "Samtykke"},
+                              {"en": "You agreed to this.", "nb": "Du har sagt ja til dette."}),
+        "legitimate_interest": LegalBasis(
+            "legitimate_interest", "61F",
+            {"en": "Legitimate interest", "nb": "Berettiget interesse"},
+            {"en": "We need it to serve you as a customer.",
+             "nb": "Vi trenger det for å betjene deg som kunde."}),
+        "withdrawn": LegalBasis("withdrawn", "WITHDRAWN", {"en": "Withdrawn"}, withdrawn=True),
+    }
+    sources = {
+        "user": Source("user", "USER", {"en": "Entered by our staff", "nb": "Registrert av oss"},
+                       True),
+        "web_form": Source("web_form", "WEBFORM", {"en": "Our web form", "nb": "Vårt nettskjema"},
+                           True),
+    }
+    purposes = {
+        "sales_and_service": Purpose(
+            "sales_and_service", "STORE", {"en": "Sales and service", "nb": "Salg og service"},
+            {"en": "To sell to you and serve you.", "nb": "For å selge til deg og betjene deg."},
+            default_legal_basis="legitimate_interest"),
+        "e_marketing": Purpose(
+            "e_marketing", "EMARKETING", {"en": "E-marketing", "nb": "E-markedsføring"},
+            {"en": "Newsletters and offers by email.", "nb": "Nyhetsbrev og tilbud på e-post."},
+            requires_consent=True),
+        "events": Purpose("events", "EVENTS", {"en": "Event invitations"},
+                          {"en": "Invitations to our seminars."}, requires_consent=True),
+    }
+    return ConsentConfig(legal_bases, sources, purposes, default_source="user",
+                         languages=("en", "nb", "sv", "da", "de", "nl"))
+
+
+def person(**changes) -> Person:
+    values = dict(id=7, first_name="Kari", last_name="Nordmann", email="kari@example.com",
+                  language="en", company_name="Kunde AS", created_by_associate_id=None,
+                  consents=())
+    values.update(changes)
+    return Person(**values)
+
+
+STORE = ConsentRecord(purpose="STORE", legal_basis="61F", source="WEBFORM")
+
+
+def render(config, who=None, consents=(STORE,), **kwargs):
+    return render_confirmation(config, who or person(), list(consents), LINK, EXPIRES, SENDER,
+                               **kwargs)
+
+
+def parts(message) -> tuple[str, str]:
+    """The text and HTML bodies, decoded."""
+    return (message.get_body(("plain",)).get_content(),
+            message.get_body(("html",)).get_content())
+
+
+def test_is_multipart_alternative_text_then_html(config):
+    message = render(config)
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_both_parts_tell_purpose_legal_basis_source_link_and_expiry(config):
+    text, html = parts(render(config))
+    for body in (text, html):
+        assert "Kari" in body
+        assert "Sales and service" in body
+        assert "To sell to you and serve you." in body
+        assert "Legitimate interest" in body
+        assert "We need it to serve you as a customer." in body
+        assert "Our web form" in body
+        assert "11 April 2026" in body
+    assert LINK in text
+    assert 'href="https://consent.example.com/s/tok3n?x=1&amp;y=2"' in html
+
+
+def test_purposes_needing_consent_not_given_are_offered(config):
+    text, html = parts(render(config))
+    for body in (text, html):
+        assert "Only with your consent" in body
+        assert "E-marketing" in body
+        assert "Event invitations" in body
+
+
+def test_consent_given_is_recorded_not_offered(config):
+    given = ConsentRecord(purpose="EMARKETING", legal_basis="61A", source="WEBFORM")
+    text, _ = parts(render(config, consents=(STORE, given)))
+    recorded, _, offered = text.partition("Only with your consent")
+    assert "E-marketing" in recorded and "You agreed to this." in recorded
+    assert "E-marketing" not in offered and "Event invitations" in offered
+
+
+def test_withdrawn_consent_is_listed_as_withdrawn(config):
+    withdrawn = ConsentRecord(purpose="EMARKETING", legal_basis="WITHDRAWN", source="USER")
+    text, html = parts(render(config, consents=(STORE, withdrawn)))
+    for body in (text, html):
+        recorded, _, rest = body.partition("Consents you have withdrawn")
+        assert "E-marketing" not in recorded
+        assert "E-marketing" in rest.partition("Only with your consent")[0]
+        assert "You have withdrawn your consent" in rest
+        assert "Only with your consent" in rest  # events are still on offer...
+        assert "E-marketing" not in rest.partition("Only with your consent")[2]  # ...not this
+
+
+def test_nothing_recorded_says_so(config):
+    text, html = parts(render(config, consents=()))
+    assert "We have not recorded any purpose" in text
+    assert "We have not recorded any purpose" in html
+
+
+def test_crm_keys_missing_from_config_are_shown_as_keys(config):
+    odd = ConsentRecord(purpose="LOYALTY", legal_basis="61C", source="IMPORT")
+    text, html = parts(render(config, consents=(STORE, odd)))
+    for body in (text, html):
+        assert "LOYALTY" in body
+        assert "61C" in body
+        assert "IMPORT" in body
+
+
+def test_unknown_key_withdrawn_marker_counts_as_withdrawn_without_config(config):
+    bare = ConsentConfig({k: v for k, v in config.legal_bases.items() if k != "withdrawn"},
+                         config.sources, config.purposes, "user")
+    odd = ConsentRecord(purpose="LOYALTY", legal_basis="WITHDRAWN", source="USER")
+    text, _ = parts(render(bare, consents=(STORE, odd)))
+    assert "LOYALTY" in text.partition("Consents you have withdrawn")[2]
+
+
+def test_first_name_is_escaped_in_html(config):
+    who = person(first_name='<script>alert("x")</script>')
+    text, html = parts(render(config, who))
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert '<script>alert("x")</script>' in text  # plain text is not HTML: shown as written
+
+
+def test_config_texts_and_company_are_escaped_in_html(config):
+    text, html = parts(render(config, company="Smith & <Sons>"))
+    assert "Smith &amp; &lt;Sons&gt;" in html
+    assert "Smith & <Sons>" in text
+
+
+def test_no_first_name_gets_a_neutral_greeting(config):
+    text, _ = parts(render(config, person(first_name="")))
+    assert text.startswith("Hello,\n")
+
+
+def test_norwegian_person_gets_norwegian_mail(config):
+    message = render(config, person(language="nb"))
+    text, html = parts(message)
+    assert message["Subject"] == "Slik behandler vi opplysningene dine"
+    assert message["Content-Language"] == "nb"
+    assert '<html lang="nb"' in html
+    for body in (text, html):
+        assert "Salg og service" in body          # config text in nb
+        assert "Berettiget interesse" in body
+        assert "11. april 2026" in body            # date written the Norwegian way
+        assert "Administrer samtykkene og abonnementene dine" in body
+
+
+def test_unknown_language_falls_back_to_english(config):
+    message = render(config, person(language="fi"))
+    assert message["Subject"] == "How we handle your data"
+    assert message["Content-Language"] == "en"
+
+
+def test_language_not_enabled_in_config_falls_back_to_english(config):
+    english_only = ConsentConfig(config.legal_bases, config.sources, config.purposes, "user",
+                                 languages=("en",))
+    assert render(english_only, person(language="nb"))["Subject"] == "How we handle your data"
+
+
+@pytest.mark.parametrize("given, chosen", [
+    ("nb", "nb"), ("NB-no", "nb"), ("no", "nb"), ("sv_SE", "sv"), ("de", "de"), ("nl", "nl"),
+    ("da", "da"), ("fi", "en"), ("", "en"), (None, "en"),
+])
+def test_mail_language(config, given, chosen):
+    assert mail_language(config, given) == chosen
+
+
+@pytest.mark.parametrize("language", ["en", "nb", "sv", "da", "de", "nl"])
+def test_every_language_renders_its_own_subject_and_date(config, language):
+    message = render(config, person(language=language))
+    text, html = parts(message)
+    assert message["Subject"] == mail_texts.TEXTS[language]["subject"]
+    date = mail_texts.format_date(EXPIRES, language)
+    assert date in text and date in html
+    assert mail_texts.TEXTS[language]["heading_manage"] in text
+
+
+def test_every_language_has_every_phrase_and_placeholder():
+    english = mail_texts.TEXTS["en"]
+    placeholders = {key: set(re.findall(r"{(\w+)}", value)) for key, value in english.items()}
+    assert set(mail_texts.TEXTS) == {"en", "nb", "sv", "da", "de", "nl"} == set(mail_texts.DATES)
+    for language, texts in mail_texts.TEXTS.items():
+        assert texts.keys() == english.keys(), language
+        for key, value in texts.items():
+            assert set(re.findall(r"{(\w+)}", value)) == placeholders[key], (language, key)
+        if language != "en":
+            assert texts["subject"] != english["subject"], language  # really translated
+
+
+def test_headers(config):
+    message = render(config)
+    assert message["To"] == "kari@example.com"
+    assert message["From"] == SENDER
+    assert message["Subject"] == "How we handle your data"
+    assert message["Date"]
+    assert re.fullmatch(r"<[^@<>]+@acme\.example>", message["Message-ID"])
+    assert message["Content-Language"] == "en"
+    assert message["Auto-Submitted"] == "auto-generated"
+
+
+def test_message_ids_are_unique(config):
+    assert render(config)["Message-ID"] != render(config)["Message-ID"]
+
+
+def test_serialises_and_parses_back(config):
+    raw = render(config, person(language="de", first_name="Jürgen")).as_bytes()
+    assert b"\r\n" in raw  # policy SMTP
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert "Hallo Jürgen," in parsed.get_body(("plain",)).get_content()
+    assert "Hallo Jürgen," in parsed.get_body(("html",)).get_content()
+
+
+def test_no_email_is_a_value_error(config):
+    with pytest.raises(ValueError, match="no email"):
+        render(config, person(email=None))
+
+
+def test_sender_must_be_an_address(config):
+    with pytest.raises(ValueError, match="sender"):
+        render_confirmation(config, person(), [STORE], LINK, EXPIRES, "Acme")
+
+
+def test_html_loads_nothing_external(config):
+    _, html = parts(render(config))
+    assert "<img" not in html and "<link" not in html and "<script" not in html
+    assert re.findall(r'(?:src|href)="([^"]+)"', html) == [LINK.replace("&", "&amp;")] * 2

@@ -1,0 +1,1 @@
+"""Background work: RQ jobs, queues and the confirmation mail."""
