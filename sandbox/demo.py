@@ -1,0 +1,254 @@
+"""``make demo``: the whole system on embedded defaults, checked from the outside.
+
+1. Start the sandbox CRM, the web process (gunicorn) and a worker, with Redis embedded
+   and mail written to DATA_DIR/outbox.
+2. Register the connector's webhook in the CRM, as an operator would.
+3. Create sample persons in the CRM (with and without email, one through the web form).
+4. Wait until each has its consents written back and, when it has an email address, its
+   confirmation mail; open the mail's link. Print it all; exit 0 only if all of it happened.
+
+With SERVE=1 everything keeps running afterwards, until Ctrl-C.
+"""
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import requests
+
+from connector.redis_connection import ensure_embedded_server, stop_embedded_server
+
+ROOT = Path(__file__).resolve().parent.parent
+TENANT = "Cust12345"
+CONNECTOR_TOKEN, CONNECTOR_ASSOCIATE = "demo-connector-token", 9
+WEBFORM_TOKEN, WEBFORM_ASSOCIATE = "demo-webform-token", 42
+USER_TOKEN, USER_ASSOCIATE = "demo-user-token", 7
+TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class SamplePerson:
+    first_name: str
+    last_name: str
+    email: str | None
+    token: str
+    language: str | None = None
+
+
+SAMPLES = (
+    SamplePerson("Ada", "Lovelace", "ada@example.org", USER_TOKEN),
+    SamplePerson("Kari", "Nordmann", "kari@example.no", USER_TOKEN, language="Norwegian"),
+    SamplePerson("Webform", "Visitor", "visitor@example.com", WEBFORM_TOKEN),
+    SamplePerson("Nomail", "Person", None, USER_TOKEN),
+)
+
+
+def main() -> int:
+    """Run the demo; return the exit code."""
+    data_dir = Path(os.environ.get("DATA_DIR") or ROOT / "var" / "demo").resolve()
+    serve = os.environ.get("SERVE", "") not in ("", "0")
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True)
+    crm_port = int(os.environ.get("CRM_PORT") or _free_port())
+    web_port = int(os.environ.get("PORT") or _free_port())
+    crm_root = f"http://127.0.0.1:{crm_port}"
+    web_root = f"http://127.0.0.1:{web_port}"
+    webhook_secret = secrets.token_urlsafe(24)
+
+    env = {
+        **os.environ,
+        "SUPEROFFICE_API_URL": f"{crm_root}/{TENANT}/api/v1",
+        "SUPEROFFICE_ACCESS_TOKEN": CONNECTOR_TOKEN,
+        "SUPEROFFICE_WEBHOOK_SECRET": webhook_secret,
+        "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
+        "MAIL_FROM": "privacy@example.com",
+        "PUBLIC_BASE_URL": web_root,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "DATA_DIR": str(data_dir),
+        "RETRY_INTERVALS": "2,5,10",
+    }
+    for unset in ("REDIS_URL", "SMTP_URL"):  # the demo runs on embedded defaults
+        env.pop(unset, None)
+
+    print(f"Demo data in {data_dir}")
+    ensure_embedded_server(data_dir)
+    processes = []
+    try:
+        processes.append(_start("sandbox CRM", [sys.executable, "-m", "sandbox", "--port",
+                                str(crm_port), "--token", f"{CONNECTOR_TOKEN}={CONNECTOR_ASSOCIATE}",
+                                "--token", f"{WEBFORM_TOKEN}={WEBFORM_ASSOCIATE}",
+                                "--token", f"{USER_TOKEN}={USER_ASSOCIATE}"], env, data_dir))
+        processes.append(_start("web", [sys.executable, "-m", "gunicorn", "--bind",
+                                f"127.0.0.1:{web_port}", "--workers", "2",
+                                "connector.app:create_app_from_env()"], env, data_dir))
+        processes.append(_start("worker", [sys.executable, "-m", "connector", "worker"],
+                                env, data_dir))
+        _wait_for_http(f"{crm_root}/", "sandbox CRM")
+        _wait_for_http(f"{web_root}/readyz", "web")
+
+        crm = requests.Session()
+        crm.headers["Accept"] = "application/json"
+        _register_webhook(crm, crm_root, web_root, webhook_secret)
+        ok = _create_and_check(crm, crm_root, data_dir / "outbox")
+        if serve and ok:
+            _print_urls(crm_root, web_root, data_dir)
+            signal.pause()
+        return 0 if ok else 1
+    except (DemoError, requests.RequestException) as error:
+        print(f"\nDEMO FAILED: {error}\nLogs are in {data_dir}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(10)
+        stop_embedded_server(data_dir)
+
+
+class DemoError(Exception):
+    """Something the demo expected did not happen."""
+
+
+def _start(name: str, command: list[str], env: dict, data_dir: Path) -> subprocess.Popen:
+    log = open(data_dir / f"{name.split()[0]}.log", "w")
+    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    print(f"started {name} (pid {process.pid}, log {log.name})")
+    return process
+
+
+def _wait_for_http(url: str, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise DemoError(f"{what} did not come up at {url}")
+
+
+def _api(crm_root: str, path: str) -> str:
+    return f"{crm_root}/{TENANT}/api/v1/{path}"
+
+
+def _auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _register_webhook(crm: requests.Session, crm_root: str, web_root: str, secret: str) -> None:
+    response = crm.post(_api(crm_root, "Webhook"), headers=_auth(USER_TOKEN), timeout=15, json={
+        "Name": "consent-connector", "Events": ["person.created"], "State": "Active",
+        "TargetUrl": f"{web_root}/webhooks/superoffice", "Secret": secret, "Type": "webhook"})
+    if response.status_code != 200:
+        raise DemoError(f"webhook registration failed: {response.status_code} {response.text}")
+    print(f"registered webhook → {web_root}/webhooks/superoffice (test event answered 200)")
+
+
+def _create_and_check(crm: requests.Session, crm_root: str, outbox: Path) -> bool:
+    created = []
+    for sample in SAMPLES:
+        body = {"Firstname": sample.first_name, "Lastname": sample.last_name,
+                "Emails": [{"Value": sample.email}] if sample.email else []}
+        if sample.language:
+            body["CustomerLanguage"] = {"Value": sample.language}
+        response = crm.post(_api(crm_root, "Person"), json=body, headers=_auth(sample.token),
+                            timeout=10)
+        if response.status_code != 200:
+            raise DemoError(f"creating a person failed: {response.status_code} {response.text}")
+        created.append((sample, response.json()["PersonId"]))
+
+    all_ok = True
+    for sample, person_id in created:
+        consents = _wait_for_consents(crm, crm_root, person_id)
+        mail = _wait_for_mail(outbox, sample.email) if sample.email else None
+        all_ok &= _report(crm_root, sample, person_id, consents, mail)
+    print("\nDemo OK: every person got their consents" if all_ok else "\nDEMO FAILED")
+    return all_ok
+
+
+def _wait_for_consents(crm: requests.Session, crm_root: str, person_id: int) -> list[dict]:
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        response = crm.get(_api(crm_root, f"Person/{person_id}/Consent"),
+                           headers=_auth(USER_TOKEN), timeout=10)
+        if response.status_code == 200 and response.json():
+            return response.json()
+        time.sleep(0.2)
+    return []
+
+
+def _wait_for_mail(outbox: Path, address: str):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        for path in sorted(outbox.glob("*.eml")):
+            message = message_from_bytes(path.read_bytes(), policy=policy.default)
+            if message["To"] == address:
+                return path, message
+        time.sleep(0.2)
+    return None
+
+
+def _report(crm_root: str, sample: SamplePerson, person_id: int, consents: list[dict],
+            mail) -> bool:
+    print(f"\nPerson {person_id} ({sample.first_name} {sample.last_name}, "
+          f"{sample.email or 'no email'}) — card: {crm_root}/{TENANT}/person/{person_id}")
+    if not consents:
+        print("  ✗ no consents written back")
+        return False
+    for row in consents:
+        print(f"  consent {row['ConsentPurposeKey']:<10} legal basis {row['LegalBaseKey']:<9} "
+              f"source {row['ConsentSourceKey']:<8} by associate {row['RegisteredAssociateId']}")
+        print(f"          comment: {row['Comment']}")
+    if sample.email is None:
+        print("  no mail: the person has no email address (as expected)")
+        return True
+    if mail is None:
+        print("  ✗ no confirmation mail in the outbox")
+        return False
+    path, message = mail
+    text = message.get_body(("plain",)).get_content()
+    link = re.search(r"https?://\S+/p/[\w.-]+", text)
+    print(f"  mail    {message['Subject']!r} ({message['Content-Language']}) → {path}")
+    if not link:
+        print("  ✗ the mail has no personal link")
+        return False
+    page = requests.get(link.group(0), timeout=10)
+    print(f"  link    {link.group(0)}")
+    print(f"          opens: HTTP {page.status_code}")
+    return page.status_code == 200
+
+
+def _print_urls(crm_root: str, web_root: str, data_dir: Path) -> None:
+    print(f"""
+Everything keeps running (SERVE=1). Open:
+  CRM person cards   {crm_root}/
+  connector health   {web_root}/readyz
+  mails (outbox)     {data_dir / 'outbox'}
+  personal pages     the links printed above
+Create more persons in the CRM with:
+  curl -X POST {_api(crm_root, 'Person')} -H 'Authorization: Bearer {USER_TOKEN}' \\
+       -H 'Content-Type: application/json' -d '{{"Firstname": "New", "Lastname": "Person", \\
+       "Emails": [{{"Value": "new@example.org"}}]}}'
+Stop with Ctrl-C.""", flush=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
