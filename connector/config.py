@@ -34,6 +34,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from connector.consent import (
     FALLBACK_LANGUAGE,
+    fold_key,
     ConsentConfig,
     LegalBasis,
     Notice,
@@ -518,7 +519,7 @@ class _CrossChecks:
             crm_key = entry.get("crm_key")
             if not isinstance(crm_key, str) or not crm_key.strip():
                 continue
-            folded = crm_key.strip().casefold()
+            folded = fold_key(crm_key)
             if folded in seen:
                 self.add((section, key, "crm_key"),
                          f"{_SECTIONS[section]} '{key}': crm_key '{crm_key}' is already used by "

@@ -12,6 +12,12 @@ FALLBACK_LANGUAGE = "en"
 COMMENT_MAX_LENGTH = 255  # consentperson.comment is 255 characters in SuperOffice
 
 
+def fold_key(crm_key: str) -> str:
+    """Normalise a CRM list key: keys compare without regard to case or surrounding spaces,
+    as the config's duplicate check does."""
+    return crm_key.strip().casefold()
+
+
 def pick_text(texts: Mapping[str, str], language: str | None) -> str:
     """Return the text in ``language``, else English, else any text there is ("" if none)."""
     if language and language in texts:
@@ -96,15 +102,18 @@ class ConsentConfig:
 
     def legal_basis_by_crm_key(self, crm_key: str) -> LegalBasis | None:
         """Return the legal basis the CRM stores as ``crm_key``, or None if not configured."""
-        return next((b for b in self.legal_bases.values() if b.crm_key == crm_key), None)
+        wanted = fold_key(crm_key)
+        return next((b for b in self.legal_bases.values() if fold_key(b.crm_key) == wanted), None)
 
     def source_by_crm_key(self, crm_key: str) -> Source | None:
         """Return the source the CRM stores as ``crm_key``, or None if not configured."""
-        return next((s for s in self.sources.values() if s.crm_key == crm_key), None)
+        wanted = fold_key(crm_key)
+        return next((s for s in self.sources.values() if fold_key(s.crm_key) == wanted), None)
 
     def purpose_by_crm_key(self, crm_key: str) -> Purpose | None:
         """Return the purpose the CRM stores as ``crm_key``, or None if not configured."""
-        return next((p for p in self.purposes.values() if p.crm_key == crm_key), None)
+        wanted = fold_key(crm_key)
+        return next((p for p in self.purposes.values() if fold_key(p.crm_key) == wanted), None)
 
 
 @dataclass(frozen=True)
@@ -153,10 +162,10 @@ def decide_defaults(config: ConsentConfig, existing: Iterable[ConsentRecord],
     Returns:
         The consents to write, in config order; empty when there is nothing to do.
     """
-    present = {record.purpose for record in existing}
+    present = {fold_key(record.purpose) for record in existing}
     writes = []
     for purpose in config.purposes.values():
-        if purpose.default_legal_basis is None or purpose.crm_key in present:
+        if purpose.default_legal_basis is None or fold_key(purpose.crm_key) in present:
             continue
         legal_basis = config.legal_bases[purpose.default_legal_basis]
         writes.append(ConsentWrite(purpose, legal_basis, source,

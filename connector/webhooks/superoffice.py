@@ -49,11 +49,11 @@ class WebhookEventSchema(Schema):
 
     EventId = fields.UUID(required=True)
     Event = fields.String(required=True)
-    PrimaryKey = fields.Integer(required=True, strict=False)
+    PrimaryKey = fields.Integer(required=True, strict=True)
     Entity = fields.String(load_default=None)
     Timestamp = fields.String(load_default=None)
     ContextIdentifier = fields.String(load_default=None, allow_none=True)
-    ChangedByAssociateId = fields.Integer(load_default=None, allow_none=True)
+    ChangedByAssociateId = fields.Integer(load_default=None, allow_none=True, strict=True)
     WebhookName = fields.String(load_default=None, allow_none=True)
     Changes = fields.List(fields.String(), load_default=list)
 

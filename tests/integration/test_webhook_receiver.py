@@ -15,6 +15,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
+def redis_conn(redis_url):
+    """A Redis database no worker listens on, so queued jobs stay where the tests look."""
+    connection = redis.Redis.from_url(f"{redis_url}?db=2")
+    connection.flushdb()
+    return connection
+
+
+@pytest.fixture
 def app(settings, redis_conn):
     return create_app(settings, connection=redis_conn)
 
