@@ -113,7 +113,7 @@ class _Env:
         value = self.optional(name)
         if value is None:
             return None
-        if not value.isdigit() or int(value) <= 0:
+        if not _is_whole_number(value) or int(value) <= 0:
             raise SettingsError(name, f"must be a positive whole number, got {value!r}")
         return int(value)
 
@@ -122,6 +122,11 @@ class _Env:
         if value is None:
             return None
         parts = [p.strip() for p in value.split(",")]
-        if not all(p.isdigit() for p in parts):
+        if not all(_is_whole_number(p) for p in parts):
             raise SettingsError(name, f"must be comma-separated seconds like '10,60,300', got {value!r}")
         return tuple(int(p) for p in parts)
+
+
+def _is_whole_number(text: str) -> bool:
+    """ASCII digits only: str.isdigit() would also pass '²', which int() cannot read."""
+    return text.isascii() and text.isdigit()

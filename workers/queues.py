@@ -6,9 +6,10 @@ Retry policy, in one place:
 2. When a job raises, ``apply_retry_policy`` (a worker exception handler, run before RQ
    decides whether to retry) records the attempt and a readable reason in ``job.meta``,
    stops retrying when the error is permanent (``exc.permanent``), and otherwise stretches
-   the next wait by jitter and by the CRM's Retry-After.
+   the next wait by up to 10 % jitter (whole seconds) and to the CRM's Retry-After.
 """
 
+import math
 import random
 from datetime import datetime, timezone
 
@@ -81,10 +82,12 @@ def apply_retry_policy(job: Job, exc_type, error: BaseException, traceback) -> b
         job.retries_left = 0
     elif job.retries_left and job.retry_intervals:
         index = max(len(job.retry_intervals) - job.retries_left, 0)
-        wait = job.retry_intervals[index] * (1 + random.uniform(0, JITTER))
-        retry_after = getattr(error, "retry_after", None) or 0
+        base = job.retry_intervals[index]
+        # RQ schedules in whole seconds: jitter is whole seconds too, never over JITTER.
+        wait = base + random.randint(0, int(base * JITTER))
+        retry_after = math.ceil(getattr(error, "retry_after", None) or 0)
         intervals = list(job.retry_intervals)
-        intervals[index] = max(round(wait), int(retry_after + 0.999))
+        intervals[index] = max(wait, retry_after)
         job.retry_intervals = intervals
     job.save_meta()
     return True
