@@ -4,13 +4,20 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test venv system-deps clean
 
 demo: $(STAMP)  ## run the whole system on embedded defaults (SERVE=1 keeps it running)
 	$(BIN)/python -m sandbox.demo
 
-test: $(STAMP)  ## run every test (unit, integration with real Redis/SMTP/CRM/workers)
+test: $(STAMP) system-deps  ## run every test (unit, integration with real Redis/SMTP/CRM/workers, browser)
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium (Playwright's own browser download is not used);
+# the SMTP TLS tests make a throwaway certificate with openssl.
+system-deps:
+	@command -v chromium >/dev/null && command -v openssl >/dev/null || { \
+	  echo "installing chromium and openssl from Debian's packages (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openssl; }
 
 venv: $(STAMP)
 
