@@ -18,6 +18,20 @@ def fold_key(crm_key: str) -> str:
     return crm_key.strip().casefold()
 
 
+# Language codes a CRM may hand us for languages the config names otherwise.
+LANGUAGE_ALIASES = {"no": "nb", "nn": "nb"}
+
+
+def choose_language(config: "ConsentConfig", code: str | None) -> str:
+    """Return the configured language closest to ``code`` (``nb-NO`` → ``nb``), else English."""
+    if code:
+        base = code.strip().lower().replace("_", "-").split("-")[0]
+        base = LANGUAGE_ALIASES.get(base, base)
+        if base in config.languages:
+            return base
+    return FALLBACK_LANGUAGE
+
+
 def pick_text(texts: Mapping[str, str], language: str | None) -> str:
     """Return the text in ``language``, else English, else any text there is ("" if none)."""
     if language and language in texts:
@@ -171,3 +185,57 @@ def decide_defaults(config: ConsentConfig, existing: Iterable[ConsentRecord],
         writes.append(ConsentWrite(purpose, legal_basis, source,
                                    default_comment(purpose, legal_basis, source)))
     return writes
+
+
+ACTIVE, WITHDRAWN, NOT_GIVEN, NOT_RECORDED = "active", "withdrawn", "not_given", "not_recorded"
+"""A purpose's status for the person: a row that holds, a withdrawn row, no row for a purpose
+that needs consent, no row for any other purpose."""
+
+
+@dataclass(frozen=True)
+class PurposeView:
+    """One purpose as the person reads it (mail, page): texts in their language."""
+
+    name: str
+    description: str
+    status: str
+    legal_basis: str = ""
+    legal_basis_description: str = ""
+    source: str = ""
+    registered: datetime | None = None
+
+
+def describe_purposes(config: ConsentConfig, consents: Iterable[ConsentRecord],
+                      language: str) -> list[PurposeView]:
+    """Describe every configured purpose for a person, in config order, then any purpose the
+    CRM holds that the config does not know (named by its CRM key)."""
+    rows = {fold_key(record.purpose): record for record in consents}
+    views = []
+    for purpose in config.purposes.values():
+        record = rows.pop(fold_key(purpose.crm_key), None)
+        name = pick_text(purpose.name, language)
+        description = pick_text(purpose.description, language)
+        if record is None:
+            views.append(PurposeView(name, description,
+                                     NOT_GIVEN if purpose.requires_consent else NOT_RECORDED))
+        else:
+            views.append(_view_of_row(config, name, description, record, language))
+    views += [_view_of_row(config, record.purpose, "", record, language)
+              for record in rows.values()]
+    return views
+
+
+def _view_of_row(config: ConsentConfig, name: str, description: str, record: ConsentRecord,
+                 language: str) -> PurposeView:
+    basis = config.legal_basis_by_crm_key(record.legal_basis)
+    source = config.source_by_crm_key(record.source)
+    withdrawn = basis.withdrawn if basis else fold_key(record.legal_basis) == "withdrawn"
+    return PurposeView(
+        name=name,
+        description=description,
+        status=WITHDRAWN if withdrawn else ACTIVE,
+        legal_basis=pick_text(basis.name, language) if basis else record.legal_basis,
+        legal_basis_description=pick_text(basis.description, language) if basis else "",
+        source=pick_text(source.name, language) if source else record.source,
+        registered=record.registered,
+    )

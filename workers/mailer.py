@@ -27,7 +27,8 @@ from urllib.parse import unquote, urlsplit
 
 import jinja2
 
-from connector.consent import ConsentConfig, ConsentRecord, pick_text
+from connector.consent import (ACTIVE, FALLBACK_LANGUAGE, NOT_GIVEN, WITHDRAWN, ConsentConfig,
+                               ConsentRecord, choose_language, describe_purposes)
 from connector.crm import Person
 from connector.exceptions import MailError
 from workers import mail_texts
@@ -35,10 +36,6 @@ from workers import mail_texts
 log = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
-WITHDRAWN_CRM_KEY = "WITHDRAWN"  # SuperOffice's marker, used when config does not name it
-
-# Aliases for language codes a CRM may hand us: SuperOffice's "Norwegian" is often "no".
-_LANGUAGE_ALIASES = {"no": "nb", "nn": "nb"}
 
 _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -53,59 +50,11 @@ _environment = jinja2.Environment(
 # --------------------------------------------------------------------------- rendering
 
 
-@dataclass(frozen=True)
-class PurposeLine:
-    """One purpose as the mail shows it, texts already in the mail's language."""
-
-    name: str
-    description: str = ""
-    legal_basis: str = ""
-    legal_basis_description: str = ""
-    source: str = ""
-
-
 def mail_language(config: ConsentConfig, language: str | None) -> str:
-    """Choose the mail's language: the person's if we have texts for it and config allows it.
-
-    ``nb-NO``/``nb_NO`` count as ``nb``, ``no`` and ``nn`` as ``nb``. Anything else is English.
-    """
-    if language:
-        code = re.split(r"[-_]", language.strip().lower(), maxsplit=1)[0]
-        code = _LANGUAGE_ALIASES.get(code, code)
-        if code in mail_texts.TEXTS and code in config.languages:
-            return code
-    return "en"
-
-
-def _describe(config: ConsentConfig, consents: Sequence[ConsentRecord], language: str
-              ) -> tuple[list[PurposeLine], list[PurposeLine], list[PurposeLine]]:
-    """Sort the person's consent rows into recorded, withdrawn and not-given purposes.
-
-    CRM keys that config does not know are shown as the key itself.
-    """
-    order = {purpose.crm_key: rank for rank, purpose in enumerate(config.purposes.values())}
-    rows = sorted(consents, key=lambda r: order.get(r.purpose, len(order)))  # stable
-    recorded: list[PurposeLine] = []
-    withdrawn: list[PurposeLine] = []
-    for record in rows:
-        purpose = config.purpose_by_crm_key(record.purpose)
-        basis = config.legal_basis_by_crm_key(record.legal_basis)
-        source = config.source_by_crm_key(record.source)
-        is_withdrawn = basis.withdrawn if basis else record.legal_basis.upper() == WITHDRAWN_CRM_KEY
-        line = PurposeLine(
-            name=(pick_text(purpose.name, language) if purpose else "") or record.purpose,
-            description=pick_text(purpose.description, language) if purpose else "",
-            legal_basis=(pick_text(basis.name, language) if basis else "") or record.legal_basis,
-            legal_basis_description=pick_text(basis.description, language) if basis else "",
-            source=(pick_text(source.name, language) if source else "") or record.source,
-        )
-        (withdrawn if is_withdrawn else recorded).append(line)
-    present = {record.purpose for record in consents}
-    not_given = [PurposeLine(name=pick_text(p.name, language) or p.crm_key,
-                             description=pick_text(p.description, language))
-                 for p in config.purposes.values()
-                 if p.requires_consent and p.crm_key not in present]
-    return recorded, withdrawn, not_given
+    """Choose the mail's language: the person's if config allows it and the mail has texts
+    for it, else English."""
+    code = choose_language(config, language)
+    return code if code in mail_texts.TEXTS else FALLBACK_LANGUAGE
 
 
 def _sender_domain(sender: str) -> str:
@@ -141,7 +90,7 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
     domain = _sender_domain(sender)
     language = mail_language(config, person.language)
     texts = mail_texts.TEXTS[language]
-    recorded, withdrawn, not_given = _describe(config, consents, language)
+    views = describe_purposes(config, consents, language)
     first_name = (person.first_name or "").strip()
     context = {
         "lang": language,
@@ -151,9 +100,9 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
         "intro_registered": (texts["intro_registered_company"].format(company=company) if company
                              else texts["intro_registered"]),
         "company": company,
-        "recorded": recorded,
-        "withdrawn": withdrawn,
-        "not_given": not_given,
+        "recorded": [view for view in views if view.status == ACTIVE],
+        "withdrawn": [view for view in views if view.status == WITHDRAWN],
+        "not_given": [view for view in views if view.status == NOT_GIVEN],
         "link": link,
         "link_expiry": texts["link_expiry"].format(
             date=mail_texts.format_date(link_expires, language)),
