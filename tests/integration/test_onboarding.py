@@ -182,3 +182,29 @@ def test_worker_logs_hold_no_names_or_addresses(worker, sandbox, redis_conn, set
     assert f"person {person_id}" in log or str(person_id) in log
     for personal in ("Secretive", "Sophie", "sophie.secret@example.org"):
         assert personal not in log
+
+
+def test_mail_server_down_retries_the_mail_without_rewriting_consents(sandbox, connector_env,
+                                                                      tmp_path):
+    from tests.conftest import free_port
+    env = connector_env | {"SMTP_URL": f"smtp://127.0.0.1:{free_port()}",  # nobody listens
+                           "RETRY_INTERVALS": "1", "DATA_DIR": str(tmp_path),
+                           "REDIS_URL": connector_env["REDIS_URL"] + "?db=3"}
+    own_db = redis.Redis.from_url(env["REDIS_URL"])
+    own_db.flushdb()
+    person_id = sandbox.create_person("Mail", "Down", "mail.down@example.org")
+    job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
+
+    worker = start_worker(env)
+    try:
+        wait_until_done(job, timeout=30)
+    finally:
+        worker.terminate()
+        worker.wait(10)
+
+    assert job.get_status() == JobStatus.FAILED
+    assert len(job.meta["attempts"]) == 2  # the first try and its one retry
+    assert all("mail server" in a["error"] for a in job.meta["attempts"])
+    assert "mail.down@example.org" not in str(job.meta)
+    assert len(put_calls(sandbox, person_id)) == 1  # the retry found the consent written
+    assert own_db.get(f"connector:mail:confirmation:{person_id}") is None  # claim released
