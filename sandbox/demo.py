@@ -80,6 +80,7 @@ def main() -> int:
         env.pop(unset, None)
 
     print(f"Demo data in {data_dir}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly under a supervisor too
     ensure_embedded_server(data_dir)
     processes = []
     try:
