@@ -88,7 +88,7 @@ def main() -> int:
                                 str(crm_port), "--token", f"{CONNECTOR_TOKEN}={CONNECTOR_ASSOCIATE}",
                                 "--token", f"{WEBFORM_TOKEN}={WEBFORM_ASSOCIATE}",
                                 "--token", f"{USER_TOKEN}={USER_ASSOCIATE}"], env, data_dir))
-        processes.append(_start("web", [sys.executable, "-m", "gunicorn", "--bind",
+        processes.append(_start("web", [sys.executable, "-m", "gunicorn", "--preload", "--bind",
                                 f"127.0.0.1:{web_port}", "--workers", "2",
                                 "connector.app:create_app_from_env()"], env, data_dir))
         processes.append(_start("worker", [sys.executable, "-m", "connector", "worker"],

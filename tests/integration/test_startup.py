@@ -66,3 +66,15 @@ def test_config_check_accepts_the_shipped_file():
                              timeout=30)
     assert process.returncode == 0, process.stderr
     assert "valid — 2 purposes" in process.stdout
+
+
+def test_procfile_web_stops_at_once_on_a_missing_setting(tmp_path):
+    """gunicorn must not keep rebooting workers that cannot start (hence --preload)."""
+    command = next(line.split(" ", 1)[1] for line in (ROOT / "Procfile").read_text().splitlines()
+                   if line.startswith("web:"))
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/bin:/bin", "PORT": "0",
+           "DATA_DIR": str(tmp_path)}
+    process = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
+                             text=True, timeout=60)
+    assert process.returncode == 2
+    assert "SUPEROFFICE_ACCESS_TOKEN: required" in process.stderr
