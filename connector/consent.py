@@ -75,7 +75,9 @@ class Purpose:
     """A purpose of processing.
 
     ``default_legal_basis`` is the legal basis key new persons get, or None when the purpose
-    is never set by default. ``requires_consent`` purposes can only be granted by the person.
+    is never set by default. ``requires_consent`` purposes can only be granted by the person;
+    ``allow_objection`` lets the person object on their page to a purpose that rests on
+    another legal basis (GDPR Art. 21), recorded as withdrawn.
     """
 
     key: str
@@ -84,6 +86,7 @@ class Purpose:
     description: Mapping[str, str] = field(default_factory=dict)
     default_legal_basis: str | None = None
     requires_consent: bool = False
+    allow_objection: bool = False
     notice: Notice | None = None
     privacy_statement_url: str | None = None
 
@@ -98,7 +101,11 @@ class SourceRule:
 
 @dataclass(frozen=True)
 class ConsentConfig:
-    """What the admin decided in config/purposes.yaml, validated."""
+    """What the admin decided in config/purposes.yaml, validated.
+
+    ``page_source`` and ``page_consent_legal_basis`` are the source and legal basis keys
+    recorded when a person gives consent on their own page.
+    """
 
     legal_bases: Mapping[str, LegalBasis]
     sources: Mapping[str, Source]
@@ -106,6 +113,8 @@ class ConsentConfig:
     default_source: str
     source_rules: tuple[SourceRule, ...] = ()
     languages: tuple[str, ...] = (FALLBACK_LANGUAGE,)
+    page_source: str = "web_form"
+    page_consent_legal_basis: str = "consent"
 
     def source_for(self, created_by_associate_id: int | None) -> Source:
         """Return the source of a new person's data, by who created the person."""
