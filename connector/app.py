@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import redis
 from flask import Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector import defaults
 from connector.config import load_config
@@ -18,6 +19,7 @@ from connector.consent import ConsentConfig
 from connector.crm import CRMClient
 from connector.crm.superoffice import client_from_settings
 from connector.exceptions import ConfigError, SettingsError
+from connector.extensions import csrf, limiter
 from connector.redis_connection import connect
 from connector.settings import Settings
 from connector.subscriptions.tokens import LinkSigner
@@ -65,14 +67,30 @@ def create_app(settings: Settings, *, config: ConsentConfig | None = None,
     from connector.webhooks import receiver
 
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = defaults.WEBHOOK_MAX_BYTES
+    connection = connection or connect(settings)
+    app.config.update(
+        MAX_CONTENT_LENGTH=defaults.WEBHOOK_MAX_BYTES,
+        SECRET_KEY=settings.secret_keys[0],  # signs the session cookie that carries CSRF state
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,  # the form lives as long as the page's link
+        RATELIMIT_STORAGE_URI="redis://",
+        RATELIMIT_STORAGE_OPTIONS={"connection_pool": connection.connection_pool},
+        RATELIMIT_KEY_PREFIX="connector-limits",
+    )
     app.extensions["connector"] = WebContext(
         settings=settings,
         config=config or load_config(settings.consent_config),
-        redis=connection or connect(settings),
+        redis=connection,
         crm=crm or client_from_settings(settings),
         links=LinkSigner(settings.secret_keys, settings.link_max_age_days),
     )
+    if settings.trusted_proxy_count:
+        count = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+    csrf.init_app(app)
+    csrf.exempt(receiver.bp)  # webhooks prove themselves by their signature
+    limiter.init_app(app)
     app.register_blueprint(receiver.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(health.bp)

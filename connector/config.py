@@ -52,6 +52,11 @@ legal basis whose config name is ``consent``): only the person can give consent.
 
 CONSENT_KEY = "consent"
 
+PAGE_DEFAULTS = {"source": ConsentConfig.page_source,
+                 "consent_legal_basis": ConsentConfig.page_consent_legal_basis}
+"""What the person's page records when ``subscription_page`` (or one of its fields) is left
+out: the keys of ``sources`` and ``legal_bases`` that ConsentConfig defaults to."""
+
 _YamlPath = tuple[Any, ...]
 
 _UNKNOWN = "unknown field"
@@ -255,11 +260,17 @@ class _PurposeSchema(_Base):
     description = _texts(load_default=dict)
     default_for_new_persons = _nested(_DefaultSchema, load_default=None, allow_none=False)
     requires_consent = _Bool(load_default=False)
+    allow_objection = _Bool(load_default=False)
     notice = _nested(_NoticeSchema, load_default=None, allow_none=False)
     privacy_statement_url = fields.Url(
         schemes={"http", "https"}, load_default=None,
         error_messages={"invalid": "must be a web address starting with https://",
                         "null": _NULL})
+
+
+class _SubscriptionPageSchema(_Base):
+    source = _Text(load_default=PAGE_DEFAULTS["source"])
+    consent_legal_basis = _Text(load_default=PAGE_DEFAULTS["consent_legal_basis"])
 
 
 class _ConfigSchema(_Base):
@@ -272,6 +283,7 @@ class _ConfigSchema(_Base):
     legal_bases = _named(_nested(_LegalBasisSchema), "legal basis")
     sources = _named(_nested(_SourceSchema), "source")
     new_persons = _nested(_NewPersonsSchema, required=True)
+    subscription_page = _nested(_SubscriptionPageSchema, load_default=None, allow_none=False)
     purposes = _named(_nested(_PurposeSchema), "purpose")
 
 
@@ -470,6 +482,7 @@ class _CrossChecks:
             self.duplicate_crm_keys(section)
         self.withdrawn_marker()
         self.new_persons()
+        self.subscription_page()
         self.purposes()
         return self.problems
 
@@ -584,6 +597,51 @@ class _CrossChecks:
                 else:
                     seen[associate] = position
 
+    def subscription_page(self) -> None:
+        page = self.data.get("subscription_page")
+        if "subscription_page" in self.data and not isinstance(page, Mapping):
+            return  # empty or not a group of fields: the schema says so
+        for field, section in (("source", "sources"), ("consent_legal_basis", "legal_bases")):
+            path = ("subscription_page", field)
+            if page is not None and field in page:
+                key = page[field]
+                defined = self.reference(path, key, section, "subscription_page: ")
+            else:
+                key = PAGE_DEFAULTS[field]
+                defined = self.page_default(path if page is not None else (), field, section)
+            basis = None
+            if defined and section == "legal_bases":
+                basis = self.data["legal_bases"].get(key)
+            if isinstance(basis, Mapping) and basis.get("withdrawn") is True:
+                given = page is not None and field in page
+                self.add(path if page is not None else (),
+                         f"subscription_page: {'' if given else 'the default '}"
+                         f"consent_legal_basis '{key}' is the withdrawal marker (withdrawn: "
+                         f"true), so a person giving consent on their page would be recorded as "
+                         f"withdrawn. Name the legal basis of consent, GDPR Art. 6(1)(a)"
+                         f"{'' if given else ', in a subscription_page section'}")
+
+    def page_default(self, path: _YamlPath, field: str, section: str) -> bool:
+        """Report a left-out ``subscription_page`` field whose default names no entry of
+        ``section``; True when the default is defined."""
+        entries = self.data.get(section)
+        if not isinstance(entries, Mapping):
+            return False  # missing or broken section: reported on its own
+        default = PAGE_DEFAULTS[field]
+        if default in entries:
+            return True
+        keys = [str(k) for k in entries]
+        if path:
+            self.add(path, f"subscription_page: '{field}' is not given, and its default "
+                           f"{_SECTIONS[section]} '{default}' is not defined in {section} "
+                           f"(defined: {_defined(keys)}): add {field}: <one of them>")
+        else:
+            self.add(path, f"subscription_page is missing, and its default {field} '{default}' "
+                           f"is not defined in {section} (defined: {_defined(keys)}): add the "
+                           f"section, e.g. subscription_page: {{source: <a source>, "
+                           f"consent_legal_basis: <a legal basis>}}")
+        return False
+
     # -- GDPR rules on purposes --------------------------------------------------------------------
 
     def purposes(self) -> None:
@@ -615,6 +673,12 @@ class _CrossChecks:
                                        f"(Art. 4(11), 7). Use another basis such as "
                                        f"legitimate_interest or contract, or remove the default "
                                        f"and set requires_consent: true")
+            if requires_consent and purpose.get("allow_objection") is True:
+                self.add(("purposes", key, "allow_objection"),
+                         f"{where}requires_consent is true, so it must not have "
+                         f"allow_objection: true: the person switches such a purpose on and off on "
+                         f"their page anyway (giving and withdrawing consent). Remove "
+                         f"allow_objection")
             if requires_consent and "notice" not in purpose:
                 self.add(("purposes", key),
                          f"{where}requires_consent is true, so it needs a notice: the text "
@@ -635,7 +699,8 @@ def _check(path: Path) -> tuple[list[ConfigProblem], ConsentConfig | None]:
     if not isinstance(data, Mapping):
         problems.append(ConfigProblem(index.file, index.line(()),
                                       "the file must be a set of sections (languages:, "
-                                      "legal_bases:, sources:, new_persons:, purposes:), "
+                                      "legal_bases:, sources:, new_persons:, "
+                                      "subscription_page:, purposes:), "
                                       f"not {_describe(data)}"))
         return problems, None
     try:
@@ -669,13 +734,16 @@ def _build(data: dict) -> ConsentConfig:
             description=entry["description"],
             default_legal_basis=default["legal_basis"] if default else None,
             requires_consent=entry["requires_consent"],
+            allow_objection=entry["allow_objection"],
             notice=Notice(version=notice["version"], text=notice["text"]) if notice else None,
             privacy_statement_url=entry["privacy_statement_url"])
     new_persons = data["new_persons"]
+    page = data["subscription_page"] or PAGE_DEFAULTS
     return ConsentConfig(
         legal_bases=legal_bases, sources=sources, purposes=purposes,
         default_source=new_persons["source"],
         source_rules=tuple(SourceRule(rule["created_by_associate_id"], rule["source"])
                            for rule in new_persons["source_rules"]),
-        languages=tuple(data["languages"]))
+        languages=tuple(data["languages"]),
+        page_source=page["source"], page_consent_legal_basis=page["consent_legal_basis"])
 

@@ -196,6 +196,104 @@ def decide_defaults(config: ConsentConfig, existing: Iterable[ConsentRecord],
     return writes
 
 
+PAGE_COMMENTS = {
+    "consent_given": "Consent given by the person on their personal page",
+    "consent_withdrawn": "Consent withdrawn by the person on their personal page",
+    "objection": "Objection by the person on their personal page",
+    "objection_withdrawn": "Objection withdrawn by the person on their personal page",
+}
+"""What the CRM's comment field says about a choice the person made on their page."""
+
+
+def page_comment(what: str, notice: Notice | None = None, proof: str = "") -> str:
+    """Say in the CRM's comment field who changed the consent, where and how, with the notice
+    version the person saw and the proof (e.g. the link they used); cut to 255 characters,
+    the proof first, ending in "…" when cut."""
+    text = PAGE_COMMENTS[what]
+    if notice is not None:
+        text += f" (notice {notice.version})"
+    proof = " ".join(proof.split())
+    if proof:
+        text += f"; {proof}"
+    if len(text) > COMMENT_MAX_LENGTH:
+        text = text[:COMMENT_MAX_LENGTH - 1].rstrip() + "…"
+    return text
+
+
+def _withdrawn_basis(config: ConsentConfig) -> LegalBasis:
+    basis = next((b for b in config.legal_bases.values() if b.withdrawn), None)
+    if basis is None:  # the config check refuses such a file
+        raise ValueError("the config has no legal basis with withdrawn=True")
+    return basis
+
+
+def _is_withdrawn(config: ConsentConfig, record: ConsentRecord) -> bool:
+    """Whether a row records a withdrawal or objection, read as the person's page reads it."""
+    basis = config.legal_basis_by_crm_key(record.legal_basis)
+    return basis.withdrawn if basis else fold_key(record.legal_basis) == "withdrawn"
+
+
+def decide_preference_changes(config: ConsentConfig, existing: Iterable[ConsentRecord],
+                              choices: Mapping[str, bool], proof: str = "") -> list[ConsentWrite]:
+    """Decide which consent rows the person's choices on their own page need.
+
+    Withdrawing is as easy as giving (GDPR Art. 7(3)), and objecting as easy as both
+    (Art. 21). Only what the person may change is changed, and only when it changes:
+
+    1. A purpose that ``requires_consent``: on → the page's consent legal basis, unless the
+       row already has it; off → the withdrawn basis, if there is a row that is not withdrawn
+       (no row: nothing was ever given, so nothing is written).
+    2. A purpose that ``allow_objection``: object (off) → the withdrawn basis unless the row
+       is withdrawn already, also when there is no row, so that decide_defaults never sets the
+       purpose later; allow (on) → the purpose's default legal basis again if the row is
+       withdrawn (nothing when the purpose has no default).
+    3. Any other purpose, and keys the config does not know, are ignored: the person cannot
+       change them, and a CRM user's row on them stays as it is.
+
+    Args:
+        config: the validated purposes config.
+        existing: the person's consent rows as read from the CRM.
+        choices: config purpose key (``e_marketing``) → the person's choice: True to give
+            consent or allow, False to withdraw or object.
+        proof: what shows the person made the choice (e.g. ``link 9f3a…``), added to the
+            comment; may be empty.
+
+    Returns:
+        The consents to write with the page's source, in config order; empty when the
+        choices change nothing. Applying them and deciding again returns an empty list.
+
+    Raises:
+        TypeError: a choice for a purpose the person may change is not True or False.
+    """
+    rows = {fold_key(record.purpose): record for record in existing}
+    source = config.sources[config.page_source]
+    writes = []
+    for purpose in config.purposes.values():
+        if purpose.key not in choices or not (purpose.requires_consent or purpose.allow_objection):
+            continue
+        choice = choices[purpose.key]
+        if not isinstance(choice, bool):
+            raise TypeError(f"choice for purpose '{purpose.key}' must be True or False, "
+                            f"not {choice!r}")
+        row = rows.get(fold_key(purpose.crm_key))
+        withdrawn = row is not None and _is_withdrawn(config, row)
+        if purpose.requires_consent:
+            consent = config.legal_bases[config.page_consent_legal_basis]
+            if choice and (row is None or fold_key(row.legal_basis) != fold_key(consent.crm_key)):
+                writes.append(ConsentWrite(purpose, consent, source,
+                                           page_comment("consent_given", purpose.notice, proof)))
+            elif not choice and row is not None and not withdrawn:
+                writes.append(ConsentWrite(purpose, _withdrawn_basis(config), source,
+                                           page_comment("consent_withdrawn", proof=proof)))
+        elif not choice and not withdrawn:
+            writes.append(ConsentWrite(purpose, _withdrawn_basis(config), source,
+                                       page_comment("objection", proof=proof)))
+        elif choice and withdrawn and purpose.default_legal_basis is not None:
+            writes.append(ConsentWrite(purpose, config.legal_bases[purpose.default_legal_basis],
+                                       source, page_comment("objection_withdrawn", proof=proof)))
+    return writes
+
+
 ACTIVE, WITHDRAWN, NOT_GIVEN, NOT_RECORDED = "active", "withdrawn", "not_given", "not_recorded"
 """A purpose's status for the person: a row that holds, a withdrawn row, no row for a purpose
 that needs consent, no row for any other purpose."""

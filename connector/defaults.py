@@ -35,3 +35,18 @@ FAILED_JOB_TTL = 90 * 24 * 3600
 MAIL_CLAIM_TTL = 600
 """Seconds an attempt holds the claim on sending a person's confirmation mail. A worker that
 died mid-send releases it when this runs out, so the mail is neither lost nor sent twice."""
+
+PENDING_CHOICE_TTL = 2 * 3600
+"""Seconds a choice saved on the page is shown as "being saved" while its job runs (longer
+than the default retry schedule, about 80 minutes)."""
+
+FRESH_LINK_INTERVAL = 15 * 60
+"""Seconds between two fresh links mailed to the same person on request."""
+
+PAGE_RATE_LIMITS = {
+    "view": "60 per minute",
+    "save_per_address": "30 per minute",
+    "save_per_link": "10 per minute",
+    "renew_per_address": "10 per hour",
+}
+"""Rate limits of the person's page (Flask-Limiter notation), per client address or link."""

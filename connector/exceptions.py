@@ -84,8 +84,13 @@ class MailError(ConnectorError):
 
 
 class TokenError(ConnectorError):
-    """A personal link's token is tampered with, malformed or expired."""
+    """A personal link's token is tampered with, malformed or expired.
 
-    def __init__(self, message: str, *, expired: bool = False):
+    An expired token was signed by us, so ``person_id`` is known (to offer a fresh link);
+    for a tampered one it is None.
+    """
+
+    def __init__(self, message: str, *, expired: bool = False, person_id: int | None = None):
         super().__init__(message)
         self.expired = expired
+        self.person_id = person_id

@@ -34,6 +34,7 @@ class Settings:
     data_dir: Path = Path("var")
     link_max_age_days: int = defaults.LINK_MAX_AGE_DAYS
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
+    trusted_proxy_count: int = 0
 
     def __repr__(self) -> str:
         return f"Settings(api_url={self.superoffice_api_url!r}, data_dir={str(self.data_dir)!r})"
@@ -75,6 +76,7 @@ class Settings:
             data_dir=Path(env.optional("DATA_DIR") or "var"),
             link_max_age_days=env.integer("LINK_MAX_AGE_DAYS") or defaults.LINK_MAX_AGE_DAYS,
             retry_intervals=env.integers("RETRY_INTERVALS") or defaults.RETRY_INTERVALS,
+            trusted_proxy_count=env.integer("TRUSTED_PROXY_COUNT") or 0,
         )
 
 

@@ -4,13 +4,16 @@ record it. They take ids, never objects, and running one twice changes nothing m
 from rq import get_current_job
 
 from connector import defaults
-from connector.consent import ConsentRecord, ConsentWrite, Source, decide_defaults
+from connector.consent import (ConsentRecord, ConsentWrite, Source, decide_defaults,
+                               decide_preference_changes, fold_key)
 from connector.crm import Person
 from connector.exceptions import MailError
+from connector.subscriptions.pending import clear_pending
 from workers import runtime
 from workers.mailer import render_confirmation
 
 ACTOR = "connector"
+PERSON = "person"
 
 
 class MailInProgressError(MailError):
@@ -53,6 +56,61 @@ def onboard_person(person_id: int, event_id: str | None = None) -> dict:
             "mail": mail}
 
 
+def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str, str]) -> dict:
+    """Write what the person chose on their page to the CRM, with its proof in the ledger.
+
+    1. Read the person from the CRM: the choice is applied to the state as it is now.
+    2. Decide the rows to write (only what differs; never a deletion: "off" is WITHDRAWN).
+    3. Write each and record it in the ledger with the proof from the page.
+    4. Forget the "being saved" marks this job set.
+
+    Args:
+        person_id: the CRM's person id.
+        choices: config purpose key → True (give consent / allow) or False (withdraw / object).
+        proof: from the page: submitted_at, token_id, notice versions by purpose key
+            (``notice:<key>``), user_agent and ip (protected, see subscriptions/proof.py).
+
+    Returns:
+        A summary with CRM keys only, kept as the job's result.
+    """
+    rt = runtime.current()
+    job = get_current_job()
+    job_id = job.id if job else None
+
+    person = rt.crm.get_person(person_id)
+    before = {fold_key(record.purpose): record.legal_basis for record in person.consents}
+    writes = decide_preference_changes(rt.config, person.consents, choices,
+                                       proof=f"link {proof.get('token_id', '?')}")
+    for write in writes:
+        rt.crm.set_consent(person_id, write.purpose.crm_key, write.source.crm_key,
+                           write.legal_basis.crm_key, write.comment)
+        rt.ledger.append(
+            person_id, "consent.changed", purpose=write.purpose.crm_key,
+            previous_legal_basis=before.get(fold_key(write.purpose.crm_key), ""),
+            legal_basis=write.legal_basis.crm_key, source=write.source.crm_key,
+            comment=write.comment, actor=PERSON, job_id=job_id,
+            submitted_at=proof.get("submitted_at"), token_id=proof.get("token_id"),
+            notice_version=proof.get(f"notice:{write.purpose.key}"),
+            user_agent=proof.get("user_agent"), ip=proof.get("ip"))
+    if job_id:
+        clear_pending(rt.redis, person_id, job_id)
+    return {"person_id": person_id, "written": [w.purpose.crm_key for w in writes]}
+
+
+def send_fresh_link(person_id: int) -> str:
+    """Mail the person a fresh link to their page (they asked, from an expired one).
+
+    The mail is the confirmation mail again: what we record, why, and the new link.
+    """
+    rt = runtime.current()
+    job = get_current_job()
+    person = rt.crm.get_person(person_id)
+    if not person.email:
+        return "not sent: the person has no email address"
+    _deliver_confirmation(person, person.consents, "fresh-link", job.id if job else None)
+    return "sent"
+
+
 def send_confirmation_once(person: Person, consents: tuple[ConsentRecord, ...], source: Source,
                            job_id: str | None) -> str:
     """Send the person's confirmation mail unless it was sent before; say what happened.
@@ -73,18 +131,25 @@ def send_confirmation_once(person: Person, consents: tuple[ConsentRecord, ...], 
             return "already sent"
         raise MailInProgressError("confirmation mail is being sent by another attempt")
 
-    link = rt.links.make_link(rt.settings.public_base_url, person.id)
-    message = render_confirmation(rt.config, person, consents, link.url, link.expires,
-                                  rt.settings.mail_from)
     try:
-        rt.mailer.deliver(message)
+        _deliver_confirmation(person, consents, "confirmation", job_id)
     except MailError:
         rt.redis.delete(key)
         raise
     rt.redis.set(key, "sent")
-    rt.ledger.append(person.id, "mail.sent", mail="confirmation", token_id=link.token_id,
-                     message_id=message["Message-ID"], actor=ACTOR, job_id=job_id)
     return "sent"
+
+
+def _deliver_confirmation(person: Person, consents: tuple[ConsentRecord, ...], kind: str,
+                          job_id: str | None) -> None:
+    """Make a fresh personal link, mail it with what we record, and note it in the ledger."""
+    rt = runtime.current()
+    link = rt.links.make_link(rt.settings.public_base_url, person.id)
+    message = render_confirmation(rt.config, person, consents, link.url, link.expires,
+                                  rt.settings.mail_from)
+    rt.mailer.deliver(message)
+    rt.ledger.append(person.id, "mail.sent", mail=kind, token_id=link.token_id,
+                     message_id=message["Message-ID"], actor=ACTOR, job_id=job_id)
 
 
 def _as_record(write: ConsentWrite) -> ConsentRecord:

@@ -22,7 +22,8 @@ from connector import defaults
 from connector.settings import Settings
 
 ONBOARDING = "onboarding"
-QUEUE_NAMES = (ONBOARDING,)
+PREFERENCES = "preferences"
+QUEUE_NAMES = (PREFERENCES, ONBOARDING)  # a person waiting on their page goes first
 JITTER = 0.1
 
 
@@ -46,20 +47,43 @@ def enqueue_onboarding(connection: redis.Redis, settings: Settings, person_id: i
     """
     from workers.jobs import onboard_person  # the web process imports jobs only to enqueue
 
-    queue = Queue(ONBOARDING, connection=connection)
     try:
-        return queue.enqueue(
-            onboard_person, person_id, event_id,
-            job_id=f"onboard-{event_id}", unique=True,
-            retry=retry_policy(settings),
-            job_timeout=defaults.JOB_TIMEOUT,
-            result_ttl=defaults.EVENT_DEDUPE_TTL,
-            failure_ttl=defaults.FAILED_JOB_TTL,
-            description=f"onboard person {person_id}",
-            meta={"person_id": person_id, "step": "onboarding", "attempts": []},
-        )
+        return _enqueue(connection, settings, ONBOARDING, onboard_person, person_id, event_id,
+                        step="onboarding", job_id=f"onboard-{event_id}", unique=True,
+                        result_ttl=defaults.EVENT_DEDUPE_TTL)
     except DuplicateJobError:
         return None
+
+
+def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: int,
+                        choices: dict[str, bool], proof: dict[str, str]) -> Job:
+    """Queue writing what a person chose on their page (config purpose key → on/off)."""
+    from workers.jobs import apply_preferences
+
+    return _enqueue(connection, settings, PREFERENCES, apply_preferences, person_id, choices,
+                    proof, step="preferences")
+
+
+def enqueue_fresh_link(connection: redis.Redis, settings: Settings, person_id: int) -> Job:
+    """Queue mailing a person a fresh link to their page."""
+    from workers.jobs import send_fresh_link
+
+    return _enqueue(connection, settings, PREFERENCES, send_fresh_link, person_id,
+                    step="fresh link")
+
+
+def _enqueue(connection: redis.Redis, settings: Settings, queue_name: str, job, person_id: int,
+             *args, step: str, **options) -> Job:
+    """Enqueue ``job(person_id, *args)`` with the retry policy and the meta support reads."""
+    return Queue(queue_name, connection=connection).enqueue(
+        job, person_id, *args,
+        retry=retry_policy(settings),
+        job_timeout=defaults.JOB_TIMEOUT,
+        failure_ttl=defaults.FAILED_JOB_TTL,
+        description=f"{step} for person {person_id}",
+        meta={"person_id": person_id, "step": step, "attempts": []},
+        **options,
+    )
 
 
 def describe_failure(error: BaseException) -> str:

@@ -1,51 +1,259 @@
-"""The person's page: GET /p/<token> shows what is recorded about them and why.
+"""The person's page, reached through the signed link in their mails.
 
-Read-only for now; the CRM's current state is read live on every visit. GET never changes
-anything (mail scanners open links before people do).
+GET /p/<token>          shows what is recorded about them, why and from where, as the CRM
+                        holds it now, with their choices still being saved; changes nothing
+                        (mail scanners open links before people do).
+POST /p/<token>         saves their choices (CSRF-protected): a job writes them to the CRM.
+POST /p/<token>/renew   mails a fresh link, for an expired one; says the same either way.
 """
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from flask import Blueprint, render_template
+import redis
+from flask import Blueprint, make_response, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 
-from connector.consent import choose_language, describe_purposes
+from connector import defaults
+from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose, PurposeView,
+                               choose_language, describe_purposes, pick_text)
+from connector.crm import Person
 from connector.exceptions import CRMError, PersonNotFoundError, TokenError
+from connector.extensions import limiter, link_token
+from connector.subscriptions.pending import mark_pending, pending_choices
+from connector.subscriptions.proof import protect_ip, trim_user_agent
+from connector.subscriptions.texts import TEXTS
+from connector.subscriptions.tokens import LinkToken
 
 bp = Blueprint("person_page", __name__, template_folder="templates", static_folder="static",
                static_url_path="/static/page")
 log = logging.getLogger(__name__)
+LIMITS = defaults.PAGE_RATE_LIMITS
 
-STATUS_LABELS = {"active": "Active", "withdrawn": "Withdrawn", "not_given": "Not given",
-                 "not_recorded": "Not recorded"}
+
+@dataclass(frozen=True)
+class PageRow:
+    """One purpose on the page: what the CRM holds and what the person may change.
+
+    ``control`` is "consent" (on/off, requires consent), "objection" (allowed/objected) or
+    None (nothing to change here). ``pending`` is "saving" or "failed" for a choice made on
+    the page that is not in the CRM yet.
+    """
+
+    key: str
+    view: PurposeView
+    control: str | None
+    checked: bool
+    pending: str | None
+    notice: Notice | None
+    notice_text: str
+    privacy_statement_url: str | None
 
 
 @bp.get("/p/<token>")
+@limiter.limit(LIMITS["view"])
 def show(token: str):
-    """Show the person's purposes and consents as the CRM holds them now."""
+    """Show the person's purposes and consents, and the form to change them."""
+    from connector.app import web_context
+
+    ctx = web_context()
+    link, person, failure = _open(token, _texts(ctx.config, request.args.get("lang"))[0])
+    if failure:
+        return failure
+    language = choose_language(ctx.config, request.args.get("lang") or person.language)
+    return _render_page(ctx.config, ctx.redis, link, person, language,
+                        saved=request.args.get("saved") == "1")
+
+
+@bp.post("/p/<token>")
+@limiter.limit(LIMITS["save_per_address"])
+@limiter.limit(LIMITS["save_per_link"], key_func=link_token)
+def save(token: str):
+    """Save the person's choices; a job writes them to the CRM. Then show the page again."""
+    from connector.app import web_context
+    from workers.queues import enqueue_preferences
+
+    ctx = web_context()
+    language = choose_language(ctx.config, request.form.get("lang"))
+    link, person, failure = _open(token, _texts(ctx.config, language)[0])
+    if failure:
+        return failure
+    changeable = {key: purpose for key, purpose in ctx.config.purposes.items()
+                  if _control(purpose) and key in request.form.getlist("purpose")}
+    if any(purpose.notice and request.form.get(f"notice:{key}") != purpose.notice.version
+           for key, purpose in changeable.items()):
+        return _render_page(ctx.config, ctx.redis, link, person, language, notice_changed=True)
+    try:
+        shown = {row.key: row.checked for row in _rows(ctx.config, ctx.redis, person, language)}
+    except redis.RedisError:
+        return _message(_texts(ctx.config, language)[0], "unavailable", 503)
+    choices = {key: request.form.get(f"choice:{key}") == "on" for key in changeable}
+    choices = {key: granted for key, granted in choices.items() if shown.get(key) != granted}
+    if not choices:  # nothing differs from what the page showed: nothing to queue
+        return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+    proof = {
+        "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "token_id": link.token_id,
+        "user_agent": trim_user_agent(request.headers.get("User-Agent")),
+        "ip": protect_ip(request.remote_addr, ctx.settings.secret_keys[0]),
+        **{f"notice:{key}": purpose.notice.version for key, purpose in changeable.items()
+           if purpose.notice},
+    }
+    try:
+        job = enqueue_preferences(ctx.redis, ctx.settings, person.id, choices, proof)
+        mark_pending(ctx.redis, person.id, choices, job.id)
+    except redis.RedisError as error:
+        log.error("page.save_unavailable person_id=%s error=%s", person.id, type(error).__name__)
+        return _message(_texts(ctx.config, language)[0], "unavailable", 503)
+    log.info("page.saved person_id=%s job_id=%s token_id=%s", person.id, job.id, link.token_id)
+    return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+
+
+@bp.post("/p/<token>/renew")
+@limiter.limit(LIMITS["renew_per_address"])
+def renew(token: str):
+    """Mail a fresh link to the address on record. The answer never tells whether there is
+    one; at most one mail per person per FRESH_LINK_INTERVAL."""
+    from connector.app import web_context
+    from workers.queues import enqueue_fresh_link
+
+    ctx = web_context()
+    texts = _texts(ctx.config, request.form.get("lang"))[0]
+    try:
+        person_id = ctx.links.read(token).person_id
+    except TokenError as error:
+        person_id = error.person_id  # None when tampered: nothing to send
+    try:
+        if person_id and ctx.redis.set(f"connector:fresh-link:{person_id}", "1", nx=True,
+                                       ex=defaults.FRESH_LINK_INTERVAL):
+            enqueue_fresh_link(ctx.redis, ctx.settings, person_id)
+            log.info("page.fresh_link_queued person_id=%s", person_id)
+    except redis.RedisError:
+        return _message(texts, "unavailable", 503)
+    return _message(texts, "renew", 200, token=None)
+
+
+@bp.app_errorhandler(CSRFError)
+def form_expired(error):
+    """The form's CSRF token is missing or old: ask the person to reload."""
+    from connector.app import web_context
+
+    if request.path.startswith("/webhooks/"):
+        return error
+    return _message(_texts(web_context().config, request.form.get("lang"))[0],
+                    "form_expired", 400)
+
+
+@bp.app_errorhandler(429)
+def too_many(error):
+    """A rate limit was hit: a page for people, JSON for machines."""
+    from connector.app import web_context
+
+    if request.path.startswith("/webhooks/"):
+        return error
+    response = _message(_texts(web_context().config, request.values.get("lang"))[0],
+                        "too_many", 429)
+    response.headers["Retry-After"] = "60"
+    return response
+
+
+def _open(token: str, texts: dict) -> tuple[LinkToken | None, Person | None, object]:
+    """Check the link and read the person: (link, person, None), or a page saying why not."""
     from connector.app import web_context
 
     ctx = web_context()
     try:
         link = ctx.links.read(token)
-        person = ctx.crm.get_person(link.person_id)
+        return link, ctx.crm.get_person(link.person_id), None
     except TokenError as error:
         if error.expired:
-            return render_template("message.html", title="This link has expired",
-                                   text="Personal links work for a limited time. Use the "
-                                        "link in a newer mail from us."), 410
-        return _not_valid()
+            return None, None, _message(texts, "expired", 410, token=token)
+        return None, None, _message(texts, "invalid", 404)
     except PersonNotFoundError:
-        return _not_valid()
+        return None, None, _message(texts, "invalid", 404)
     except CRMError as error:
         log.warning("page.crm_unavailable person_id=%s error=%s", link.person_id, error)
-        return render_template("message.html", title="Please try again in a moment",
-                               text="We could not fetch your details just now."), 503
-    language = choose_language(ctx.config, person.language)
-    views = describe_purposes(ctx.config, person.consents, language)
-    return render_template("person.html", person=person, views=views, language=language,
-                           status_labels=STATUS_LABELS)
+        return None, None, _message(texts, "unavailable", 503)
 
 
-def _not_valid():
-    return render_template("message.html", title="This link is not valid",
-                           text="Please use the link exactly as it is in our mail."), 404
+def _render_page(config: ConsentConfig, connection: redis.Redis, link: LinkToken,
+                 person: Person, language: str, *, saved: bool = False,
+                 notice_changed: bool = False):
+    texts = TEXTS.get(language, TEXTS["en"])
+    try:
+        rows = _rows(config, connection, person, language)
+    except redis.RedisError:
+        return _message(texts, "unavailable", 503)
+    languages = [code for code in config.languages if code in TEXTS]
+    return render_template("person.html", person=person, rows=rows, t=texts, language=language,
+                           languages=languages, saved=saved, notice_changed=notice_changed,
+                           token=request.view_args["token"])
+
+
+def _rows(config: ConsentConfig, connection: redis.Redis, person: Person,
+          language: str) -> list[PageRow]:
+    """The page's rows: the CRM's state with the person's choices still being saved."""
+    pending = pending_choices(connection, person.id)
+    failed = {key for key, mark in pending.items() if _job_failed(connection, mark["job_id"])}
+    return page_rows(config, person, language, pending, failed)
+
+
+def page_rows(config: ConsentConfig, person: Person, language: str,
+              pending: dict[str, dict], failed: set[str]) -> list[PageRow]:
+    """Pair each purpose's CRM state with what the person may change and what is pending."""
+    views = describe_purposes(config, person.consents, language)
+    purposes = list(config.purposes.items())
+    rows = []
+    for index, view in enumerate(views):
+        key, purpose = purposes[index] if index < len(purposes) else ("", None)
+        control = _control(purpose) if purpose else None
+        mark = pending.get(key)
+        if mark and key not in failed:
+            checked = mark["granted"]
+        elif control == "objection":  # allowed until the person objects, even with no row yet
+            checked = view.status != WITHDRAWN
+        else:
+            checked = view.status == ACTIVE
+        rows.append(PageRow(
+            key=key, view=view, control=control, checked=checked,
+            pending=("failed" if key in failed else "saving") if mark else None,
+            notice=purpose.notice if purpose else None,
+            notice_text=pick_text(purpose.notice.text, language) if purpose and purpose.notice
+            else "",
+            privacy_statement_url=purpose.privacy_statement_url if purpose else None))
+    return rows
+
+
+def _control(purpose: Purpose) -> str | None:
+    if purpose.requires_consent:
+        return "consent"
+    if purpose.allow_objection:
+        return "objection"
+    return None
+
+
+def _job_failed(connection: redis.Redis, job_id: str) -> bool:
+    try:
+        return Job.fetch(job_id, connection=connection).get_status() == JobStatus.FAILED
+    except NoSuchJobError:
+        return False
+
+
+def _texts(config: ConsentConfig, requested: str | None) -> tuple[dict, str]:
+    language = choose_language(config, requested)
+    return TEXTS.get(language, TEXTS["en"]), language
+
+
+def _message(texts: dict, name: str, status: int, token: str | None = None):
+    """A short page with a title and a sentence, e.g. for an invalid or expired link."""
+    page = render_template("message.html", t=texts, title=texts[f"{name}_title"],
+                           text=texts[f"{name}_text"], renew_token=token,
+                           button=texts.get(f"{name}_button"), language=_language_of(texts))
+    return make_response(page, status)
+
+
+def _language_of(texts: dict) -> str:
+    return next(code for code, catalogue in TEXTS.items() if catalogue is texts)

@@ -53,10 +53,20 @@ class LinkSigner:
         """
         try:
             data = self.serializer.loads(token, max_age=self.max_age.total_seconds())
-        except SignatureExpired:
-            raise TokenError("link expired", expired=True) from None
+        except SignatureExpired as expired:
+            # The signature is ours, only too old: the payload names the person.
+            data = _link_data(self.serializer.load_payload(expired.payload))
+            raise TokenError("link expired", expired=True,
+                             person_id=data.person_id if data else None) from None
         except BadSignature:
             raise TokenError("link is not valid") from None
-        if not isinstance(data, dict) or not isinstance(data.get("p"), int):
+        link = _link_data(data)
+        if link is None:
             raise TokenError("link is not valid")
-        return LinkToken(person_id=data["p"], token_id=str(data.get("t", "")))
+        return link
+
+
+def _link_data(data) -> LinkToken | None:
+    if not isinstance(data, dict) or not isinstance(data.get("p"), int):
+        return None
+    return LinkToken(person_id=data["p"], token_id=str(data.get("t", "")))

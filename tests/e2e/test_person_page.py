@@ -1,34 +1,56 @@
-"""The personal page in a real browser, opened from the link in a real confirmation mail."""
+"""The personal page in a real browser (Debian's chromium via Playwright), opened from the
+link in a real confirmation mail, against the connector, a real worker and the sandbox CRM."""
 
 import re
+import time
 from urllib.parse import urlsplit
 
+import itsdangerous.timed
 import pytest
 from rq.job import JobStatus
 
-from tests.conftest import new_event_id, wait_for
+from connector.config import load_config
+from connector.ledger import Ledger
+from connector.subscriptions.texts import TEXTS
+from connector.subscriptions.tokens import LinkSigner
+from tests.conftest import ROOT, new_event_id, wait_for
 from workers.queues import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
+CONFIG = load_config(ROOT / "config" / "purposes.yaml")
+NOTICE = CONFIG.purposes["e_marketing"].notice
 
 
-def onboard_and_get_link(sandbox, redis_conn, settings, smtp_server, live_server, first, email,
-                         language=None) -> str:
-    """Create a person in the CRM, let the worker onboard them, return their mail's link
-    pointed at the live server."""
-    person_id = sandbox.create_person(first, "Tester", email, language=language)
-    job = enqueue_onboarding(redis_conn, settings, person_id, new_event_id())
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="onboarding")
-    mail = wait_for(lambda: smtp_server.sink.to(email), what="the confirmation mail")[0]
+@pytest.fixture
+def onboarded(sandbox, worker, redis_conn, settings, smtp_server, live_server):
+    """Create a person in the CRM, let the worker onboard them, return (person id, the link
+    from their mail pointed at the live server)."""
+    def onboard(first="Ada", email="ada.page@example.org", language=None):
+        person_id = sandbox.create_person(first, "Tester", email, language=language)
+        job = enqueue_onboarding(redis_conn, settings, person_id, new_event_id())
+        wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="onboarding")
+        return person_id, live_server + link_in_mail(smtp_server, email)
+    return onboard
+
+
+def link_in_mail(smtp_server, email, index=0) -> str:
+    mail = wait_for(lambda: len(smtp_server.sink.to(email)) > index and smtp_server.sink.to(email),
+                    what="the mail")[index]
     text = mail.get_body(("plain",)).get_content()
-    link = re.search(r"https://consent\.example\.com(/p/[\w.-]+)", text).group(1)
-    return live_server + link
+    return re.search(r"https://consent\.example\.com(/p/[\w.-]+)", text).group(1)
 
 
-def test_link_from_the_mail_shows_the_persons_purposes(sandbox, worker, redis_conn, settings,
-                                                       smtp_server, live_server, page, output_dir):
-    url = onboard_and_get_link(sandbox, redis_conn, settings, smtp_server, live_server,
-                               "Ada", "ada.page@example.org")
+def crm_row(sandbox, person_id, purpose, legal_basis):
+    """Wait until the CRM holds ``legal_basis`` for ``purpose``; return the row."""
+    def row():
+        found = sandbox.consents(person_id).get(purpose)
+        return found if found and found["LegalBaseKey"] == legal_basis else None
+    return wait_for(row, what=f"{purpose} on {legal_basis} in the CRM")
+
+
+def test_page_shows_purposes_legal_bases_sources_and_the_consent_text(onboarded, page,
+                                                                      live_server):
+    _, url = onboarded()
     requests_seen = []
     page.on("request", lambda request: requests_seen.append(request.url))
 
@@ -36,47 +58,192 @@ def test_link_from_the_mail_shows_the_persons_purposes(sandbox, worker, redis_co
 
     assert response.status == 200
     assert page.get_by_role("heading", level=1).inner_text() == "Hello Ada"
-    store = page.get_by_role("row", name=re.compile("Sales and service"))
-    assert "Active" in store.inner_text()
-    assert "Legitimate interest" in store.inner_text()
+    store = page.get_by_role("region", name="Sales and service")
+    assert "Active" in store.inner_text() and "Legitimate interest" in store.inner_text()
     assert "Registered by our staff" in store.inner_text()
-    assert "Not given" in page.get_by_role("row", name=re.compile("E-marketing")).inner_text()
+    assert store.get_by_label("Allow this").is_checked()
+    marketing = page.get_by_role("region", name="E-marketing")
+    assert "Not given" in marketing.inner_text()
+    assert marketing.locator("blockquote p").inner_text() == NOTICE.text["en"]
+    assert f"version {NOTICE.version}" in marketing.locator("blockquote footer").inner_text()
+    assert not marketing.get_by_label("Yes, I agree").is_checked()
     assert response.headers["referrer-policy"] == "no-referrer"
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
     assert all(urlsplit(u).netloc == urlsplit(live_server).netloc for u in requests_seen)
-    page.screenshot(path=output_dir / "person-page.png", full_page=True)
 
 
-def test_page_fits_a_phone(sandbox, worker, redis_conn, settings, smtp_server, live_server,
-                           browser, output_dir):
-    url = onboard_and_get_link(sandbox, redis_conn, settings, smtp_server, live_server,
-                               "Phone", "phone.page@example.org")
-    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
-    phone = context.new_page()
-    phone.goto(url)
-    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
-    assert phone.get_by_text("Legitimate interest").first.is_visible()
-    phone.screenshot(path=output_dir / "person-page-phone.png", full_page=True)
-    context.close()
+def test_giving_then_withdrawing_e_marketing_reaches_the_crm_with_proof(
+        onboarded, page, sandbox, redis_conn, settings, output_dir):
+    person_id, url = onboarded()
+    page.goto(url)
+    page.get_by_role("region", name="E-marketing").get_by_label("Yes, I agree").check()
+    page.get_by_role("button", name="Save my choices").click()
+
+    assert page.get_by_role("status").first.inner_text().startswith("Thank you")
+    row = crm_row(sandbox, person_id, "EMARKETING", "61A")
+    assert row["ConsentSourceKey"] == "WEBFORM"
+    assert "personal page" in row["Comment"] and NOTICE.version in row["Comment"]
+    page.screenshot(path=output_dir / "person-page-saved.png", full_page=True)
+
+    changes = [e for e in Ledger(redis_conn).entries(person_id) if e["action"] == "consent.changed"]
+    assert len(changes) == 1
+    proof = changes[0]
+    assert (proof["purpose"], proof["legal_basis"], proof["actor"]) == ("EMARKETING", "61A", "person")
+    assert proof["notice_version"] == NOTICE.version
+    signer = LinkSigner(settings.secret_keys, settings.link_max_age_days)
+    assert proof["token_id"] == signer.read(url.rsplit("/", 1)[1]).token_id
+    assert proof["ip"].startswith("127.0.0.0/24 #") and "127.0.0.1" not in proof["ip"]
+    assert "Chrome" in proof["user_agent"]
+
+    page.reload()
+    marketing = page.get_by_role("region", name="E-marketing")
+    assert "Active" in marketing.inner_text()
+    marketing.get_by_label("Yes, I agree").uncheck()
+    page.get_by_role("button", name="Save my choices").click()
+
+    withdrawn = crm_row(sandbox, person_id, "EMARKETING", "WITHDRAWN")
+    assert "withdrawn" in withdrawn["Comment"].lower()
+    page.reload()
+    assert "Withdrawn" in page.get_by_role("region", name="E-marketing").inner_text()
 
 
-def test_names_from_the_crm_are_shown_as_text_not_markup(sandbox, worker, redis_conn, settings,
-                                                        smtp_server, live_server, page):
+def test_objecting_to_sales_and_service_is_recorded_as_withdrawn(onboarded, page, sandbox):
+    person_id, url = onboarded()
+    page.goto(url)
+    page.get_by_role("region", name="Sales and service").get_by_label("Allow this").uncheck()
+    page.get_by_role("button", name="Save my choices").click()
+    row = crm_row(sandbox, person_id, "STORE", "WITHDRAWN")
+    assert "bjection" in row["Comment"]
+
+
+def test_the_form_works_with_the_keyboard_alone(onboarded, page, sandbox):
+    person_id, url = onboarded()
+    page.goto(url)
+    checkbox = page.get_by_role("region", name="E-marketing").get_by_label("Yes, I agree")
+    for _ in range(30):  # Tab until the consent checkbox has the focus
+        page.keyboard.press("Tab")
+        if checkbox.evaluate("element => element === document.activeElement"):
+            break
+    page.keyboard.press("Space")
+    assert checkbox.is_checked()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # the submit button follows the last checkbox
+    crm_row(sandbox, person_id, "EMARKETING", "61A")
+
+
+def test_a_post_without_csrf_token_changes_nothing(onboarded, page, sandbox, redis_conn):
+    person_id, url = onboarded()
+    page.goto(url)
+    response = page.request.post(url, form={"purpose": "e_marketing", "choice:e_marketing": "on",
+                                            "notice:e_marketing": NOTICE.version})
+    assert response.status == 400
+    assert "This form has expired" in response.text()
+    time.sleep(1)  # give a wrongly queued job the time to show up
+    assert "EMARKETING" not in sandbox.consents(person_id)
+    assert not [e for e in Ledger(redis_conn).entries(person_id) if e["action"] == "consent.changed"]
+
+
+def test_repeated_identical_posts_are_harmless(onboarded, page, sandbox, redis_conn):
+    person_id, url = onboarded()
+    page.goto(url)
+    form = {"csrf_token": page.locator("input[name=csrf_token]").first.input_value(),
+            "purpose": "e_marketing", "choice:e_marketing": "on", "notice:e_marketing": NOTICE.version}
+    for _ in range(3):
+        assert page.request.post(url, form=form).status == 200  # after the 303 to the page
+    crm_row(sandbox, person_id, "EMARKETING", "61A")
+    wait_for(lambda: not redis_conn.keys("connector:pending:*"), what="the jobs to finish")
+    puts = [c for c in sandbox.calls() if c["method"] == "PUT" and "EMARKETING" in c["path"]]
+    assert len(puts) == 1
+    changes = [e for e in Ledger(redis_conn).entries(person_id) if e["action"] == "consent.changed"]
+    assert len(changes) == 1
+
+
+def test_get_changes_nothing(onboarded, page, sandbox):
+    person_id, url = onboarded()
+    before = len(sandbox.calls())
+    for _ in range(3):
+        page.goto(url)
+    assert not [c for c in sandbox.calls()[before:] if c["method"] != "GET"]
+
+
+def test_a_tampered_link_reveals_nothing(onboarded, page):
+    _, url = onboarded("Tamper", "tamper.page@example.org")
+    head, _, signature = url.rpartition(".")
+    response = page.goto(f"{head}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}")
+    assert response.status == 404
+    assert page.get_by_role("heading", level=1).inner_text() == "This link is not valid"
+    assert "Tamper" not in page.content()
+
+
+def test_an_expired_link_offers_a_fresh_one_by_mail(onboarded, page, settings, smtp_server,
+                                                    live_server, monkeypatch, sandbox):
+    person_id, _ = onboarded("Late", "late.page@example.org")
+    real_time = time.time
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real_time() - 30 * 86400)
+    old = LinkSigner(settings.secret_keys, settings.link_max_age_days).make_link(live_server,
+                                                                                 person_id)
+    monkeypatch.undo()
+
+    response = page.goto(old.url)
+    assert response.status == 410
+    assert page.get_by_role("heading", level=1).inner_text() == "This link has expired"
+    assert "Late" not in page.content()
+    page.get_by_role("button", name="Send me a new link").click()
+    assert page.get_by_role("heading", level=1).inner_text() == "Check your inbox"
+
+    fresh = live_server + link_in_mail(smtp_server, "late.page@example.org", index=1)
+    assert page.goto(fresh).status == 200
+    assert page.get_by_role("heading", level=1).inner_text() == "Hello Late"
+
+
+def test_a_tampered_link_asking_for_a_fresh_one_gets_the_same_answer_and_no_mail(
+        onboarded, page, smtp_server):
+    _, url = onboarded("Probe", "probe.page@example.org")
+    page.goto(url)
+    csrf = page.locator("input[name=csrf_token]").first.input_value()
+    response = page.request.post(url[:-3] + "xyz/renew", form={"csrf_token": csrf})
+    assert response.status == 200 and "Check your inbox" in response.text()
+    time.sleep(1)
+    assert len(smtp_server.sink.to("probe.page@example.org")) == 1  # only the first mail
+
+
+def test_saving_is_rate_limited_per_link(onboarded, page):
+    _, url = onboarded("Busy", "busy.page@example.org")
+    page.goto(url)
+    form = {"csrf_token": page.locator("input[name=csrf_token]").first.input_value(),
+            "purpose": "e_marketing", "notice:e_marketing": NOTICE.version}
+    statuses = [page.request.post(url, form=form, max_redirects=0).status for _ in range(11)]
+    assert statuses[:10] == [303] * 10
+    assert statuses[10] == 429
+
+
+def test_names_from_the_crm_are_shown_as_text_not_markup(onboarded, page):
     name = '<img src=x onerror="document.title=\'pwned\'">'
-    url = onboard_and_get_link(sandbox, redis_conn, settings, smtp_server, live_server,
-                               name, "markup.page@example.org")
+    _, url = onboarded(name, "markup.page@example.org")
     page.goto(url)
     assert page.get_by_role("heading", level=1).inner_text() == f"Hello {name}"
     assert page.title() != "pwned"
     assert page.locator("main img").count() == 0
 
 
-def test_a_tampered_link_reveals_nothing(sandbox, worker, redis_conn, settings, smtp_server,
-                                        live_server, page):
-    url = onboard_and_get_link(sandbox, redis_conn, settings, smtp_server, live_server,
-                               "Tamper", "tamper.page@example.org")
-    head, _, signature = url.rpartition(".")
-    response = page.goto(f"{head}.{'A' if signature[0] != 'A' else 'B'}{signature[1:]}")
-    assert response.status == 404
-    assert page.get_by_role("heading", level=1).inner_text() == "This link is not valid"
-    assert "Tamper" not in page.content()
+@pytest.mark.parametrize("language", list(TEXTS))
+def test_every_language_on_a_phone(onboarded, browser, language, output_dir):
+    _, url = onboarded("Kari", f"kari.{language}@example.org")
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
+    phone = context.new_page()
+    phone.goto(f"{url}?lang={language}")
+    assert phone.get_by_role("heading", level=1).inner_text() == TEXTS[language]["hello"].format(
+        name="Kari")
+    assert phone.locator("html").get_attribute("lang") == language
+    assert phone.get_by_role("button", name=TEXTS[language]["save"]).is_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375
+    phone.screenshot(path=output_dir / f"person-page-{language}.png", full_page=True)
+    context.close()
+
+
+def test_the_persons_own_language_is_used_without_asking(onboarded, page):
+    _, url = onboarded("Kari", "kari.norsk@example.org", language="Norwegian")
+    page.goto(url)
+    assert page.get_by_role("heading", level=1).inner_text() == TEXTS["nb"]["hello"].format(
+        name="Kari")

@@ -89,6 +89,10 @@ def test_shipped_config_loads_with_superoffice_keys():
     assert config.source_for(rule.created_by_associate_id).crm_key == "WEBFORM"
     assert config.source_by_crm_key("API").confirm_by_email is False
 
+    assert store.allow_objection and not emarketing.allow_objection
+    assert config.sources[config.page_source].crm_key == "WEBFORM"
+    assert config.legal_bases[config.page_consent_legal_basis].crm_key == "61A"
+
 
 def test_shipped_config_has_every_text_in_every_language():
     config = load_config(SHIPPED)
@@ -108,6 +112,8 @@ def test_valid_file_has_no_problems_and_keeps_file_order(tmp_path):
     assert list(config.legal_bases) == ["consent", "legitimate_interest", "withdrawn"]
     assert config.default_source == "user"
     assert config.purposes["e_marketing"].notice.version == "2026-01"
+    assert not any(p.allow_objection for p in config.purposes.values())  # default false
+    assert (config.page_source, config.page_consent_legal_basis) == ("web_form", "consent")
 
 
 # --- YAML syntax and shape -------------------------------------------------------------------------
@@ -279,7 +285,11 @@ def test_a_withdrawn_legal_basis_is_required(tmp_path):
 
 def test_only_one_withdrawn_legal_basis(tmp_path):
     path = edit(tmp_path, line_3='  consent: {crm_key: "61A", name: {en: Consent}, withdrawn: true}')
-    assert_problem(only_problem(path), 5, "legal basis 'withdrawn'", "only one",
+    problems = check_config(path)
+    assert len(problems) == 2, "\n".join(map(str, problems))
+    # consent is also the person's page's default consent basis, which may not be withdrawn
+    assert_problem(problems[0], 1, "subscription_page", "'consent' is the withdrawal marker")
+    assert_problem(problems[1], 5, "legal basis 'withdrawn'", "only one",
                    "'consent' already has it")
 
 
@@ -308,3 +318,126 @@ def test_unreadable_and_empty_files(tmp_path):
     assert_problem(only_problem(tmp_path / "missing.yaml"), None, "cannot read")
     assert_problem(only_problem(write(tmp_path, "")), None, "empty")
     assert_problem(only_problem(write(tmp_path, "- a\n- b\n")), 1, "set of sections")
+
+
+# --- objection -----------------------------------------------------------------------------------
+
+def test_allow_objection_is_read(tmp_path):
+    path = write(tmp_path, VALID.replace(
+        "    default_for_new_persons: {legal_basis: legitimate_interest}\n",
+        "    default_for_new_persons: {legal_basis: legitimate_interest}\n"
+        "    allow_objection: true\n"))
+    config = load_config(path)
+    assert config.purposes["sales_and_service"].allow_objection is True
+    assert config.purposes["e_marketing"].allow_objection is False
+
+
+def test_allow_objection_must_be_true_or_false(tmp_path):
+    path = write(tmp_path, VALID.replace(
+        "    default_for_new_persons: {legal_basis: legitimate_interest}\n",
+        "    default_for_new_persons: {legal_basis: legitimate_interest}\n"
+        "    allow_objection: \"yes\"\n"))
+    assert_problem(only_problem(path), 18, "purpose 'sales_and_service'", "allow_objection",
+                   "true or false")
+
+
+def test_requires_consent_purpose_cannot_allow_objection(tmp_path):
+    path = write(tmp_path, VALID + "    allow_objection: true\n")
+    assert_problem(only_problem(path), 23, "purpose 'e_marketing'", "requires_consent",
+                   "allow_objection", "switches such a purpose on and off")
+
+
+def test_requires_consent_purpose_may_say_allow_objection_false(tmp_path):
+    path = write(tmp_path, VALID + "    allow_objection: false\n")
+    assert check_config(path) == []
+
+
+# --- the person's page ---------------------------------------------------------------------------
+
+PAGE = "subscription_page:\n  source: {source}\n  consent_legal_basis: {basis}\n"
+
+
+def test_subscription_page_is_read(tmp_path):
+    path = write(tmp_path, VALID + PAGE.format(source="user", basis="legitimate_interest"))
+    assert check_config(path) == []
+    config = load_config(path)
+    assert (config.page_source, config.page_consent_legal_basis) == ("user",
+                                                                     "legitimate_interest")
+
+
+def test_subscription_page_fields_default_one_by_one(tmp_path):
+    path = write(tmp_path, VALID + "subscription_page:\n  source: user\n")
+    config = load_config(path)
+    assert (config.page_source, config.page_consent_legal_basis) == ("user", "consent")
+
+
+def test_subscription_page_source_must_be_defined(tmp_path):
+    path = write(tmp_path, VALID + PAGE.format(source="webform", basis="consent"))
+    assert_problem(only_problem(path), 24, "subscription_page",
+                   "source 'webform' is not defined in sources", "user, web_form",
+                   "did you mean 'web_form'?")
+
+
+def test_subscription_page_legal_basis_must_be_defined(tmp_path):
+    path = write(tmp_path, VALID + PAGE.format(source="web_form", basis="concent"))
+    assert_problem(only_problem(path), 25, "subscription_page",
+                   "legal basis 'concent' is not defined in legal_bases",
+                   "did you mean 'consent'?")
+
+
+def test_subscription_page_legal_basis_cannot_be_withdrawn(tmp_path):
+    path = write(tmp_path, VALID + PAGE.format(source="web_form", basis="withdrawn"))
+    assert_problem(only_problem(path), 25, "subscription_page", "consent_legal_basis 'withdrawn'",
+                   "withdrawal marker", "recorded as withdrawn")
+
+
+def test_subscription_page_unknown_field(tmp_path):
+    path = write(tmp_path, VALID + "subscription_page:\n  sorce: web_form\n")
+    assert_problem(only_problem(path), 24, "unknown field 'sorce'", "did you mean 'source'?")
+
+
+def test_subscription_page_fields_must_be_text(tmp_path):
+    path = write(tmp_path, VALID + PAGE.format(source="web_form", basis="yes"))
+    assert_problem(only_problem(path), 25, "'subscription_page.consent_legal_basis'",
+                   "must be text")
+
+
+def test_empty_subscription_page_section(tmp_path):
+    path = write(tmp_path, VALID + "subscription_page:\n")
+    assert_problem(only_problem(path), 23, "'subscription_page'", "empty")
+
+
+def test_missing_subscription_page_needs_the_default_source(tmp_path):
+    path = edit(tmp_path,
+                line_8="  api: {crm_key: API, name: {en: API}, confirm_by_email: false}",
+                line_12="    - {created_by_associate_id: 42, source: api}")
+    assert_problem(only_problem(path), 1, "subscription_page is missing",
+                   "default source 'web_form' is not defined in sources", "user, api",
+                   "add the section")
+
+
+def test_missing_subscription_page_needs_the_default_consent_basis(tmp_path):
+    path = edit(tmp_path, line_3='  art6a: {crm_key: "61A", name: {en: Consent}}')
+    assert_problem(only_problem(path), 1, "subscription_page is missing",
+                   "default consent_legal_basis 'consent' is not defined in legal_bases",
+                   "art6a", "add the section")
+    path = write(tmp_path, VALID.replace('  consent: {crm_key: "61A"', '  art6a: {crm_key: "61A"')
+                 + PAGE.format(source="web_form", basis="art6a"))
+    assert check_config(path) == []
+    assert load_config(path).page_consent_legal_basis == "art6a"
+
+
+def test_missing_subscription_page_field_needs_its_default(tmp_path):
+    path = write(tmp_path, VALID.replace('  consent: {crm_key: "61A"', '  art6a: {crm_key: "61A"')
+                 + "subscription_page:\n  source: user\n")
+    assert_problem(only_problem(path), 23, "subscription_page",
+                   "'consent_legal_basis' is not given",
+                   "default legal basis 'consent' is not defined", "add consent_legal_basis")
+
+
+def test_default_consent_basis_cannot_be_the_withdrawal_marker(tmp_path):
+    path = edit(tmp_path,
+                line_3='  consent: {crm_key: WITHDRAWN, name: {en: Consent}, withdrawn: true}',
+                line_5='  gone: {crm_key: GONE, name: {en: Gone}}')
+    assert_problem(only_problem(path), 1, "subscription_page", "the default consent_legal_basis "
+                   "'consent' is the withdrawal marker", "in a subscription_page section")

@@ -1,10 +1,9 @@
 """decide_defaults, ConsentConfig.source_for and pick_text: the pure consent domain."""
 
-from pathlib import Path
 
 import pytest
 
-from connector.config import CONSENT_CRM_KEY, load_config
+from connector.config import CONSENT_CRM_KEY
 from connector.consent import (
     COMMENT_MAX_LENGTH,
     ConsentConfig,
@@ -18,17 +17,13 @@ from connector.consent import (
     default_comment,
     pick_text,
 )
+from tests.factories import record, shipped_config
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def shipped() -> ConsentConfig:
-    return load_config(ROOT / "config" / "purposes.yaml")
-
-
-def record(purpose: str, legal_basis: str, source: str = "USER") -> ConsentRecord:
-    return ConsentRecord(purpose=purpose, legal_basis=legal_basis, source=source)
+    return shipped_config()
 
 
 # --- hand-built configs ------------------------------------------------------------------------

@@ -4,11 +4,11 @@ from datetime import datetime, timezone
 
 import pytest
 
-from connector.config import load_config
+from tests.factories import shipped_config
 from connector.consent import (ACTIVE, NOT_GIVEN, NOT_RECORDED, WITHDRAWN, ConsentRecord,
                                choose_language, describe_purposes)
 
-CONFIG = load_config("config/purposes.yaml")
+CONFIG = shipped_config()
 REGISTERED = datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)
 
 
