@@ -247,3 +247,32 @@ def test_the_persons_own_language_is_used_without_asking(onboarded, page):
     page.goto(url)
     assert page.get_by_role("heading", level=1).inner_text() == TEXTS["nb"]["hello"].format(
         name="Kari")
+
+
+def test_a_change_made_in_the_crm_meanwhile_is_shown(onboarded, page, sandbox):
+    person_id, url = onboarded("Meanwhile", "meanwhile.page@example.org")
+    page.goto(url)
+    assert "Not given" in page.get_by_role("region", name="E-marketing").inner_text()
+    sandbox.set_consent(person_id, "EMARKETING", "61A", source="USER")  # a CRM user, by phone
+    page.reload()
+    marketing = page.get_by_role("region", name="E-marketing")
+    assert "Active" in marketing.inner_text()
+    assert marketing.get_by_label("Yes, I agree").is_checked()
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_no_accessibility_violations(onboarded, page, language, settings, live_server):
+    """axe-core (WCAG 2 A/AA rules and best practices) finds nothing on the page, after a
+    save, and on the expired-link page."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    person_id, url = onboarded("Access", f"access.{language}@example.org")
+    page.goto(f"{url}?lang={language}")
+    pages = {"page": Axe().run(page)}
+    page.get_by_role("button", name=TEXTS[language]["save"]).click()
+    pages["saved"] = Axe().run(page)
+    head, _, signature = url.rpartition(".")
+    page.goto(f"{head}.x{signature[1:]}")
+    pages["invalid link"] = Axe().run(page)
+    for name, results in pages.items():
+        assert results.violations_count == 0, f"{name}: {results.generate_report()}"
