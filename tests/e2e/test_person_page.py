@@ -276,3 +276,15 @@ def test_no_accessibility_violations(onboarded, page, language, settings, live_s
     pages["invalid link"] = Axe().run(page)
     for name, results in pages.items():
         assert results.violations_count == 0, f"{name}: {results.generate_report()}"
+
+
+def test_a_save_against_an_older_consent_text_is_not_counted(onboarded, page, sandbox):
+    person_id, url = onboarded("Older", "older.page@example.org")
+    page.goto(url)
+    form = {"csrf_token": page.locator("input[name=csrf_token]").first.input_value(),
+            "purpose": "e_marketing", "choice:e_marketing": "on", "notice:e_marketing": "2020-01"}
+    response = page.request.post(url, form=form)
+    assert response.status == 200
+    assert TEXTS["en"]["notice_changed"] in response.text()
+    time.sleep(1)
+    assert "EMARKETING" not in sandbox.consents(person_id)
