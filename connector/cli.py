@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from connector.exceptions import ConfigError, SettingsError
-from connector.settings import Settings
+from connector.commands import runtime_or_exit
 
 
 @click.group()
@@ -47,21 +46,11 @@ def worker(burst: bool):
     """Run an RQ worker for the connector's queues (with RQ's scheduler, for retries)."""
     from rq import Worker
 
-    from workers import runtime
     from workers.queues import QUEUE_NAMES, apply_retry_policy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    rt = _start(lambda: runtime.build_runtime(Settings.from_env(os.environ)))
-    runtime.install(rt)
+    rt = runtime_or_exit()
     rq_worker = Worker(list(QUEUE_NAMES), connection=rt.redis,
                        exception_handlers=[apply_retry_policy])
     rq_worker.work(with_scheduler=True, burst=burst)
 
-
-def _start(build):
-    """Build what a process needs, or exit with a message naming the bad setting or line."""
-    try:
-        return build()
-    except (SettingsError, ConfigError) as error:
-        click.echo(f"consent-connector: cannot start:\n{error}", err=True)
-        sys.exit(2)

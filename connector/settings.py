@@ -35,6 +35,7 @@ class Settings:
     link_max_age_days: int = defaults.LINK_MAX_AGE_DAYS
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     trusted_proxy_count: int = 0
+    admin_token: str | None = None
 
     def __repr__(self) -> str:
         return f"Settings(api_url={self.superoffice_api_url!r}, data_dir={str(self.data_dir)!r})"
@@ -77,6 +78,7 @@ class Settings:
             link_max_age_days=env.integer("LINK_MAX_AGE_DAYS") or defaults.LINK_MAX_AGE_DAYS,
             retry_intervals=env.integers("RETRY_INTERVALS") or defaults.RETRY_INTERVALS,
             trusted_proxy_count=env.integer("TRUSTED_PROXY_COUNT") or 0,
+            admin_token=env.secret("ADMIN_TOKEN", min_length=16),
         )
 
 
@@ -110,6 +112,12 @@ class _Env:
         if any(len(v) < min_length for v in values):
             raise SettingsError(name, f"each value must be at least {min_length} characters long")
         return values
+
+    def secret(self, name: str, min_length: int) -> str | None:
+        value = self.optional(name)
+        if value is not None and len(value) < min_length:
+            raise SettingsError(name, f"must be at least {min_length} characters long")
+        return value
 
     def integer(self, name: str) -> int | None:
         value = self.optional(name)
