@@ -50,3 +50,8 @@ PAGE_RATE_LIMITS = {
     "renew_per_address": "10 per hour",
 }
 """Rate limits of the person's page (Flask-Limiter notation), per client address or link."""
+
+WORKER_MAINTENANCE_INTERVAL = 60
+"""Seconds between a worker's maintenance rounds, in which jobs of workers that died
+(killed, crashed, machine lost) are found and retried. RQ notices such a job once its
+heartbeat is 90 s old, so it is retried within about 90 s plus this interval."""

@@ -15,8 +15,9 @@ from datetime import datetime, timezone
 
 import redis
 from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError
+from rq.exceptions import AbandonedJobError, DuplicateJobError
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 from connector import defaults
 from connector.settings import Settings
@@ -89,6 +90,10 @@ def _enqueue(connection: redis.Redis, settings: Settings, queue_name: str, job, 
 def describe_failure(error: BaseException) -> str:
     """Return one line a support person can read: the connector's own message for its
     errors, the exception's type and text for anything unexpected."""
+    if isinstance(error, AbandonedJobError):
+        return "the worker stopped in the middle of this job (killed or crashed)"
+    if isinstance(error, JobTimeoutException):
+        return f"the job took longer than {defaults.JOB_TIMEOUT} s and was stopped"
     if getattr(error, "permanent", None) is not None and str(error):
         return str(error)
     return f"unexpected {type(error).__name__}: {error}"

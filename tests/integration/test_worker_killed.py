@@ -1,0 +1,59 @@
+"""A worker killed with SIGKILL in the middle of a job: the job is found and retried, not
+left "started" forever."""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import redis
+from rq.job import JobStatus
+from rq.registry import StartedJobRegistry
+
+from connector.settings import Settings
+from tests.conftest import new_event_id, start_worker, wait_for
+from workers.queues import ONBOARDING, apply_retry_policy, enqueue_onboarding
+
+pytestmark = pytest.mark.integration
+HEARTBEAT_TTL = 90  # RQ: job_monitoring_interval (30 s) + 60 s
+
+
+def kill_hard(process: subprocess.Popen) -> None:
+    """SIGKILL the worker and its work horse, as a crash or an OOM kill would."""
+    subprocess.run(["pkill", "-KILL", "-P", str(process.pid)], check=False)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(10)
+
+
+def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
+    # Retry at once: the dead worker's scheduler lock would hold scheduled retries for 60 s.
+    env = connector_env | {"DATA_DIR": str(tmp_path), "RETRY_INTERVALS": "0",
+                           "REDIS_URL": connector_env["REDIS_URL"] + "?db=11"}
+    own_db = redis.Redis.from_url(env["REDIS_URL"])
+    own_db.flushdb()
+    person_id = sandbox.create_person("Killed", "Worker", None)
+    sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")  # a slow CRM
+    job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
+
+    doomed = start_worker(env)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
+    kill_hard(doomed)
+    registry = StartedJobRegistry(ONBOARDING, connection=own_db)
+    assert job.id in registry.get_job_ids()  # left behind as "started"
+
+    # What the next worker's maintenance does once the dead worker's heartbeat is stale:
+    registry.cleanup(timestamp=time.time() + HEARTBEAT_TTL + 1,
+                     exception_handlers=[apply_retry_policy])
+    job.refresh()
+    assert job.get_status() in (JobStatus.SCHEDULED, JobStatus.QUEUED)
+    assert "worker stopped in the middle" in job.meta["attempts"][-1]["error"]
+
+    survivor = start_worker(env)
+    try:
+        wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30,
+                 what="the retried job to finish")
+    finally:
+        survivor.terminate()
+        survivor.wait(10)
+    assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
