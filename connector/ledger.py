@@ -35,5 +35,15 @@ class Ledger:
                 for entry_id, fields in self.connection.xrange(_key(person_id))]
 
 
+    def last_known_consents(self, person_id: int) -> dict[str, Mapping[str, str]]:
+        """Return the latest ledger entry per purpose (CRM key) that recorded a legal basis:
+        what the connector last knew of each consent row."""
+        known = {}
+        for entry in self.entries(person_id):
+            if entry.get("purpose") and "legal_basis" in entry:
+                known[entry["purpose"]] = entry
+        return known
+
+
 def _key(person_id: int) -> str:
     return f"{KEY_PREFIX}{person_id}"

@@ -97,6 +97,39 @@ def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str,
     return {"person_id": person_id, "written": [w.purpose.crm_key for w in writes]}
 
 
+def record_crm_changes(person_id: int, event_id: str | None = None) -> dict:
+    """Record in the ledger what a CRM user changed in the person's consents, so the history
+    is complete and not only the connector's own writes.
+
+    SuperOffice's person.consented / person.unconsented events do not say which purpose
+    changed, so the person's rows are compared with what the ledger last knew of each.
+    Running it again finds nothing new.
+    """
+    rt = runtime.current()
+    person = rt.crm.get_person(person_id)
+    known = rt.ledger.last_known_consents(person_id)
+    changed = []
+    for record in person.consents:
+        before = known.get(record.purpose, {})
+        if (before.get("legal_basis"), before.get("source")) == (record.legal_basis, record.source):
+            continue
+        rt.ledger.append(
+            person_id, "crm.consent_changed", purpose=record.purpose,
+            previous_legal_basis=before.get("legal_basis", ""), legal_basis=record.legal_basis,
+            source=record.source, comment=record.comment, actor="crm user",
+            associate_id=record.updated_by or record.registered_by, event_id=event_id,
+            crm_updated=record.updated.isoformat() if record.updated else None)
+        changed.append(record.purpose)
+    present = {record.purpose for record in person.consents}
+    for purpose, before in known.items():
+        if purpose not in present and before.get("action") != "crm.consent_removed":
+            rt.ledger.append(person_id, "crm.consent_removed", purpose=purpose,
+                             previous_legal_basis=before.get("legal_basis", ""), legal_basis="",
+                             actor="crm user", event_id=event_id)
+            changed.append(purpose)
+    return {"person_id": person_id, "recorded": changed}
+
+
 def send_fresh_link(person_id: int) -> str:
     """Mail the person a fresh link to their page (they asked, from an expired one).
 

@@ -24,7 +24,8 @@ from connector.settings import Settings
 
 ONBOARDING = "onboarding"
 PREFERENCES = "preferences"
-QUEUE_NAMES = (PREFERENCES, ONBOARDING)  # a person waiting on their page goes first
+HISTORY = "history"
+QUEUE_NAMES = (PREFERENCES, ONBOARDING, HISTORY)  # a person waiting on their page goes first
 JITTER = 0.1
 
 
@@ -51,6 +52,23 @@ def enqueue_onboarding(connection: redis.Redis, settings: Settings, person_id: i
     try:
         return _enqueue(connection, settings, ONBOARDING, onboard_person, person_id, event_id,
                         step="onboarding", job_id=f"onboard-{event_id}", unique=True,
+                        result_ttl=defaults.EVENT_DEDUPE_TTL)
+    except DuplicateJobError:
+        return None
+
+
+def enqueue_crm_changes(connection: redis.Redis, settings: Settings, person_id: int,
+                        event_id: str) -> Job | None:
+    """Queue recording, in the ledger, consent changes a CRM user made (once per event).
+
+    Returns:
+        The new job, or None when this event was already queued.
+    """
+    from workers.jobs import record_crm_changes
+
+    try:
+        return _enqueue(connection, settings, HISTORY, record_crm_changes, person_id, event_id,
+                        step="CRM change", job_id=f"crm-change-{event_id}", unique=True,
                         result_ttl=defaults.EVENT_DEDUPE_TTL)
     except DuplicateJobError:
         return None

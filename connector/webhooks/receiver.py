@@ -1,7 +1,9 @@
 """POST /webhooks/superoffice: verify, validate, drop what we do not act on, queue the rest.
 
-Answers (always JSON): 401 bad signature, 400 not JSON, 413 too large, 422 wrong fields,
-200 test / ignored / duplicate, 202 queued, 503 (with Retry-After) when Redis cannot take it.
+Acts on person.created (onboarding) and person.consented / person.unconsented (recording a
+CRM user's change in the ledger). Answers (always JSON): 401 bad signature, 400 not JSON,
+413 too large, 422 wrong fields, 200 test / ignored / duplicate, 202 queued, 503 (with
+Retry-After) when Redis cannot take it.
 """
 
 import logging
@@ -12,9 +14,18 @@ from marshmallow import ValidationError
 
 from connector import defaults
 from connector.exceptions import SignatureError
-from connector.webhooks.superoffice import (PERSON_CREATED, SIGNATURE_HEADER, TEST_HEADER,
+from connector.webhooks.superoffice import (PERSON_CONSENTED, PERSON_CREATED,
+                                            PERSON_UNCONSENTED, SIGNATURE_HEADER, TEST_HEADER,
                                             MalformedBodyError, parse_event, verify_signature)
-from workers.queues import enqueue_onboarding
+from workers.queues import enqueue_crm_changes, enqueue_onboarding
+
+# What each event we act on queues: new persons are onboarded; consent changes made by CRM
+# users are recorded in the ledger, so a person's history is complete.
+QUEUE_FOR_EVENT = {
+    PERSON_CREATED: enqueue_onboarding,
+    PERSON_CONSENTED: enqueue_crm_changes,
+    PERSON_UNCONSENTED: enqueue_crm_changes,
+}
 
 bp = Blueprint("superoffice_webhooks", __name__)
 log = logging.getLogger(__name__)
@@ -44,13 +55,14 @@ def receive_superoffice():
         return _answer(422, error="invalid_event", message="the event lacks fields or has "
                        "wrong values", fields=error.messages)
 
-    if event.event != PERSON_CREATED:
+    enqueue = QUEUE_FOR_EVENT.get(event.event)
+    if enqueue is None:
         return _ignored(event.event_id, f"{event.event} events are not acted on")
     if ctx.settings.associate_id and event.changed_by_associate_id == ctx.settings.associate_id:
         return _ignored(event.event_id, "caused by the connector's own associate")
 
     try:
-        job = enqueue_onboarding(ctx.redis, ctx.settings, event.primary_key, event.event_id)
+        job = enqueue(ctx.redis, ctx.settings, event.primary_key, event.event_id)
     except redis.RedisError as error:
         log.error("webhook.unavailable event_id=%s error=%s", event.event_id, type(error).__name__)
         response = _answer(503, error="queue_unavailable",

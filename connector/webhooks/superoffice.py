@@ -19,6 +19,8 @@ from connector.exceptions import SignatureError
 SIGNATURE_HEADER = "X-SuperOffice-Signature"
 TEST_HEADER = "X-Hook-Test"
 PERSON_CREATED = "person.created"
+PERSON_CONSENTED = "person.consented"
+PERSON_UNCONSENTED = "person.unconsented"
 
 
 def sign(body: bytes, secret: str) -> str:

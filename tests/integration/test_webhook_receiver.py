@@ -9,7 +9,7 @@ from rq import Queue
 from connector.app import create_app
 from connector.webhooks.superoffice import sign
 from tests.conftest import CONNECTOR_ASSOCIATE, USER_ASSOCIATE, WEBHOOK_SECRETS, new_event_id
-from workers.queues import ONBOARDING
+from workers.queues import HISTORY, ONBOARDING
 
 pytestmark = pytest.mark.integration
 
@@ -140,8 +140,7 @@ def test_oversized_body_gets_413(client, redis_conn):
     assert queued(redis_conn) == []
 
 
-@pytest.mark.parametrize("name", ["person.changed", "person.consented", "contact.created",
-                                  "person.deleted"])
+@pytest.mark.parametrize("name", ["person.changed", "contact.created", "person.deleted"])
 def test_events_not_acted_on_are_ignored_with_200(client, redis_conn, name):
     response = post(client, event(name=name))
     assert response.status_code == 200
@@ -150,12 +149,29 @@ def test_events_not_acted_on_are_ignored_with_200(client, redis_conn, name):
     assert queued(redis_conn) == []
 
 
-def test_events_caused_by_the_connector_itself_are_ignored(client, redis_conn):
-    response = post(client, event(changed_by=CONNECTOR_ASSOCIATE))
+@pytest.mark.parametrize("name, queue_name, job_prefix", [
+    ("person.consented", HISTORY, "crm-change-"),
+    ("person.unconsented", HISTORY, "crm-change-"),
+])
+def test_consent_changes_by_crm_users_are_queued_for_the_history(client, redis_conn, name,
+                                                                 queue_name, job_prefix):
+    payload = event(name=name, person_id=55)
+    response = post(client, payload)
+    again = post(client, payload)
+    assert response.status_code == 202 and again.json["status"] == "duplicate"
+    jobs = Queue(queue_name, connection=redis_conn).get_jobs()
+    assert [job.id for job in jobs] == [job_prefix + payload["EventId"]]
+    assert jobs[0].args == (55, payload["EventId"])
+
+
+@pytest.mark.parametrize("name", ["person.created", "person.consented", "person.unconsented"])
+def test_events_caused_by_the_connector_itself_are_ignored(client, redis_conn, name):
+    response = post(client, event(name=name, changed_by=CONNECTOR_ASSOCIATE))
     assert response.status_code == 200
     assert response.json["status"] == "ignored"
     assert "connector" in response.json["reason"]
     assert queued(redis_conn) == []
+    assert Queue(HISTORY, connection=redis_conn).get_jobs() == []
 
 
 def test_a_redelivered_event_queues_no_second_job(client, redis_conn):
