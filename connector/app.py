@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector import defaults
-from connector.config import load_config
+from connector.config import LiveConfig
 from connector.consent import ConsentConfig
 from connector.crm import CRMClient
 from connector.crm.superoffice import client_from_settings
@@ -38,10 +38,15 @@ class WebContext:
     """The services the web process uses."""
 
     settings: Settings
-    config: ConsentConfig
+    live_config: LiveConfig
     redis: redis.Redis
     crm: CRMClient
     links: LinkSigner
+
+    @property
+    def config(self) -> ConsentConfig:
+        """The purposes config in force (an edited file is picked up without a restart)."""
+        return self.live_config.current()
 
 
 def web_context() -> WebContext:
@@ -49,13 +54,12 @@ def web_context() -> WebContext:
     return current_app.extensions["connector"]
 
 
-def create_app(settings: Settings, *, config: ConsentConfig | None = None,
-               connection: redis.Redis | None = None, crm: CRMClient | None = None) -> Flask:
+def create_app(settings: Settings, *, connection: redis.Redis | None = None,
+               crm: CRMClient | None = None) -> Flask:
     """Build the web app.
 
     Args:
-        settings: the validated settings.
-        config: the purposes config; loaded from settings.consent_config when None.
+        settings: the validated settings (the purposes file is settings.consent_config).
         connection: a Redis client; connected from the settings when None.
         crm: a CRM client; SuperOffice from the settings when None.
 
@@ -80,7 +84,7 @@ def create_app(settings: Settings, *, config: ConsentConfig | None = None,
     )
     app.extensions["connector"] = WebContext(
         settings=settings,
-        config=config or load_config(settings.consent_config),
+        live_config=LiveConfig(settings.consent_config),
         redis=connection,
         crm=crm or client_from_settings(settings),
         links=LinkSigner(settings.secret_keys, settings.link_max_age_days),

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from connector import defaults
 from connector.commands import runtime_or_exit
 
 
@@ -44,13 +45,13 @@ def config_check(file: Path | None):
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 def worker(burst: bool):
     """Run an RQ worker for the connector's queues (with RQ's scheduler, for retries)."""
-    from rq import Worker
-
     from workers.queues import QUEUE_NAMES, apply_retry_policy
+    from workers.worker import ConnectorWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     rt = runtime_or_exit()
-    rq_worker = Worker(list(QUEUE_NAMES), connection=rt.redis,
-                       exception_handlers=[apply_retry_policy])
+    rq_worker = ConnectorWorker(list(QUEUE_NAMES), connection=rt.redis,
+                                exception_handlers=[apply_retry_policy],
+                                maintenance_interval=defaults.WORKER_MAINTENANCE_INTERVAL)
     rq_worker.work(with_scheduler=True, burst=burst)
 

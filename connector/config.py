@@ -23,7 +23,10 @@ How it works:
 from __future__ import annotations
 
 import difflib
+import hashlib
+import logging
 import re
+import time
 from collections.abc import Iterator, Mapping
 from datetime import date
 from pathlib import Path
@@ -44,7 +47,9 @@ from connector.consent import (
 )
 from connector.exceptions import ConfigError, ConfigProblem
 
-__all__ = ["load_config", "check_config", "CONSENT_CRM_KEY"]
+log = logging.getLogger(__name__)
+
+__all__ = ["load_config", "check_config", "LiveConfig", "config_version", "CONSENT_CRM_KEY"]
 
 CONSENT_CRM_KEY = "61A"
 """The CRM key of GDPR Art. 6(1)(a), consent. A default may never rest on it (nor on the
@@ -747,3 +752,57 @@ def _build(data: dict) -> ConsentConfig:
         languages=tuple(data["languages"]),
         page_source=page["source"], page_consent_legal_basis=page["consent_legal_basis"])
 
+
+
+class LiveConfig:
+    """The purposes config as the admin last saved it, picked up without a restart.
+
+    ``current()`` looks at the file at most every ``check_every`` seconds; a changed file is
+    validated and, when valid, replaces the config in force. An invalid edit is refused: it is
+    logged with its file, line and reason, and the last good config stays in force.
+    """
+
+    def __init__(self, path: str | Path, check_every: float = 2.0):
+        self.path = Path(path)
+        self.check_every = check_every
+        self._config = load_config(self.path)  # the first load must succeed: no good config yet
+        self._seen = self._stamp()
+        self._checked_at = time.monotonic()
+        self.version = config_version(self.path)
+
+    def current(self) -> ConsentConfig:
+        """Return the config in force, reloading the file first if it changed."""
+        if time.monotonic() - self._checked_at >= self.check_every:
+            self.refresh()
+        return self._config
+
+    def refresh(self) -> None:
+        """Reload the file now if it changed since it was last read."""
+        self._checked_at = time.monotonic()
+        stamp = self._stamp()
+        if stamp == self._seen:
+            return
+        self._seen = stamp
+        try:
+            self._config = load_config(self.path)
+        except ConfigError as error:
+            log.error("config.rejected file=%s kept=%s problems=%s", self.path, self.version,
+                      " | ".join(str(problem) for problem in error.problems))
+            return
+        self.version = config_version(self.path)
+        log.info("config.reloaded file=%s version=%s", self.path, self.version)
+
+    def _stamp(self) -> tuple[float, int] | None:
+        try:
+            status = self.path.stat()
+        except OSError:
+            return None
+        return status.st_mtime_ns, status.st_size
+
+
+def config_version(path: str | Path) -> str:
+    """A short fingerprint of the file's content (first 12 hex digits of its SHA-256)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "unreadable"

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import redis
 
-from connector.config import load_config
+from connector.config import LiveConfig
 from connector.consent import ConsentConfig
 from connector.crm import CRMClient
 from connector.crm.superoffice import client_from_settings
@@ -24,12 +24,17 @@ class Runtime:
     """The services a job uses."""
 
     settings: Settings
-    config: ConsentConfig
+    live_config: LiveConfig
     redis: redis.Redis
     crm: CRMClient
     mailer: Mailer
     ledger: Ledger
     links: LinkSigner
+
+    @property
+    def config(self) -> ConsentConfig:
+        """The purposes config in force (an edited file is picked up without a restart)."""
+        return self.live_config.current()
 
 
 def build_runtime(settings: Settings) -> Runtime:
@@ -37,7 +42,7 @@ def build_runtime(settings: Settings) -> Runtime:
     connection = connect(settings, socket_timeout=None)
     return Runtime(
         settings=settings,
-        config=load_config(settings.consent_config),
+        live_config=LiveConfig(settings.consent_config),
         redis=connection,
         crm=client_from_settings(settings),
         mailer=Mailer.from_url(settings.smtp_url, settings.outbox_dir),
