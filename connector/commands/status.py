@@ -1,0 +1,132 @@
+"""``consent-connector status``: queues, workers, failures, reconciliation, config, webhook.
+
+The command prints one section after the other. A section is a function
+``section(rt) -> list[str]``: a heading line, then its lines indented by two spaces. Add a
+section by writing such a function and putting it in SECTIONS. A section that cannot reach
+the CRM or Redis says so in its own lines; the others still print.
+"""
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import click
+import redis
+
+from connector.commands import runtime_or_exit
+from connector.exceptions import CRMError
+
+WEBHOOK_EVENT = "person.created"
+
+_STATE_HINTS = {
+    "TooManyErrors": "SuperOffice gave up on it after 9 failed deliveries in a row.",
+    "Stopped": "Stopped: a user stopped it, or the connector answered 410 Gone.",
+}
+
+
+def webhooks_section(rt) -> list[str]:
+    """The CRM's webhooks that send ``person.created``, with their State and, for one that is
+    not Active, why and how to set it Active again."""
+    lines = ["Webhooks (in SuperOffice)"]
+    try:
+        hooks = rt.crm.list_webhooks()
+    except CRMError as error:
+        if error.status == 403:
+            return lines + ["  CRM refused to list webhooks (403): the app needs access to the "
+                            "Webhook API (SuperOffice Online grants it per app)"]
+        return lines + [f"  could not read the webhooks: {error}"]
+    relevant = [h for h in hooks if WEBHOOK_EVENT in h.events]
+    if not relevant:
+        lines.append(f"  none sends {WEBHOOK_EVENT}: new persons are found only by the "
+                     f"reconciliation. Register the webhook (README, \"Registering the webhook\").")
+    for hook in relevant:
+        lines.append(f"  #{hook.id} {hook.name!r}: {hook.state} → {hook.target_url}")
+        if hook.state != "Active":
+            lines += [
+                f"      {_STATE_HINTS.get(hook.state, 'It is not Active.')} It sends nothing now:",
+                "      new persons are found only by the reconciliation, up to RECONCILE_INTERVAL "
+                "minutes late.",
+                "      Once the connector answers again, set it Active:",
+                f"      PATCH $SUPEROFFICE_API_URL/Webhook/{hook.id} with {{\"State\": \"Active\"}}",
+                "      (Content-Type: application/json and the connector's credentials).",
+            ]
+    active = [h for h in relevant if h.state == "Active"]
+    if relevant and not active:
+        lines.append(f"  No webhook sending {WEBHOOK_EVENT} is Active.")
+    others = len(hooks) - len(relevant)
+    if others:
+        lines.append(f"  ({others} other webhook(s) not sending {WEBHOOK_EVENT} not shown)")
+    return lines
+
+
+def reconciliation_section(rt) -> list[str]:
+    """The last reconciliation pass, the watermark and the schedule."""
+    from workers.reconcile import WATERMARK_OVERLAP, read_last_run, read_watermark
+
+    lines = ["Reconciliation"]
+    try:
+        last = read_last_run(rt.redis)
+        watermark = read_watermark(rt.redis)
+        schedule = _schedule(rt.redis)
+    except redis.RedisError as error:
+        return lines + [f"  Redis unavailable: {type(error).__name__}: {error}"]
+    if last is None:
+        lines.append("  last pass   none yet (a worker runs one when it starts, then every "
+                     "RECONCILE_INTERVAL minutes)")
+    else:
+        when = f"{_show(last.get('finished_at'))} ({last.get('trigger', '?')})"
+        if last.get("ok"):
+            deferred = (f", {last['deferred']} left for the next pass (changed in the last minute)"
+                        if last.get("deferred") else "")
+            lines.append(f"  last pass   {when}: {last['listed']} listed, {last['queued']} queued "
+                         f"for onboarding, {last['already_onboarded']} already onboarded{deferred}")
+        else:
+            lines.append(f"  last pass   {when} FAILED: {last.get('error')}")
+            lines.append("              the watermark did not move: the next pass looks at the "
+                         "same persons again")
+    if watermark is None:
+        lines.append("  watermark   none yet (the first pass looks at the last 24 h)")
+    else:
+        lines.append(f"  watermark   {_show(watermark.isoformat())}: the next pass lists persons "
+                     f"changed after {_show((watermark - WATERMARK_OVERLAP).isoformat())}")
+    lines.append(f"  schedule    {schedule}")
+    return lines
+
+
+SECTIONS: list[Callable] = [webhooks_section, reconciliation_section]
+"""The sections ``status`` prints, in order."""
+
+
+@click.command()
+def status():
+    """Show how the connector is doing: the CRM's webhooks and the last reconciliation."""
+    rt = runtime_or_exit()
+    for index, section in enumerate(SECTIONS):
+        if index:
+            click.echo("")
+        for line in section(rt):
+            click.echo(line)
+
+
+def _schedule(connection: redis.Redis) -> str:
+    """Where the scheduled pass stands, from RQ's cron scheduler registry."""
+    from rq.cron import CronScheduler
+
+    jobs = [job for scheduler in CronScheduler.all(connection) for job in scheduler.get_jobs()
+            if job.name == "reconcile"]
+    if not jobs:
+        return "no worker is scheduling passes right now (is a worker running?)"
+    minutes = (jobs[0].interval or 0) // 60
+    upcoming = [job.next_enqueue_time for job in jobs
+                if job.next_enqueue_time and job.next_enqueue_time.year < 9999]
+    next_at = f", next {_show(min(upcoming).isoformat())}" if upcoming else ""
+    return f"every {minutes} min by {len(jobs)} worker(s){next_at}"
+
+
+def _show(iso: str | None) -> str:
+    if not iso:
+        return "never"
+    when = datetime.fromisoformat(iso)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
