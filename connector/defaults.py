@@ -51,6 +51,10 @@ PAGE_RATE_LIMITS = {
 }
 """Rate limits of the person's page (Flask-Limiter notation), per client address or link."""
 
+RECONCILE_INTERVAL = 15
+"""Minutes between two reconciliation passes, which onboard persons whose webhook was lost
+(0 switches the schedule off; `consent-connector reconcile` still works)."""
+
 WORKER_MAINTENANCE_INTERVAL = 60
 """Seconds between a worker's maintenance rounds, in which jobs of workers that died
 (killed, crashed, machine lost) are found and retried. RQ notices such a job once its

@@ -36,6 +36,7 @@ class Settings:
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
     trusted_proxy_count: int = 0
     admin_token: str | None = None
+    reconcile_interval: int = defaults.RECONCILE_INTERVAL
 
     def __repr__(self) -> str:
         return f"Settings(api_url={self.superoffice_api_url!r}, data_dir={str(self.data_dir)!r})"
@@ -77,8 +78,10 @@ class Settings:
             data_dir=Path(env.optional("DATA_DIR") or "var"),
             link_max_age_days=env.integer("LINK_MAX_AGE_DAYS") or defaults.LINK_MAX_AGE_DAYS,
             retry_intervals=env.integers("RETRY_INTERVALS") or defaults.RETRY_INTERVALS,
-            trusted_proxy_count=env.integer("TRUSTED_PROXY_COUNT") or 0,
+            trusted_proxy_count=env.integer("TRUSTED_PROXY_COUNT", minimum=0, default=0),
             admin_token=env.secret("ADMIN_TOKEN", min_length=16),
+            reconcile_interval=env.integer("RECONCILE_INTERVAL", minimum=0,
+                                           default=defaults.RECONCILE_INTERVAL),
         )
 
 
@@ -119,12 +122,12 @@ class _Env:
             raise SettingsError(name, f"must be at least {min_length} characters long")
         return value
 
-    def integer(self, name: str) -> int | None:
+    def integer(self, name: str, minimum: int = 1, default: int | None = None) -> int | None:
         value = self.optional(name)
         if value is None:
-            return None
-        if not _is_whole_number(value) or int(value) <= 0:
-            raise SettingsError(name, f"must be a positive whole number, got {value!r}")
+            return default
+        if not _is_whole_number(value) or int(value) < minimum:
+            raise SettingsError(name, f"must be a whole number of at least {minimum}, got {value!r}")
         return int(value)
 
     def integers(self, name: str) -> tuple[int, ...] | None:

@@ -182,6 +182,7 @@ def connector_env(redis_url, smtp_server, sandbox_server, tmp_path_factory):
         "CONSENT_CONFIG": str(ROOT / "config" / "purposes.yaml"),
         "DATA_DIR": str(tmp_path_factory.mktemp("data")),
         "RETRY_INTERVALS": "1,1,1",
+        "RECONCILE_INTERVAL": "0",  # tests that reconcile start their own passes
     }
 
 

@@ -11,6 +11,7 @@ from connector.exceptions import MailError
 from connector.subscriptions.pending import clear_pending
 from workers import runtime
 from workers.mailer import render_confirmation
+from workers.reconcile import ONBOARDED_KEY
 
 ACTOR = "connector"
 PERSON = "person"
@@ -52,6 +53,7 @@ def onboard_person(person_id: int, event_id: str | None = None) -> dict:
 
     consents = person.consents + tuple(_as_record(write) for write in writes)
     mail = send_confirmation_once(person, consents, source, job_id)
+    rt.redis.sadd(ONBOARDED_KEY, person_id)  # the reconciliation skips persons seen here
     return {"person_id": person_id, "written": [w.purpose.crm_key for w in writes],
             "mail": mail}
 

@@ -13,14 +13,16 @@ import email.utils
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import requests
 
 from connector import __version__, defaults
+from connector.config_diff import CRMListItem
 from connector.consent import COMMENT_MAX_LENGTH, ConsentRecord
 from connector.crm import Person
 from connector.exceptions import CRMError, PersonNotFoundError
@@ -47,9 +49,56 @@ _LANGUAGES = {
     "spanish": "es", "español": "es", "espanol": "es", "spansk": "es", "es": "es",
 }
 
+# The CRM's consent lists, by the config section they match (see config_diff).
+CONSENT_LISTS = {"purposes": "ConsentPurpose", "legal_bases": "LegalBase",
+                 "sources": "ConsentSource"}
+
 _EMAIL_PATTERN = re.compile(r"[^\s@'\"<>(),;]+@[A-Za-z0-9.-]*[A-Za-z0-9]")
 _CRM_TEXT_MAX = 200
 _ONLINE_HOST = re.compile(r"^(sod|stage|online)\d*\.superoffice\.com$", re.IGNORECASE)
+
+LIST_COLUMNS = ("personId", "personRegisteredDate", "personUpdatedDate")
+"""Archive columns ``list_persons`` selects (docs/en/api/archive-providers/reference/person.md)."""
+
+LIST_PAGE_SIZE = 200
+"""Rows asked for per page of ``GET Person``: small pages keep every call short for the CRM."""
+
+LIST_PAGE_SIZE_MAX = 1000
+"""Largest ``$top`` the client sends, whatever the caller asks for."""
+
+LIST_RATE_LIMIT_RETRIES = 3
+"""How often one page of a listing is asked again after a 429/503 that carried a Retry-After."""
+
+LIST_RATE_LIMIT_MAX_WAIT = 120.0
+"""Longest Retry-After (seconds) a listing waits out itself; a longer one raises CRMError."""
+
+
+@dataclass(frozen=True)
+class PersonListing:
+    """One row of the person list: the id and when the person was registered and last updated
+    (aware UTC datetimes; None where the CRM has the date unset)."""
+
+    person_id: int
+    registered: datetime | None
+    updated: datetime | None
+
+    @property
+    def changed(self) -> datetime | None:
+        """The later of ``registered`` and ``updated``: when the CRM last touched the person."""
+        dates = [d for d in (self.registered, self.updated) if d is not None]
+        return max(dates) if dates else None
+
+
+@dataclass(frozen=True)
+class WebhookInfo:
+    """A webhook registered in the CRM, as the connector reports it (never its secret).
+    ``state`` is SuperOffice's: ``Active``, ``Stopped`` or ``TooManyErrors``."""
+
+    id: int
+    name: str
+    events: tuple[str, ...]
+    state: str
+    target_url: str
 
 
 class SuperOfficeClient:
@@ -125,6 +174,176 @@ class SuperOfficeClient:
         subject = f"consent {purpose} for person {person_id}"
         self._call("PUT", url, (204, 200), subject=subject, action=f"writing {subject}",
                    person_id=person_id)
+
+    def list_persons(self, changed_since: datetime | None, page_size: int = LIST_PAGE_SIZE, *,
+                     sleep: Callable[[float], None] = time.sleep) -> Iterator[PersonListing]:
+        """Yield every person registered or updated after ``changed_since`` (every person when
+        None), each once, page by page, one call at a time.
+
+        ``GET {api_url}/Person`` is an OData list over the "Person" archive
+        (v1PersonEntity_GetAll.md): ``$select`` the id and both dates, ``$filter`` with the
+        date-time operator ``afterTime`` and a quoted UTC value
+        (docs/en/api/search/odata/datetime.md), ``$orderBy``, ``$top``; the answer is
+        ``{odata.metadata, odata.nextLink, value: [{PrimaryKey, EntityName, <columns>}]}``.
+
+        1. With a date, two listings run one after the other, ``personRegisteredDate afterTime``
+           and ``personUpdatedDate afterTime``: a new person is found whether or not the CRM
+           stamps the updated date when a person is created. A person in both is yielded once.
+        2. Pages are ordered by ``personId``, not by date: a person changed while the listing
+           runs keeps their place, so ``$skip`` paging (what ``odata.nextLink`` carries) skips
+           nobody; new persons come at the end.
+        3. ``odata.nextLink`` is followed; it must stay on the API's scheme and host, since it
+           gets the credentials. Without one, a full page is followed by ``$skip``.
+        4. A listing is many calls: a 429 or 503 with a Retry-After of at most
+           LIST_RATE_LIMIT_MAX_WAIT seconds is waited out with ``sleep`` and the same page asked
+           again, up to LIST_RATE_LIMIT_RETRIES times, rather than starting over.
+
+        Args:
+            changed_since: aware datetime (a naive one is taken as UTC), or None for all.
+            page_size: ``$top``, at most LIST_PAGE_SIZE_MAX.
+            sleep: how to wait out a Retry-After (tests pass a recorder).
+
+        Raises:
+            ValueError: ``page_size`` is not positive.
+            CRMError: a call failed (``permanent`` says whether a retry can help), or an answer
+                is not an OData person list.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        page_size = min(int(page_size), LIST_PAGE_SIZE_MAX)
+        if changed_since is None:
+            filters: list[str | None] = [None]
+        else:
+            when = odata_datetime(changed_since)
+            filters = [f"personRegisteredDate afterTime '{when}'",
+                       f"personUpdatedDate afterTime '{when}'"]
+        seen: set[int] = set()
+        for odata_filter in filters:
+            for listing in self._list_person_archive(odata_filter, page_size, sleep):
+                if listing.person_id not in seen:
+                    seen.add(listing.person_id)
+                    yield listing
+
+    def list_webhooks(self) -> list[WebhookInfo]:
+        """Return the webhooks registered in the CRM with their State: one ``GET {api_url}/Webhook``
+        (docs/en/api/reference/restful/rest/Webhook/v1Webhook_GetAllWebhooks.md; State is
+        Active, Stopped or TooManyErrors).
+
+        Raises:
+            CRMError: the call failed or the answer is not a list of webhooks. SuperOffice
+                Online answers 403 when the app was not granted access to webhooks.
+        """
+        response = self._call("GET", f"{self.api_url}/Webhook", (200, 404),
+                              subject="the webhook list", action="listing webhooks", person_id=0)
+        if response.status_code == 404:
+            raise CRMError("CRM answered 404 for GET Webhook — check SUPEROFFICE_API_URL",
+                           status=404, permanent=True)
+        try:
+            body = response.json()
+        except ValueError:
+            raise _unreadable("a webhook list that is not JSON") from None
+        if not isinstance(body, list):
+            raise _unreadable("a webhook list that is not an array")
+        return [parse_webhook(item, where=f"webhook list item {i}") for i, item in enumerate(body)]
+
+    def consent_lists(self) -> dict[str, list[CRMListItem]]:
+        """Return the tenant's consent purposes, legal bases and sources, by kind ("purposes",
+        "legal_bases", "sources"): ``GET {api_url}/List/<ConsentPurpose|LegalBase|
+        ConsentSource>/Items`` (docs/en/api/reference/restful/rest/List_ConsentPurpose/ …).
+
+        Raises:
+            CRMError: a call failed or an answer is not a list.
+        """
+        lists = {}
+        for kind, list_name in CONSENT_LISTS.items():
+            response = self._call("GET", f"{self.api_url}/List/{list_name}/Items", (200,),
+                                  subject=f"the {list_name} list",
+                                  action=f"reading the {list_name} list", person_id=0)
+            try:
+                rows = response.json()
+            except ValueError:
+                raise _unreadable(f"a {list_name} list that is not JSON") from None
+            if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+                raise _unreadable(f"a {list_name} list that is not an array of items")
+            lists[kind] = [CRMListItem(key=str(row.get("Key") or ""),
+                                       name=str(row.get("Name") or ""),
+                                       active=not row.get("Deleted") and row.get("Active", 1) != 0)
+                           for row in rows]
+        return lists
+
+    def _list_person_archive(self, odata_filter: str | None, page_size: int,
+                             sleep: Callable[[float], None]) -> Iterator[PersonListing]:
+        params = {"$select": ",".join(LIST_COLUMNS)}
+        if odata_filter:
+            params["$filter"] = odata_filter
+        params.update({"$orderBy": "personId", "$top": str(page_size)})
+        base = f"{self.api_url}/Person"
+        url = f"{base}?{_query(params)}"
+        position = 0
+        previous: list[int] = []
+        while True:
+            body = self._list_page(url, sleep)
+            rows = body.get("value")
+            if not isinstance(rows, list):
+                raise _unreadable("a person list without a 'value' array")
+            listings = [parse_person_row(row, where=f"person list row {position + i}")
+                        for i, row in enumerate(rows)]
+            ids = [listing.person_id for listing in listings]
+            if ids and ids == previous:
+                raise CRMError("CRM answered the same page of the person list twice; the list "
+                               "cannot be followed", status=200, permanent=True)
+            previous = ids
+            yield from listings
+            position += len(listings)
+            next_link = body.get("odata.nextLink")
+            if next_link:
+                next_url = self._same_origin(str(next_link))
+                if next_url == url:
+                    raise CRMError("CRM's odata.nextLink repeats the page it came with; the person "
+                                   "list cannot be followed", status=200, permanent=True)
+                url = next_url
+            elif len(listings) >= page_size:
+                url = f"{base}?{_query({**params, '$skip': str(position)})}"
+            else:
+                return
+
+    def _list_page(self, url: str, sleep: Callable[[float], None]) -> Mapping:
+        """GET one page of the person list, waiting out a short Retry-After (see list_persons)."""
+        attempt = 0
+        while True:
+            try:
+                response = self._call("GET", url, (200, 404), subject="the person list",
+                                      action="listing persons", person_id=0)
+            except CRMError as error:
+                wait = error.retry_after
+                if (error.permanent or wait is None or wait > LIST_RATE_LIMIT_MAX_WAIT
+                        or attempt >= LIST_RATE_LIMIT_RETRIES):
+                    raise
+                attempt += 1
+                log.info("person list: CRM answered %s, waiting %g s as it asked", error.status,
+                         wait)
+                sleep(wait)
+                continue
+            if response.status_code == 404:
+                raise CRMError("CRM answered 404 for the person list (GET Person) — check "
+                               "SUPEROFFICE_API_URL", status=404, permanent=True)
+            try:
+                body = response.json()
+            except ValueError:
+                raise _unreadable("a person list that is not JSON") from None
+            if not isinstance(body, Mapping):
+                raise _unreadable("a person list that is not an object")
+            return body
+
+    def _same_origin(self, link: str) -> str:
+        """Resolve an odata.nextLink against the API URL; refuse one on another scheme or host."""
+        url = urljoin(self.api_url + "/", link)
+        here, there = urlsplit(self.api_url), urlsplit(url)
+        if (there.scheme, there.netloc.lower()) != (here.scheme, here.netloc.lower()):
+            raise CRMError(f"CRM's odata.nextLink points to {there.scheme}://{there.netloc}, not "
+                           f"the API's host; not sending the connector's credentials there",
+                           status=200, permanent=True)
+        return url
 
     # -- one HTTP call, every failure mapped -------------------------------------------------
 
@@ -251,6 +470,60 @@ def parse_consent_info(item: Any, *, where: str = "ConsentInfo") -> ConsentRecor
     )
 
 
+def parse_person_row(row: Any, *, where: str = "person list row") -> PersonListing:
+    """Turn one row of the OData person list into a ``PersonListing``.
+
+    The row's id is ``personId`` (or ``PrimaryKey``), a number or, in SLIM display mode, a
+    numeric string; dates are ISO strings ("Dates are always returned as ISO strings").
+
+    Raises:
+        CRMError: (permanent) the row has no usable person id or an unreadable date.
+    """
+    if not isinstance(row, Mapping):
+        raise _unreadable(f"{where} that is not an object")
+    raw_id = row.get("personId", row.get("PrimaryKey"))
+    if isinstance(raw_id, str) and raw_id.strip().isdigit():
+        raw_id = int(raw_id)
+    if not isinstance(raw_id, int) or isinstance(raw_id, bool) or raw_id <= 0:
+        raise _unreadable(f"{where} without a person id")
+    return PersonListing(
+        person_id=raw_id,
+        registered=parse_date(row.get("personRegisteredDate"),
+                              where=f"{where}.personRegisteredDate"),
+        updated=parse_date(row.get("personUpdatedDate"), where=f"{where}.personUpdatedDate"),
+    )
+
+
+def parse_webhook(item: Any, *, where: str = "Webhook") -> WebhookInfo:
+    """Turn a SuperOffice Webhook carrier into a ``WebhookInfo`` (the Secret is dropped).
+
+    Raises:
+        CRMError: (permanent) the item is not a webhook with a WebhookId.
+    """
+    if not isinstance(item, Mapping):
+        raise _unreadable(f"{where} that is not an object")
+    webhook_id = item.get("WebhookId")
+    if not isinstance(webhook_id, int) or isinstance(webhook_id, bool):
+        raise _unreadable(f"{where} without WebhookId")
+    events = item.get("Events")
+    return WebhookInfo(
+        id=webhook_id,
+        name=str(item.get("Name") or ""),
+        events=tuple(str(e) for e in events) if isinstance(events, list) else (),
+        state=str(item.get("State") or "Unknown"),
+        target_url=str(item.get("TargetUrl") or ""),
+    )
+
+
+def odata_datetime(when: datetime) -> str:
+    """Format a datetime as the quoted value of an OData date-time restriction: UTC, whole
+    seconds, no offset (``2020-05-28T15:00:01``, docs/en/api/search/odata/datetime.md). A naive
+    datetime is taken as UTC."""
+    if when.tzinfo is not None:
+        when = when.astimezone(timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S")
+
+
 def parse_date(value: Any, *, where: str = "date") -> datetime | None:
     """Parse a SuperOffice date-time into an aware UTC datetime, or None when unset.
 
@@ -315,6 +588,11 @@ def _associate_id(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return value
     return None
+
+
+def _query(params: Mapping[str, str]) -> str:
+    """Encode OData query options: spaces as %20 (never '+'), '$' and ',' kept readable."""
+    return urlencode(params, quote_via=quote, safe="$,")
 
 
 def _unreadable(what: str) -> CRMError:
