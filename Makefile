@@ -13,11 +13,13 @@ test: $(STAMP) system-deps  ## run every test (unit, integration with real Redis
 	$(BIN)/python -m pytest
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used);
-# the SMTP TLS tests make a throwaway certificate with openssl.
+# the SMTP TLS tests make a throwaway certificate with openssl; the export tests open the
+# workbook in LibreOffice (soffice, headless).
+SYSTEM_PACKAGES := chromium openssl libreoffice-calc-nogui
 system-deps:
-	@command -v chromium >/dev/null && command -v openssl >/dev/null || { \
-	  echo "installing chromium and openssl from Debian's packages (needs root)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium openssl; }
+	@command -v chromium >/dev/null && command -v openssl >/dev/null && command -v soffice >/dev/null || { \
+	  echo "installing $(SYSTEM_PACKAGES) from Debian's packages (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
 
 venv: $(STAMP)
 

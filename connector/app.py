@@ -66,7 +66,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
     Raises:
         ConfigError: the purposes file is invalid.
     """
-    from connector import health
+    from connector import admin, health, metrics
     from connector.subscriptions import page
     from connector.webhooks import receiver
 
@@ -98,6 +98,8 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
     app.register_blueprint(receiver.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(health.bp)
+    app.register_blueprint(metrics.bp)
+    app.register_blueprint(admin.bp)
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_add_security_headers)
     return app

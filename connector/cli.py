@@ -9,6 +9,9 @@ import click
 
 from connector import defaults
 from connector.commands import runtime_or_exit
+from connector.commands.jobs import jobs
+from connector.commands.reconcile import reconcile
+from connector.commands.status import status
 
 
 @click.group()
@@ -41,11 +44,34 @@ def config_check(file: Path | None):
                f"legal bases, {len(loaded.sources)} sources.")
 
 
+@config.command("diff")
+def config_diff():
+    """Compare the purposes file with the CRM's lists of purposes, legal bases and sources:
+    keys the CRM does not have or has deactivated (exit 1), and names that differ."""
+    from connector.config_diff import diff_config
+    from connector.exceptions import CRMError
+
+    rt = runtime_or_exit()
+    try:
+        lists = rt.crm.consent_lists()
+    except CRMError as error:
+        click.echo(f"could not read the CRM's lists: {error}", err=True)
+        sys.exit(2)
+    differences = diff_config(rt.config, lists)
+    for difference in differences:
+        click.echo(f"{'PROBLEM' if difference.problem else 'note   '}  {difference.message}")
+    problems = sum(d.problem for d in differences)
+    click.echo(f"{rt.live_config.path}: {problems} problem(s), "
+               f"{len(differences) - problems} note(s) against the CRM's lists.")
+    sys.exit(1 if problems else 0)
+
+
 @main.command()
 @click.option("--burst", is_flag=True, help="Work until the queues are empty, then exit.")
 def worker(burst: bool):
     """Run an RQ worker for the connector's queues (with RQ's scheduler, for retries)."""
     from workers.queues import QUEUE_NAMES, apply_retry_policy
+    from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
     from workers.worker import ConnectorWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -53,5 +79,17 @@ def worker(burst: bool):
     rq_worker = ConnectorWorker(list(QUEUE_NAMES), connection=rt.redis,
                                 exception_handlers=[apply_retry_policy],
                                 maintenance_interval=defaults.WORKER_MAINTENANCE_INTERVAL)
-    rq_worker.work(with_scheduler=True, burst=burst)
+    # RQ's cron scheduler queues a reconciliation every RECONCILE_INTERVAL minutes.
+    reconcile_every = 0 if burst else rt.settings.reconcile_interval
+    cron = start_reconcile_cron(rt.settings, reconcile_every) if reconcile_every else None
+    try:
+        rq_worker.work(with_scheduler=True, burst=burst)
+    finally:
+        if cron is not None:
+            stop_reconcile_cron(cron)
 
+
+
+main.add_command(jobs)
+main.add_command(reconcile)
+main.add_command(status)

@@ -1,7 +1,21 @@
-"""Operator endpoints: /healthz (the process answers) and /readyz (it can do its work)."""
+"""Operator endpoints, open like /metrics and without personal data:
+
+- ``GET /healthz``: the process answers (always 200).
+- ``GET /readyz``: it can do its work: Redis answers (webhooks can be queued) and a purposes
+  config is in force. 200 ``{"status": "ok", "redis": "ok", "config": "ok",
+  "config_version": "<first 12 hex digits of the SHA-256 of the file in force>"}``, else 503
+  with what is wrong in ``redis`` / ``config``.
+
+An edit of the purposes file that was refused leaves the last good config in force: the
+process stays ready (200) and says so in ``config_file``, e.g.
+``"config_file": "version 3f2a… on disk was refused (see the log); 9c1e… is in force"``.
+"""
 
 import redis
 from flask import Blueprint, jsonify
+
+from connector.config import config_version
+from connector.exceptions import ConfigError
 
 bp = Blueprint("health", __name__)
 
@@ -14,11 +28,34 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Redis answers, so webhooks can be queued; 503 otherwise."""
+    """Redis answers and a purposes config is in force; 503 naming what is wrong otherwise."""
     from connector.app import web_context
 
+    ctx = web_context()
+    body: dict[str, str] = {}
     try:
-        web_context().redis.ping()
-    except redis.RedisError:
-        return jsonify(status="unavailable", redis="unreachable"), 503
-    return jsonify(status="ok", redis="ok")
+        ctx.redis.ping()
+        body["redis"] = "ok"
+    except redis.RedisError as error:
+        body["redis"] = f"unreachable ({type(error).__name__})"
+
+    live = ctx.live_config
+    try:
+        live.refresh()  # a file edited since the last look is validated now
+        loaded = live.current() is not None
+    except (ConfigError, OSError) as error:
+        loaded, body["config"] = False, f"not loaded: {error}"
+    if loaded:
+        body["config"] = "ok"
+        body["config_version"] = live.version
+        on_disk = config_version(live.path)
+        if on_disk == "unreadable":
+            body["config_file"] = f"{live.path} cannot be read; {live.version} is in force"
+        elif on_disk != live.version:
+            body["config_file"] = (f"version {on_disk} on disk was refused (see the log); "
+                                   f"{live.version} is in force")
+    elif "config" not in body:
+        body["config"] = "not loaded"
+
+    ready = body["redis"] == "ok" and body["config"] == "ok"
+    return jsonify(status="ok" if ready else "unavailable", **body), 200 if ready else 503

@@ -123,7 +123,7 @@ def apply_retry_policy(job: Job, exc_type, error: BaseException, traceback) -> b
     reason = describe_failure(error)
     attempts = job.meta.setdefault("attempts", [])
     attempts.append({"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     "error": reason})
+                     "error": reason, "permanent": bool(getattr(error, "permanent", False))})
     job.meta["reason"] = reason
     if getattr(error, "permanent", False):
         job.retries_left = 0
