@@ -3,7 +3,6 @@
 Gunicorn serves ``create_app_from_env()`` (see Procfile).
 """
 
-import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from connector.crm import CRMClient
 from connector.crm.superoffice import client_from_settings
 from connector.exceptions import ConfigError, SettingsError
 from connector.extensions import csrf, limiter
+from connector.logs import configure_logging
 from connector.redis_connection import connect
 from connector.settings import Settings
 from connector.subscriptions.tokens import LinkSigner
@@ -86,7 +86,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
         settings=settings,
         live_config=LiveConfig(settings.consent_config),
         redis=connection,
-        crm=crm or client_from_settings(settings),
+        crm=crm or client_from_settings(settings, observe=metrics.crm_observer(connection)),
         links=LinkSigner(settings.secret_keys, settings.link_max_age_days),
     )
     if settings.trusted_proxy_count:
@@ -107,7 +107,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
 
 def create_app_from_env() -> Flask:
     """Build the app from environment variables, or exit with a message naming what is wrong."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
         return create_app(Settings.from_env(os.environ))
     except (SettingsError, ConfigError) as error:

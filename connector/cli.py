@@ -1,6 +1,5 @@
 """The ``consent-connector`` command. Each command's docstring is its --help."""
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ import click
 
 from connector import defaults
 from connector.commands import runtime_or_exit
+from connector.logs import configure_logging
 from connector.commands.jobs import jobs
 from connector.commands.reconcile import reconcile
 from connector.commands.status import status
@@ -74,7 +74,7 @@ def worker(burst: bool):
     from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
     from workers.worker import ConnectorWorker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     rt = runtime_or_exit()
     rq_worker = ConnectorWorker(list(QUEUE_NAMES), connection=rt.redis,
                                 exception_handlers=[apply_retry_policy],

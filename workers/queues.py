@@ -14,12 +14,13 @@ import random
 from datetime import datetime, timezone
 
 import redis
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from rq.exceptions import AbandonedJobError, DuplicateJobError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from connector import defaults
+from connector.metrics import count_job, job_succeeded
 from connector.settings import Settings
 
 ONBOARDING = "onboarding"
@@ -101,6 +102,7 @@ def _enqueue(connection: redis.Redis, settings: Settings, queue_name: str, job, 
         failure_ttl=defaults.FAILED_JOB_TTL,
         description=f"{step} for person {person_id}",
         meta={"person_id": person_id, "step": step, "attempts": []},
+        on_success=Callback(job_succeeded),
         **options,
     )
 
@@ -137,4 +139,6 @@ def apply_retry_policy(job: Job, exc_type, error: BaseException, traceback) -> b
         intervals[index] = max(wait, retry_after)
         job.retry_intervals = intervals
     job.save_meta()
+    count_job(job.connection, job.meta.get("step") or "other",
+              "retried" if job.retries_left else "failed")
     return True

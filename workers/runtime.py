@@ -11,6 +11,7 @@ from connector.consent import ConsentConfig
 from connector.crm import CRMClient
 from connector.crm.superoffice import client_from_settings
 from connector.ledger import Ledger
+from connector.metrics import crm_observer
 from connector.redis_connection import connect
 from connector.settings import Settings
 from connector.subscriptions.tokens import LinkSigner
@@ -44,7 +45,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         live_config=LiveConfig(settings.consent_config),
         redis=connection,
-        crm=client_from_settings(settings),
+        crm=client_from_settings(settings, observe=crm_observer(connection)),
         mailer=Mailer.from_url(settings.smtp_url, settings.outbox_dir),
         ledger=Ledger(connection),
         links=LinkSigner(settings.secret_keys, settings.link_max_age_days),

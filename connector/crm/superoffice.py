@@ -118,12 +118,14 @@ class SuperOfficeClient:
 
     def __init__(self, api_url: str, *, access_token: str | None = None, ticket: str | None = None,
                  app_token: str | None = None, timeout: tuple[float, float] = defaults.CRM_TIMEOUT,
-                 session: requests.Session | None = None):
+                 session: requests.Session | None = None,
+                 observe: Callable[[str, int | None, float], None] | None = None):
         if bool(access_token) == bool(ticket):
             raise ValueError("SuperOfficeClient needs exactly one of access_token or ticket")
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self._session = session or requests.Session()
+        self._observe = observe
         self._credential_variable = "SUPEROFFICE_ACCESS_TOKEN" if access_token else "SUPEROFFICE_TICKET"
         self._headers = {
             "Authorization": f"Bearer {access_token}" if access_token else f"SOTicket {ticket}",
@@ -350,9 +352,11 @@ class SuperOfficeClient:
     def _call(self, method: str, url: str, expected: tuple[int, ...], *, subject: str,
               action: str, person_id: int) -> requests.Response:
         started = time.monotonic()
+        status = None
         try:
             response = self._session.request(method, url, headers=self._headers,
                                              timeout=self.timeout, allow_redirects=False)
+            status = response.status_code
         except requests.exceptions.ConnectTimeout:
             raise CRMError(f"CRM unreachable: connection timed out after {self.timeout[0]:g} s "
                            f"({action})") from None
@@ -368,6 +372,9 @@ class SuperOfficeClient:
                            f"and the tokens ({action})", permanent=True) from None
         except requests.exceptions.RequestException as exc:
             raise CRMError(f"CRM call failed: {type(exc).__name__} ({action})") from None
+        finally:
+            if self._observe is not None:
+                self._observe(method, status, time.monotonic() - started)
         log.debug("%s -> %s in %.0f ms", action, response.status_code,
                   (time.monotonic() - started) * 1000)
         if response.status_code in expected:
@@ -622,10 +629,12 @@ def _crm_error_text(response: requests.Response) -> str:
     return text
 
 
-def client_from_settings(settings: Settings) -> SuperOfficeClient:
-    """Return the client for the tenant and credentials in the settings."""
+def client_from_settings(settings: Settings, observe: Callable[[str, int | None, float], None]
+                         | None = None) -> SuperOfficeClient:
+    """Return the client for the tenant and credentials in the settings; ``observe(method,
+    status, seconds)`` is told about every call (see connector.metrics.crm_observer)."""
     return SuperOfficeClient(settings.superoffice_api_url,
                              access_token=settings.superoffice_access_token,
                              ticket=settings.superoffice_ticket,
                              app_token=settings.superoffice_app_token,
-                             timeout=defaults.CRM_TIMEOUT)
+                             timeout=defaults.CRM_TIMEOUT, observe=observe)

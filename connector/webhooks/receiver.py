@@ -11,8 +11,9 @@ import logging
 import redis
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from connector import defaults
+from connector import defaults, metrics
 from connector.exceptions import SignatureError
 from connector.webhooks.superoffice import (PERSON_CONSENTED, PERSON_CREATED,
                                             PERSON_UNCONSENTED, SIGNATURE_HEADER, TEST_HEADER,
@@ -33,27 +34,32 @@ log = logging.getLogger(__name__)
 
 @bp.post("/webhooks/superoffice")
 def receive_superoffice():
-    """Accept one SuperOffice webhook."""
+    """Accept one SuperOffice webhook. Every answer is counted by its outcome (/metrics)."""
     from connector.app import web_context
 
     ctx = web_context()
-    body = request.get_data(cache=False)
+    metrics.count_webhook(ctx.redis, "received")
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        metrics.count_webhook(ctx.redis, "rejected_too_large")
+        raise
     try:
         verify_signature(body, request.headers.get(SIGNATURE_HEADER), ctx.settings.webhook_secrets)
     except SignatureError as error:
         log.warning("webhook.rejected reason=bad_signature")
-        return _answer(401, error="bad_signature", message=str(error))
+        return _answer(401, "rejected_signature", error="bad_signature", message=str(error))
 
     if request.headers.get(TEST_HEADER, "").lower() == "true":
-        return _answer(200, status="ok", message="test event received")
+        return _answer(200, "test", status="ok", message="test event received")
 
     try:
         event = parse_event(body)
     except MalformedBodyError as error:
-        return _answer(400, error="malformed_json", message=str(error))
+        return _answer(400, "rejected_json", error="malformed_json", message=str(error))
     except ValidationError as error:
-        return _answer(422, error="invalid_event", message="the event lacks fields or has "
-                       "wrong values", fields=error.messages)
+        return _answer(422, "rejected_schema", error="invalid_event",
+                       message="the event lacks fields or has wrong values", fields=error.messages)
 
     enqueue = QUEUE_FOR_EVENT.get(event.event)
     if enqueue is None:
@@ -65,25 +71,29 @@ def receive_superoffice():
         job = enqueue(ctx.redis, ctx.settings, event.primary_key, event.event_id)
     except redis.RedisError as error:
         log.error("webhook.unavailable event_id=%s error=%s", event.event_id, type(error).__name__)
-        response = _answer(503, error="queue_unavailable",
+        response = _answer(503, "unavailable", error="queue_unavailable",
                            message="the event could not be queued; send it again later")
         response.headers["Retry-After"] = str(defaults.REDIS_UNAVAILABLE_RETRY_AFTER)
         return response
     if job is None:
         log.info("webhook.duplicate event_id=%s", event.event_id)
-        return _answer(200, status="duplicate", event_id=event.event_id,
+        return _answer(200, "duplicate", status="duplicate", event_id=event.event_id,
                        message="this event was already queued")
     log.info("webhook.queued event_id=%s person_id=%s job_id=%s",
              event.event_id, event.primary_key, job.id)
-    return _answer(202, status="queued", event_id=event.event_id, job_id=job.id)
+    return _answer(202, "queued", status="queued", event_id=event.event_id, job_id=job.id)
 
 
 def _ignored(event_id: str, reason: str):
     log.info("webhook.ignored event_id=%s reason=%s", event_id, reason)
-    return _answer(200, status="ignored", event_id=event_id, reason=reason)
+    return _answer(200, "ignored", status="ignored", event_id=event_id, reason=reason)
 
 
-def _answer(http_status: int, **body):
+def _answer(http_status: int, outcome: str, **body):
+    """A JSON answer; ``outcome`` is what /metrics counts it as."""
+    from connector.app import web_context
+
+    metrics.count_webhook(web_context().redis, outcome)
     response = jsonify(body)
     response.status_code = http_status
     return response

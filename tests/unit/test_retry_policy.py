@@ -16,6 +16,8 @@ INTERVALS = [10, 60, 300, 900, 3600]
 class FakeJob:
     """The attributes apply_retry_policy touches on an rq Job, and a save_meta that counts."""
 
+    connection = None  # no Redis: the job counter in /metrics does nothing
+
     def __init__(self, retries_left=len(INTERVALS), intervals=INTERVALS, meta=None):
         self.meta = {"person_id": 1, "step": "onboarding", "attempts": []} if meta is None else meta
         self.retries_left = retries_left
