@@ -92,13 +92,55 @@ def reconciliation_section(rt) -> list[str]:
     return lines
 
 
-SECTIONS: list[Callable] = [webhooks_section, reconciliation_section]
+def queues_section(rt) -> list[str]:
+    """Jobs per queue and state, the failed ones with where to look, and the live workers."""
+    from rq import Queue, Worker
+
+    from workers.queues import QUEUE_NAMES
+
+    lines = ["Queues and workers"]
+    try:
+        failed = 0
+        for name in QUEUE_NAMES:
+            queue = Queue(name, connection=rt.redis)
+            counts = {"queued": queue.count, "scheduled": queue.scheduled_job_registry.count,
+                      "running": queue.started_job_registry.count,
+                      "failed": queue.failed_job_registry.count}
+            failed += counts["failed"]
+            lines.append(f"  {name:<12} " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        workers = Worker.all(connection=rt.redis)
+    except redis.RedisError as error:
+        return lines + [f"  Redis unreachable ({type(error).__name__}): check REDIS_URL"]
+    lines.append(f"  workers      {len(workers)} alive" + ("" if workers else
+                 " — nothing is processing jobs: start `consent-connector worker`"))
+    if failed:
+        lines.append(f"  {failed} failed job(s): `consent-connector jobs list --failed` says why")
+    return lines
+
+
+def config_section(rt) -> list[str]:
+    """The purposes file in force and whether the file on disk is the same."""
+    from connector.config import config_version
+
+    live = rt.live_config
+    on_disk = config_version(live.path)
+    lines = ["Purposes config", f"  file         {live.path}",
+             f"  in force     version {live.version} ({len(rt.config.purposes)} purposes)"]
+    if on_disk != live.version:
+        lines.append(f"  on disk      version {on_disk} differs: run `consent-connector config "
+                     f"check` — a running process refuses an invalid file and keeps the last good")
+    return lines
+
+
+SECTIONS: list[Callable] = [queues_section, config_section, webhooks_section,
+                            reconciliation_section]
 """The sections ``status`` prints, in order."""
 
 
 @click.command()
 def status():
-    """Show how the connector is doing: the CRM's webhooks and the last reconciliation."""
+    """Show how the connector is doing: queues, workers and failures, the purposes config in
+    force, the CRM's webhooks and the last reconciliation."""
     rt = runtime_or_exit()
     for index, section in enumerate(SECTIONS):
         if index:
