@@ -202,16 +202,34 @@ def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen:
     return process
 
 
-@pytest.fixture(scope="session")
-def worker(connector_env):
-    """One real worker process (with RQ's scheduler) for the session."""
-    process = start_worker(connector_env)
-    yield process
+def stop_worker(process: subprocess.Popen) -> None:
+    """Stop a worker started by start_worker: warm shutdown, a kill if it hangs."""
     process.terminate()
     try:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def own_database(connector_env: dict[str, str], db: int,
+                 **settings: str) -> tuple[dict[str, str], redis.Redis]:
+    """The connector's environment on Redis database ``db`` (emptied), plus ``settings``.
+
+    The session's worker listens on database 0 and would take jobs queued there: a test that
+    runs workers of its own (other settings, killed workers …) uses a database of its own.
+    """
+    env = connector_env | {"REDIS_URL": f"{connector_env['REDIS_URL']}?db={db}", **settings}
+    connection = redis.Redis.from_url(env["REDIS_URL"])
+    connection.flushdb()
+    return env, connection
+
+
+@pytest.fixture(scope="session")
+def worker(connector_env):
+    """One real worker process (with RQ's scheduler) for the session."""
+    process = start_worker(connector_env)
+    yield process
+    stop_worker(process)
 
 
 def new_event_id() -> str:

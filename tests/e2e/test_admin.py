@@ -2,11 +2,9 @@
 rq-dashboard in a real browser, against a live server, a real worker on its own Redis
 database and the sandbox CRM."""
 
-import subprocess
 import threading
 
 import pytest
-import redis
 import requests
 from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
@@ -15,7 +13,8 @@ from werkzeug.serving import make_server
 from connector.app import create_app
 from connector.ledger import Ledger
 from connector.settings import Settings
-from tests.conftest import new_event_id, start_worker, wait_for
+from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
+                            wait_for)
 from workers.queues import ONBOARDING, enqueue_onboarding
 
 pytestmark = pytest.mark.integration
@@ -27,16 +26,19 @@ NO_SUCH_PERSON = 876543
 
 
 @pytest.fixture(scope="module")
-def env(connector_env):
-    return connector_env | {"REDIS_URL": f"{connector_env['REDIS_URL']}?db={DB}",
-                            "ADMIN_TOKEN": TOKEN}
+def own_db(connector_env):
+    """The connector's environment on this module's Redis database, and a client of it."""
+    return own_database(connector_env, DB, ADMIN_TOKEN=TOKEN)
 
 
 @pytest.fixture(scope="module")
-def conn(env):
-    connection = redis.Redis.from_url(env["REDIS_URL"])
-    connection.flushdb()
-    return connection
+def env(own_db):
+    return own_db[0]
+
+
+@pytest.fixture(scope="module")
+def conn(own_db):
+    return own_db[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +55,7 @@ def admin_app(admin_settings, conn):
 def admin_worker(env, conn):
     process = start_worker(env)
     yield process
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_worker(process)
 
 
 @pytest.fixture(scope="module")

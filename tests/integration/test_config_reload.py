@@ -1,15 +1,14 @@
 """An edited purposes file reaches running workers and web processes without a restart; an
 invalid edit is refused with file and line, and the last good config stays in force."""
 
-import shutil
-
 import pytest
-import redis
 from rq.job import JobStatus
 
 from connector.app import create_app
 from connector.settings import Settings
-from tests.conftest import ROOT, new_event_id, start_worker, wait_for
+from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
+                            wait_for)
+from tests.factories import edit_file, shipped_config_copy
 from workers.queues import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
@@ -18,23 +17,13 @@ RENAMED = "{en: Customer care,"
 
 @pytest.fixture
 def config_file(tmp_path):
-    path = tmp_path / "purposes.yaml"
-    shutil.copy(ROOT / "config" / "purposes.yaml", path)
-    return path
-
-
-def edit(path, old, new):
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new, 1))
+    return shipped_config_copy(tmp_path)
 
 
 def test_a_running_worker_picks_up_edits_and_refuses_bad_ones(sandbox, connector_env, config_file,
                                                              tmp_path):
-    env = connector_env | {"CONSENT_CONFIG": str(config_file), "DATA_DIR": str(tmp_path),
-                           "REDIS_URL": connector_env["REDIS_URL"] + "?db=12"}
-    own_db = redis.Redis.from_url(env["REDIS_URL"])
-    own_db.flushdb()
+    env, own_db = own_database(connector_env, 12, CONSENT_CONFIG=str(config_file),
+                               DATA_DIR=str(tmp_path))
     settings = Settings.from_env(env)
     worker = start_worker(env)
 
@@ -46,13 +35,12 @@ def test_a_running_worker_picks_up_edits_and_refuses_bad_ones(sandbox, connector
 
     try:
         assert "Sales and service" in onboard_comment("Before")
-        edit(config_file, "{en: Sales and service,", RENAMED)
+        edit_file(config_file, "{en: Sales and service,", RENAMED)
         assert "Customer care" in onboard_comment("After")
-        edit(config_file, "legal_basis: legitimate_interest", "legal_basis: legitimate_intrest")
+        edit_file(config_file, "legal_basis: legitimate_interest", "legal_basis: legitimate_intrest")
         assert "Customer care" in onboard_comment("Broken")  # the last good config
     finally:
-        worker.terminate()
-        worker.wait(10)
+        stop_worker(worker)
     line = next(n for n, text in enumerate(config_file.read_text().splitlines(), 1)
                 if "legitimate_intrest" in text)
     log = worker.log_path.read_text()
@@ -67,7 +55,7 @@ def test_the_web_process_picks_up_edits(connector_env, redis_conn, config_file):
     live.check_every = 0
     assert app.extensions["connector"].config.purposes["sales_and_service"].name["en"] == \
         "Sales and service"
-    edit(config_file, "{en: Sales and service,", RENAMED)
+    edit_file(config_file, "{en: Sales and service,", RENAMED)
     assert app.extensions["connector"].config.purposes["sales_and_service"].name["en"] == \
         "Customer care"
 

@@ -5,15 +5,14 @@ import re
 from datetime import datetime
 
 import pytest
-import redis
 from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from connector.ledger import Ledger
 from connector.settings import Settings
-from tests.conftest import (CONNECTOR_ASSOCIATE, WEBFORM_TOKEN, new_event_id, start_worker,
-                            wait_for)
+from tests.conftest import (CONNECTOR_ASSOCIATE, WEBFORM_TOKEN, free_port, new_event_id,
+                            own_database, start_worker, stop_worker, wait_for)
 from workers.queues import ONBOARDING, enqueue_onboarding
 
 pytestmark = pytest.mark.integration
@@ -158,11 +157,8 @@ def test_unknown_crm_key_fails_at_once_naming_it(sandbox, redis_conn, connector_
     config = (tmp_path / "purposes.yaml")
     shipped = open(connector_env["CONSENT_CONFIG"]).read()
     config.write_text(shipped.replace("crm_key: STORE", "crm_key: NEWSLETTERS"))
-    # A Redis database of its own, so that the session's worker does not take the job.
-    env = connector_env | {"CONSENT_CONFIG": str(config), "DATA_DIR": str(tmp_path),
-                           "REDIS_URL": connector_env["REDIS_URL"] + "?db=1"}
-    own_db = redis.Redis.from_url(env["REDIS_URL"])
-    own_db.flushdb()
+    env, own_db = own_database(connector_env, 1, CONSENT_CONFIG=str(config),
+                               DATA_DIR=str(tmp_path))
     person_id = sandbox.create_person("Unknown", "Key", None)
     job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
 
@@ -186,12 +182,8 @@ def test_worker_logs_hold_no_names_or_addresses(worker, sandbox, redis_conn, set
 
 def test_mail_server_down_retries_the_mail_without_rewriting_consents(sandbox, connector_env,
                                                                       tmp_path):
-    from tests.conftest import free_port
-    env = connector_env | {"SMTP_URL": f"smtp://127.0.0.1:{free_port()}",  # nobody listens
-                           "RETRY_INTERVALS": "1", "DATA_DIR": str(tmp_path),
-                           "REDIS_URL": connector_env["REDIS_URL"] + "?db=3"}
-    own_db = redis.Redis.from_url(env["REDIS_URL"])
-    own_db.flushdb()
+    env, own_db = own_database(connector_env, 3, RETRY_INTERVALS="1", DATA_DIR=str(tmp_path),
+                               SMTP_URL=f"smtp://127.0.0.1:{free_port()}")  # nobody listens
     person_id = sandbox.create_person("Mail", "Down", "mail.down@example.org")
     job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
 
@@ -199,8 +191,7 @@ def test_mail_server_down_retries_the_mail_without_rewriting_consents(sandbox, c
     try:
         wait_until_done(job, timeout=30)
     finally:
-        worker.terminate()
-        worker.wait(10)
+        stop_worker(worker)
 
     assert job.get_status() == JobStatus.FAILED
     assert len(job.meta["attempts"]) == 2  # the first try and its one retry

@@ -5,11 +5,10 @@ import subprocess
 import sys
 
 import pytest
-import redis
 
 from connector.config import config_version
 from connector.settings import Settings
-from tests.conftest import ROOT, new_event_id, start_worker
+from tests.conftest import ROOT, new_event_id, own_database, start_worker
 from workers.queues import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
@@ -17,10 +16,7 @@ pytestmark = pytest.mark.integration
 
 def test_status_shows_failed_jobs_workers_and_the_config_version(sandbox, connector_env,
                                                                  tmp_path):
-    env = connector_env | {"DATA_DIR": str(tmp_path),
-                           "REDIS_URL": connector_env["REDIS_URL"] + "?db=13"}
-    own_db = redis.Redis.from_url(env["REDIS_URL"])
-    own_db.flushdb()
+    env, own_db = own_database(connector_env, 13, DATA_DIR=str(tmp_path))
     enqueue_onboarding(own_db, Settings.from_env(env), 424242, new_event_id())  # no such person
     worker = start_worker(env, "--burst")
     assert worker.wait(60) == 0, worker.log_path.read_text()

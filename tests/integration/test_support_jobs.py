@@ -8,14 +8,14 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import redis
 import requests
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from connector.ledger import Ledger
 from connector.settings import Settings
-from tests.conftest import ROOT, new_event_id, start_worker, wait_for
+from tests.conftest import (ROOT, new_event_id, own_database, start_worker, stop_worker,
+                            wait_for)
 from workers import support
 from workers.queues import ONBOARDING, enqueue_onboarding, enqueue_preferences
 
@@ -26,17 +26,19 @@ NO_SUCH_PERSON = 987654
 
 
 @pytest.fixture(scope="module")
-def env(connector_env):
-    """The connector's environment pointed at this module's Redis database."""
-    return connector_env | {"REDIS_URL": f"{connector_env['REDIS_URL']}?db={DB}",
-                            "RETRY_INTERVALS": "1"}
+def own_db(connector_env):
+    """The connector's environment on this module's Redis database, and a client of it."""
+    return own_database(connector_env, DB, RETRY_INTERVALS="1")
 
 
 @pytest.fixture(scope="module")
-def conn(env):
-    connection = redis.Redis.from_url(env["REDIS_URL"])
-    connection.flushdb()
-    return connection
+def env(own_db):
+    return own_db[0]
+
+
+@pytest.fixture(scope="module")
+def conn(own_db):
+    return own_db[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +58,7 @@ def crm(sandbox_server):
 def support_worker(env, conn):
     process = start_worker(env)
     yield process
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
+    stop_worker(process)
 
 
 @pytest.fixture(autouse=True)

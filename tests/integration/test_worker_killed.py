@@ -7,12 +7,12 @@ import subprocess
 import time
 
 import pytest
-import redis
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 
 from connector.settings import Settings
-from tests.conftest import new_event_id, start_worker, wait_for
+from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
+                            wait_for)
 from workers.queues import ONBOARDING, apply_retry_policy, enqueue_onboarding
 
 pytestmark = pytest.mark.integration
@@ -28,10 +28,7 @@ def kill_hard(process: subprocess.Popen) -> None:
 
 def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
     # Retry at once: the dead worker's scheduler lock would hold scheduled retries for 60 s.
-    env = connector_env | {"DATA_DIR": str(tmp_path), "RETRY_INTERVALS": "0",
-                           "REDIS_URL": connector_env["REDIS_URL"] + "?db=11"}
-    own_db = redis.Redis.from_url(env["REDIS_URL"])
-    own_db.flushdb()
+    env, own_db = own_database(connector_env, 11, DATA_DIR=str(tmp_path), RETRY_INTERVALS="0")
     person_id = sandbox.create_person("Killed", "Worker", None)
     sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")  # a slow CRM
     job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
@@ -54,6 +51,5 @@ def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
         wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30,
                  what="the retried job to finish")
     finally:
-        survivor.terminate()
-        survivor.wait(10)
+        stop_worker(survivor)
     assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
