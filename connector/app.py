@@ -67,6 +67,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
         ConfigError: the purposes file is invalid.
     """
     from connector import admin, health, metrics
+    from connector.exports import views as exports
     from connector.subscriptions import page
     from connector.webhooks import receiver
 
@@ -100,6 +101,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(exports.bp)
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_add_security_headers)
     return app

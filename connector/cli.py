@@ -9,6 +9,7 @@ import click
 from connector import defaults
 from connector.commands import runtime_or_exit
 from connector.logs import configure_logging
+from connector.commands.export import export
 from connector.commands.jobs import jobs
 from connector.commands.reconcile import reconcile
 from connector.commands.status import status
@@ -93,3 +94,4 @@ def worker(burst: bool):
 main.add_command(jobs)
 main.add_command(reconcile)
 main.add_command(status)
+main.add_command(export)
