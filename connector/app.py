@@ -68,7 +68,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
     """
     from connector import admin, health, metrics
     from connector.exports import views as exports
-    from connector.subscriptions import page
+    from connector.subscriptions import page, unsubscribe
     from connector.webhooks import receiver
 
     app = Flask(__name__)
@@ -95,9 +95,11 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     csrf.init_app(app)
     csrf.exempt(receiver.bp)  # webhooks prove themselves by their signature
+    csrf.exempt(unsubscribe.bp)  # RFC 8058 one-click POSTs come without cookies: the token proves
     limiter.init_app(app)
     app.register_blueprint(receiver.bp)
     app.register_blueprint(page.bp)
+    app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
     app.register_blueprint(admin.bp)

@@ -44,6 +44,7 @@ from connector.consent import (
     Purpose,
     Source,
     SourceRule,
+    Subscription,
 )
 from connector.exceptions import ConfigError, ConfigProblem
 
@@ -70,7 +71,8 @@ _NULL = "is empty: give it a value, or remove the line"
 _KEY_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 _LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
 
-_SECTIONS = {"legal_bases": "legal basis", "sources": "source", "purposes": "purpose"}
+_SECTIONS = {"legal_bases": "legal basis", "sources": "source", "purposes": "purpose",
+             "subscriptions": "subscription"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,6 +275,28 @@ class _PurposeSchema(_Base):
                         "null": _NULL})
 
 
+class _ShipmentType(fields.Field):
+    """A CRM shipment type: its id (a whole number above 0) or its name (text)."""
+
+    default_error_messages = {"required": _REQUIRED, "null": _NULL}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        if isinstance(value, str) and value.strip() and value == value.strip():
+            return value
+        raise ValidationError(f"must be the CRM shipment type's id (a whole number above 0, like "
+                              f"3) or its name in quotes (like \"Newsletter\"), not "
+                              f"{_describe(value)}")
+
+
+class _SubscriptionSchema(_Base):
+    purpose = _Text(required=True)
+    shipment_type = _ShipmentType(required=True)
+    name = _texts(required=True)
+    description = _texts(load_default=dict)
+
+
 class _SubscriptionPageSchema(_Base):
     source = _Text(load_default=PAGE_DEFAULTS["source"])
     consent_legal_basis = _Text(load_default=PAGE_DEFAULTS["consent_legal_basis"])
@@ -290,6 +314,10 @@ class _ConfigSchema(_Base):
     new_persons = _nested(_NewPersonsSchema, required=True)
     subscription_page = _nested(_SubscriptionPageSchema, load_default=None, allow_none=False)
     purposes = _named(_nested(_PurposeSchema), "purpose")
+    subscriptions = fields.Dict(
+        keys=_Text(validate=_key_ok), values=_nested(_SubscriptionSchema), load_default=dict,
+        error_messages={"invalid": "must be a list of named subscription entries (name: then its "
+                                   "fields)", "null": _NULL})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,6 +517,7 @@ class _CrossChecks:
         self.new_persons()
         self.subscription_page()
         self.purposes()
+        self.subscriptions()
         return self.problems
 
     # -- languages -----------------------------------------------------------------------------
@@ -692,6 +721,34 @@ class _CrossChecks:
                          f"we must be able to show what the person agreed to")
 
 
+    # -- subscriptions (the CRM's shipment types) --------------------------------------------------
+
+    def subscriptions(self) -> None:
+        purposes = dict(_entries(self.data, "purposes"))
+        seen: dict[Any, str] = {}
+        for key, entry in _entries(self.data, "subscriptions"):
+            where = f"subscription '{key}': "
+            purpose = entry.get("purpose")
+            if self.reference(("subscriptions", key, "purpose"), purpose, "purposes", where):
+                if purposes.get(purpose, {}).get("requires_consent") is not True:
+                    self.add(("subscriptions", key, "purpose"),
+                             f"{where}purpose '{purpose}' does not have requires_consent: true; "
+                             f"subscriptions are mailings the person chooses under a consent "
+                             f"(like e_marketing), and CRM mailings need both")
+            shipment_type = entry.get("shipment_type")
+            if isinstance(shipment_type, bool) or not isinstance(shipment_type, int | str):
+                continue
+            folded = fold_key(shipment_type) if isinstance(shipment_type, str) else shipment_type
+            if folded in seen:
+                self.add(("subscriptions", key, "shipment_type"),
+                         f"{where}shipment type {shipment_type!r} is already used by subscription "
+                         f"'{seen[folded]}' (line "
+                         f"{self.index.line(('subscriptions', seen[folded], 'shipment_type'))}); "
+                         f"each subscription needs its own shipment type in the CRM")
+            else:
+                seen[folded] = key
+
+
 # ---------------------------------------------------------------------------------------------
 # Putting it together
 # ---------------------------------------------------------------------------------------------
@@ -750,7 +807,15 @@ def _build(data: dict) -> ConsentConfig:
         source_rules=tuple(SourceRule(rule["created_by_associate_id"], rule["source"])
                            for rule in new_persons["source_rules"]),
         languages=tuple(data["languages"]),
-        page_source=page["source"], page_consent_legal_basis=page["consent_legal_basis"])
+        page_source=page["source"], page_consent_legal_basis=page["consent_legal_basis"],
+        subscriptions={key: Subscription(
+            key=key, purpose=entry["purpose"], name=entry["name"],
+            description=entry["description"],
+            shipment_type_id=entry["shipment_type"] if isinstance(entry["shipment_type"], int)
+            else None,
+            shipment_type_name=entry["shipment_type"] if isinstance(entry["shipment_type"], str)
+            else None)
+            for key, entry in data["subscriptions"].items()})
 
 
 

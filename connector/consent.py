@@ -92,6 +92,37 @@ class Purpose:
 
 
 @dataclass(frozen=True)
+class Subscription:
+    """A kind of mail the person can subscribe to under a consent purpose (E-marketing): one of
+    the CRM's shipment types, named by its id (``shipment_type_id``) or its name
+    (``shipment_type_name``), with texts of our own for the person's page."""
+
+    key: str
+    purpose: str
+    name: Mapping[str, str]
+    description: Mapping[str, str] = field(default_factory=dict)
+    shipment_type_id: int | None = None
+    shipment_type_name: str | None = None
+
+    def matches(self, shipment_type: "ShipmentType") -> bool:
+        """Whether ``shipment_type`` (as the CRM holds it) is this subscription's."""
+        if self.shipment_type_id is not None:
+            return shipment_type.id == self.shipment_type_id
+        return fold_key(shipment_type.name) == fold_key(self.shipment_type_name or "")
+
+
+@dataclass(frozen=True)
+class ShipmentType:
+    """One of the person's shipment types as the CRM holds it (PersonEntity.ShipmentTypes[]):
+    ``selected`` is whether the person receives that kind of mailing."""
+
+    id: int
+    name: str
+    selected: bool
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
 class SourceRule:
     """Persons created by this CRM associate get this source (e.g. the web-form user → WEBFORM)."""
 
@@ -115,6 +146,7 @@ class ConsentConfig:
     languages: tuple[str, ...] = (FALLBACK_LANGUAGE,)
     page_source: str = "web_form"
     page_consent_legal_basis: str = "consent"
+    subscriptions: Mapping[str, "Subscription"] = field(default_factory=dict)
 
     def source_for(self, created_by_associate_id: int | None) -> Source:
         """Return the source of a new person's data, by who created the person."""
@@ -346,3 +378,101 @@ def _view_of_row(config: ConsentConfig, name: str, description: str, record: Con
         source=pick_text(source.name, language) if source else record.source,
         registered=record.registered,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Subscriptions (the person's shipment types, under a consent purpose)
+# ---------------------------------------------------------------------------------------------
+
+SUBSCRIBED, UNSUBSCRIBED = "subscribed", "unsubscribed"
+
+
+@dataclass(frozen=True)
+class SubscriptionChange:
+    """One shipment type whose selection the connector is about to change."""
+
+    subscription: Subscription
+    shipment_type: ShipmentType
+    selected: bool
+
+    @property
+    def previous(self) -> str:
+        return SUBSCRIBED if self.shipment_type.selected else UNSUBSCRIBED
+
+    @property
+    def now(self) -> str:
+        return SUBSCRIBED if self.selected else UNSUBSCRIBED
+
+
+def find_shipment_type(subscription: Subscription,
+                       shipment_types: Iterable[ShipmentType]) -> ShipmentType | None:
+    """The person's shipment type of ``subscription``, or None when the CRM has none (deleted
+    ones are ignored: nobody can subscribe to them)."""
+    return next((t for t in shipment_types if not t.deleted and subscription.matches(t)), None)
+
+
+def consent_holds(config: ConsentConfig, existing: Iterable[ConsentRecord], purpose_key: str) -> bool:
+    """Whether the person's row for the purpose holds (exists and is not withdrawn)."""
+    purpose = config.purposes.get(purpose_key)
+    if purpose is None:
+        return False
+    row = next((r for r in existing if fold_key(r.purpose) == fold_key(purpose.crm_key)), None)
+    return row is not None and not _is_withdrawn(config, row)
+
+
+def resolve_subscription_choices(config: ConsentConfig, existing: Iterable[ConsentRecord],
+                                 shipment_types: Iterable[ShipmentType],
+                                 choices: Mapping[str, bool],
+                                 subscriptions: Mapping[str, bool]
+                                 ) -> tuple[dict[str, bool], dict[str, bool]]:
+    """Complete the person's choices with what subscriptions imply, on the CRM's state now.
+
+    1. Subscribing to something while its purpose's consent does not hold, and without turning
+       the purpose off in the same save, gives the consent in that save: the person ticks
+       "Newsletter" and agrees to the notice shown above it (its version is in the proof).
+    2. Turning the purpose off unsubscribes the person from all of its subscriptions:
+       withdrawing is as easy as giving (GDPR Art. 7(3)), and the CRM's mailings need both
+       anyway. When the person turns the purpose off and ticks a subscription in the same save,
+       the withdrawal wins (least permissive). Shipment types a CRM user ticked while there is
+       no consent are left alone by other saves (the CRM's mailings skip them anyway).
+
+    Args:
+        choices: config purpose key → on/off, as for decide_preference_changes.
+        subscriptions: config subscription key → subscribe (True) / unsubscribe (False);
+            unknown keys are ignored.
+
+    Returns:
+        (purpose choices, subscription choices), both complete; the latter lists every
+        configured subscription whose shipment type should change or be confirmed.
+    """
+    existing = tuple(existing)
+    shipment_types = tuple(shipment_types)
+    choices = dict(choices)
+    wanted = {key: bool(value) for key, value in subscriptions.items()
+              if key in config.subscriptions}
+    for key, on in wanted.items():
+        purpose = config.subscriptions[key].purpose
+        if (on and choices.get(purpose) is None
+                and not consent_holds(config, existing, purpose)):
+            choices[purpose] = True
+    for key, subscription in config.subscriptions.items():
+        if choices.get(subscription.purpose) is False:
+            current = find_shipment_type(subscription, shipment_types)
+            if key in wanted or (current is not None and current.selected):
+                wanted[key] = False
+    return choices, wanted
+
+
+def decide_subscription_changes(config: ConsentConfig, shipment_types: Iterable[ShipmentType],
+                                subscriptions: Mapping[str, bool]) -> list[SubscriptionChange]:
+    """Decide which shipment types to change: only those whose selection differs, in config
+    order; subscriptions whose shipment type the person does not have are skipped."""
+    shipment_types = tuple(shipment_types)
+    changes = []
+    for key, subscription in config.subscriptions.items():
+        if key not in subscriptions:
+            continue
+        current = find_shipment_type(subscription, shipment_types)
+        if current is not None and current.selected != subscriptions[key]:
+            changes.append(SubscriptionChange(subscription, current, subscriptions[key]))
+    return changes

@@ -95,6 +95,7 @@ def error(status: int, message: str, **headers: str):
 
 
 _ERROR_TYPES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed",
+                409: "Conflict",
                 429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
 
 
@@ -212,10 +213,129 @@ def person_json(person: Person) -> dict:
         "NoMailing": person.no_mailing,
         "CustomerLanguage": list_item_json(person.customer_language),
         "Interests": [],
-        "ShipmentTypes": [],
+        "ShipmentTypes": shipment_types_json(person),
         "Consents": [consent_json(r) for r in store.consents_of(person.person_id)],
         "_Links": {"Self": request.host_url.rstrip("/") + f"/{g.tenant}/api/v1/Person/{person.person_id}"},
     }
+
+
+def shipment_types_json(person: Person) -> list[dict]:
+    """Return PersonEntity.ShipmentTypes: every shipment type with the person's selection,
+    in rank order (SelectableMDOListItem's shape)."""
+    store = _store()
+    return [{"Id": item.id, "Name": item.name, "ToolTip": item.tooltip, "Deleted": False,
+             "Rank": item.rank, "Type": "", "ColorBlock": 0, "IconHint": "",
+             "Selected": bool(person.shipment_types.get(item.id, False)), "LastChanged": person.updated,
+             "ChildItems": [], "ExtraInfo": "", "StyleHint": "", "FullName": item.name}
+            for item in sorted(store.shipment_types.values(), key=lambda i: i.rank)]
+
+
+#: PersonEntity fields PATCH may change in the sandbox, with the Person attribute and type.
+_PATCHABLE = {"firstname": ("firstname", str), "lastname": ("lastname", str),
+              "nomailing": ("no_mailing", bool)}
+
+
+class PatchConflict(Exception):
+    """A JSON Patch 'test' operation found another value (→ 409)."""
+
+
+def _apply_json_patch(person: Person, operations: list, entity: dict) -> list[str]:
+    """Apply RFC 6902 operations (add/replace/remove/test) to the sandbox's patchable fields;
+    return the changed field names. Paths are case-insensitive, the leading slash optional."""
+    changes = []
+    types = entity["ShipmentTypes"]
+    pending_types = dict(person.shipment_types)
+    pending_fields = {}
+    for op in operations:
+        if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove", "test"):
+            raise ValueError(f"Unsupported JSON Patch operation {op!r}")
+        parts = [p for p in str(op.get("path") or "").strip("/").split("/") if p]
+        lowered = [p.lower() for p in parts]
+        value = op.get("value")
+        if len(parts) == 3 and lowered[0] == "shipmenttypes" and lowered[2] in ("id", "selected"):
+            if not parts[1].isdigit() or int(parts[1]) >= len(types):
+                raise ValueError(f"Path '{op.get('path')}' does not exist")
+            item = types[int(parts[1])]
+            if lowered[2] == "id":
+                if op["op"] != "test":
+                    raise ValueError("ShipmentTypes/n/Id is read-only")
+                if item["Id"] != value:
+                    raise PatchConflict(f"test failed at {op['path']}")
+                continue
+            current = pending_types.get(item["Id"], False)
+            if op["op"] == "test":
+                if current != value:
+                    raise PatchConflict(f"test failed at {op['path']}")
+                continue
+            if not isinstance(value, bool):
+                raise ValueError("Selected must be true or false")
+            pending_types[item["Id"]] = value
+            changes.append("shipmenttypes")
+        elif len(parts) == 1 and lowered[0] in _PATCHABLE:
+            attribute, kind = _PATCHABLE[lowered[0]]
+            if op["op"] == "test":
+                if getattr(person, attribute) != value:
+                    raise PatchConflict(f"test failed at {op['path']}")
+                continue
+            if not isinstance(value, kind):
+                raise ValueError(f"{parts[0]} must be a {kind.__name__}")
+            pending_fields[attribute] = value
+            changes.append(lowered[0])
+        else:
+            raise ValueError(f"The sandbox cannot patch '{op.get('path')}'")
+    person.shipment_types = pending_types
+    for attribute, value in pending_fields.items():
+        setattr(person, attribute, value)
+    return changes
+
+
+def _merge_patch_to_json_patch(body: dict, entity: dict) -> list[dict]:
+    """Turn an RFC 7396 merge patch into JSON Patch operations, as SuperOffice does.
+    ShipmentTypes items are matched by Id; only their Selected is taken."""
+    operations = []
+    for name, value in body.items():
+        if name.lower() == "shipmenttypes":
+            if not isinstance(value, list):
+                raise ValueError("ShipmentTypes must be a list")
+            index = {item["Id"]: i for i, item in enumerate(entity["ShipmentTypes"])}
+            for item in value:
+                if not isinstance(item, dict) or item.get("Id") not in index:
+                    raise ValueError(f"Unknown shipment type {item!r}")
+                if "Selected" in item:
+                    operations.append({"op": "replace",
+                                       "path": f"/ShipmentTypes/{index[item['Id']]}/Selected",
+                                       "value": item["Selected"]})
+        else:
+            operations.append({"op": "replace", "path": f"/{name}", "value": value})
+    return operations
+
+
+@api.patch("/Person/<int:person_id>")
+def patch_person(person_id: int):
+    """PATCH Person/{id} with a JSON Patch array or a JSON Merge Patch object → 200 with the
+    PersonEntity. Only the fields sent change; a failed 'test' answers 409 and changes nothing."""
+    store = _store()
+    person = _person_or_404(person_id)
+    body = request.get_json(silent=True, force=True)
+    with store.lock:
+        entity = person_json(person)
+        try:
+            operations = body if isinstance(body, list) else (
+                _merge_patch_to_json_patch(body, entity) if isinstance(body, dict) else None)
+            if operations is None:
+                return error(400, "Body must be a JSON Patch array or a JSON Merge Patch object")
+            changes = _apply_json_patch(person, operations, entity)
+        except PatchConflict as exc:
+            return error(409, f"Update blocked: {exc}")
+        except ValueError as exc:
+            return error(400, str(exc))
+        if changes:
+            from sandbox.store import now_text
+            person.updated = now_text()
+            person.updated_by = g.associate_id
+    if changes:
+        _fire("person.changed", person, sorted(set(changes)))
+    return jsonify(person_json(person)), 200
 
 
 def _person_or_404(person_id: int) -> Person:
@@ -573,7 +693,9 @@ def person_card(tenant: str, person_id: int):
     if person is None:
         abort(404)
     return render_template("person.html", tenant=tenant, person=person,
-                           consents=store.consents_of(person_id), name_of=store.associate_name)
+                           consents=store.consents_of(person_id), name_of=store.associate_name,
+                           shipment_types=sorted(store.shipment_types.values(),
+                                                 key=lambda item: item.rank))
 
 
 # ---------------------------------------------------------------- running

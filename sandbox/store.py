@@ -68,6 +68,14 @@ CUSTOMER_LANGUAGES = (
     ListItem(6, "nl", "Dutch", 6),
 )
 
+#: SuperOffice's shipment types (kinds of mailing) every new person can subscribe to, as
+#: Settings and maintenance → Lists → Shipment types would hold them.
+DEFAULT_SHIPMENT_TYPES = (
+    ListItem(1, "NEWSLETTER", "Newsletter", 1, "Our monthly newsletter"),
+    ListItem(2, "EVENTS", "Event invitations", 2, "Seminars, webinars and customer events"),
+    ListItem(3, "PRODUCT_NEWS", "Product news", 3, "News about products and offers"),
+)
+
 #: Associate names the demo uses; others are called "Associate N".
 DEFAULT_ASSOCIATES = {9: "consent-connector", 42: "Web form"}
 
@@ -105,6 +113,8 @@ class Person:
     created_by: int
     updated: str
     updated_by: int
+    #: shipment type id → selected (PersonEntity.ShipmentTypes[].Selected)
+    shipment_types: dict[int, bool] = field(default_factory=dict)
     registered_monotonic: float = field(default_factory=time.monotonic)
 
 
@@ -167,6 +177,7 @@ class Store:
         self.purposes = {item.key: item for item in DEFAULT_PURPOSES}
         self.legal_bases = {item.key: item for item in DEFAULT_LEGAL_BASES}
         self.sources = {item.key: item for item in DEFAULT_SOURCES}
+        self.shipment_types = {item.id: item for item in DEFAULT_SHIPMENT_TYPES}
         self.reset()
 
     def reset(self) -> None:
@@ -224,6 +235,7 @@ class Store:
                 created_by=associate_id,
                 updated=stamp,
                 updated_by=associate_id,
+                shipment_types={type_id: False for type_id in self.shipment_types},
             )
             self.persons[person.person_id] = person
             return person

@@ -135,6 +135,21 @@ class SandboxClient:
                                      "comment": "set by a CRM user"})
         assert response.status_code == 204, response.text
 
+    def person(self, person_id: int) -> dict:
+        response = self.call("GET", f"Person/{person_id}")
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def shipment_types(self, person_id: int) -> dict[str, bool]:
+        """The person's shipment types as the CRM's API gives them: name → selected."""
+        return {item["Name"]: item["Selected"] for item in self.person(person_id)["ShipmentTypes"]}
+
+    def patch_person(self, person_id: int, body, token: str = USER_TOKEN) -> dict:
+        """PATCH Person/{id} (JSON Patch list or merge-patch object), as a CRM user."""
+        response = self.call("PATCH", f"Person/{person_id}", token=token, json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
     def fault(self, **fault):
         requests.post(f"{self.base_url}/__sandbox/faults", json=fault, timeout=5).raise_for_status()
 

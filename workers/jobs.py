@@ -5,7 +5,8 @@ from rq import get_current_job
 
 from connector import defaults, metrics
 from connector.consent import (ConsentRecord, ConsentWrite, Source, decide_defaults,
-                               decide_preference_changes, fold_key)
+                               decide_preference_changes, decide_subscription_changes, fold_key,
+                               resolve_subscription_choices)
 from connector.crm import Person
 from connector.exceptions import MailError
 from connector.subscriptions.pending import clear_pending
@@ -58,31 +59,46 @@ def onboard_person(person_id: int, event_id: str | None = None) -> dict:
             "mail": mail}
 
 
-def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str, str]) -> dict:
-    """Write what the person chose on their page to the CRM, with its proof in the ledger.
+def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str, str],
+                      subscriptions: dict[str, bool] | None = None) -> dict:
+    """Write what the person chose on their page (or through a one-click unsubscribe link) to
+    the CRM, with its proof in the ledger.
 
-    1. Read the person from the CRM: the choice is applied to the state as it is now.
-    2. Decide the rows to write (only what differs; never a deletion: "off" is WITHDRAWN).
-    3. Write each and record it in the ledger with the proof from the page.
-    4. Forget the "being saved" marks this job set.
+    1. Read the person from the CRM: the choice is applied to the state as it is now
+       (consents and shipment types).
+    2. Complete the choices with what subscriptions imply (resolve_subscription_choices):
+       subscribing gives the consent it needs, a purpose that is off unsubscribes from all.
+    3. Decide the consent rows to write (only what differs; never a deletion: "off" is
+       WITHDRAWN) and write each; consent goes in before any subscription is switched on.
+    4. Change the shipment types' selection in one PATCH that touches nothing else.
+    5. Record every change in the ledger with the proof, then forget this job's "being
+       saved" marks.
 
     Args:
         person_id: the CRM's person id.
         choices: config purpose key → True (give consent / allow) or False (withdraw / object).
         proof: from the page: submitted_at, token_id, notice versions by purpose key
-            (``notice:<key>``), user_agent and ip (protected, see subscriptions/proof.py).
+            (``notice:<key>``), user_agent and ip (protected, see subscriptions/proof.py);
+            ``via`` says how the choice was made when not on the page (``one-click``).
+        subscriptions: config subscription key → subscribe (True) / unsubscribe (False).
 
     Returns:
-        A summary with CRM keys only, kept as the job's result.
+        A summary with CRM keys and ids only, kept as the job's result.
     """
     rt = runtime.current()
     job = get_current_job()
     job_id = job.id if job else None
 
     person = rt.crm.get_person(person_id)
+    choices, wanted = resolve_subscription_choices(rt.config, person.consents,
+                                                   person.shipment_types, choices,
+                                                   subscriptions or {})
     before = {fold_key(record.purpose): record.legal_basis for record in person.consents}
     writes = decide_preference_changes(rt.config, person.consents, choices,
                                        proof=f"link {proof.get('token_id', '?')}")
+    proof_fields = {"submitted_at": proof.get("submitted_at"), "token_id": proof.get("token_id"),
+                    "user_agent": proof.get("user_agent"), "ip": proof.get("ip"),
+                    "via": proof.get("via")}
     for write in writes:
         rt.crm.set_consent(person_id, write.purpose.crm_key, write.source.crm_key,
                            write.legal_basis.crm_key, write.comment)
@@ -91,12 +107,24 @@ def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str,
             previous_legal_basis=before.get(fold_key(write.purpose.crm_key), ""),
             legal_basis=write.legal_basis.crm_key, source=write.source.crm_key,
             comment=write.comment, actor=PERSON, job_id=job_id,
-            submitted_at=proof.get("submitted_at"), token_id=proof.get("token_id"),
-            notice_version=proof.get(f"notice:{write.purpose.key}"),
-            user_agent=proof.get("user_agent"), ip=proof.get("ip"))
+            notice_version=proof.get(f"notice:{write.purpose.key}"), **proof_fields)
+
+    changes = decide_subscription_changes(rt.config, person.shipment_types, wanted)
+    if changes:
+        rt.crm.set_shipment_types(person_id, {c.shipment_type.id: c.selected for c in changes},
+                                  person.shipment_types)
+    for change in changes:
+        purpose = rt.config.purposes.get(change.subscription.purpose)
+        rt.ledger.append(
+            person_id, "subscription.changed", subscription=change.subscription.key,
+            shipment_type=f"{change.shipment_type.id} {change.shipment_type.name}".strip(),
+            change=f"{change.previous} → {change.now}", actor=PERSON, job_id=job_id,
+            notice_version=proof.get(f"notice:{purpose.key}") if purpose else None,
+            **proof_fields)
     if job_id:
         clear_pending(rt.redis, person_id, job_id)
-    return {"person_id": person_id, "written": [w.purpose.crm_key for w in writes]}
+    return {"person_id": person_id, "written": [w.purpose.crm_key for w in writes],
+            "shipment_types": {c.shipment_type.id: c.selected for c in changes}}
 
 
 def record_crm_changes(person_id: int, event_id: str | None = None) -> dict:

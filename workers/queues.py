@@ -76,12 +76,15 @@ def enqueue_crm_changes(connection: redis.Redis, settings: Settings, person_id: 
 
 
 def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: int,
-                        choices: dict[str, bool], proof: dict[str, str]) -> Job:
-    """Queue writing what a person chose on their page (config purpose key → on/off)."""
+                        choices: dict[str, bool], proof: dict[str, str],
+                        subscriptions: dict[str, bool] | None = None) -> Job:
+    """Queue writing what a person chose on their page (config purpose key → on/off, config
+    subscription key → subscribed or not)."""
     from workers.jobs import apply_preferences
 
-    return _enqueue(connection, settings, PREFERENCES, apply_preferences, person_id, choices,
-                    proof, step="preferences")
+    args = (choices, proof, subscriptions) if subscriptions else (choices, proof)
+    return _enqueue(connection, settings, PREFERENCES, apply_preferences, person_id, *args,
+                    step="preferences")
 
 
 def enqueue_fresh_link(connection: redis.Redis, settings: Settings, person_id: int) -> Job:

@@ -1,10 +1,11 @@
 """CRM clients behind one small protocol. The rest of the connector sees only ``Person``,
 ``ConsentRecord`` and the ``CRMClient`` methods, never a CRM's JSON."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from connector.consent import ConsentRecord
+from connector.consent import ConsentRecord, ShipmentType
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Person:
     company_name: str | None
     created_by_associate_id: int | None
     consents: tuple[ConsentRecord, ...]
+    shipment_types: tuple[ShipmentType, ...] = ()
 
 
 class CRMClient(Protocol):
@@ -30,3 +32,8 @@ class CRMClient(Protocol):
     def set_consent(self, person_id: int, purpose: str, source: str, legal_basis: str,
                     comment: str) -> None:
         """Create or update the person's consent row for ``purpose`` (CRM keys)."""
+
+    def set_shipment_types(self, person_id: int, selection: Mapping[int, bool],
+                           current: tuple[ShipmentType, ...]) -> None:
+        """Change only the selection of the given shipment types (id → selected), checked
+        against ``current`` (as read): the CRM refuses the change if it moved meanwhile."""

@@ -10,6 +10,7 @@ Messages carry person ids and CRM keys, never names or email addresses.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import re
 import time
@@ -23,7 +24,7 @@ import requests
 
 from connector import __version__, defaults
 from connector.config_diff import CRMListItem
-from connector.consent import COMMENT_MAX_LENGTH, ConsentRecord
+from connector.consent import COMMENT_MAX_LENGTH, ConsentRecord, ShipmentType
 from connector.crm import Person
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.settings import Settings
@@ -176,6 +177,50 @@ class SuperOfficeClient:
         subject = f"consent {purpose} for person {person_id}"
         self._call("PUT", url, (204, 200), subject=subject, action=f"writing {subject}",
                    person_id=person_id)
+
+    def set_shipment_types(self, person_id: int, selection: Mapping[int, bool],
+                           current: tuple[ShipmentType, ...]) -> None:
+        """Change the person's shipment type selection, and nothing else.
+
+        ``PATCH {api_url}/Person/{id}`` with a JSON Patch (RFC 6902) body, which SuperOffice
+        accepts besides a merge patch (v1PersonEntity_PatchPersonEntity.md). Per changed type,
+        at its index in ``PersonEntity.ShipmentTypes`` as read in ``current``::
+
+            {"op": "test",    "path": "/ShipmentTypes/1/Id",       "value": 2}
+            {"op": "test",    "path": "/ShipmentTypes/1/Selected", "value": false}
+            {"op": "replace", "path": "/ShipmentTypes/1/Selected", "value": true}
+
+        Only the listed paths change, so a name, email or anything else a CRM user edited
+        meanwhile stays as it is (a PUT of the whole entity would write our older copy back).
+        The ``test`` operations make the CRM refuse the whole patch with 409 when the list or
+        that selection moved since it was read; that is a transient CRMError: the job's retry
+        reads the person again and decides anew.
+
+        Raises:
+            PersonNotFoundError: the CRM answered 404.
+            CRMError: any other failure; ``permanent`` says whether a retry can help.
+        """
+        person_id = int(person_id)
+        operations = []
+        for index, shipment_type in enumerate(current):
+            if shipment_type.id not in selection:
+                continue
+            path = f"/ShipmentTypes/{index}"
+            operations += [
+                {"op": "test", "path": f"{path}/Id", "value": shipment_type.id},
+                {"op": "test", "path": f"{path}/Selected", "value": shipment_type.selected},
+                {"op": "replace", "path": f"{path}/Selected",
+                 "value": bool(selection[shipment_type.id])},
+            ]
+        missing = set(selection) - {t.id for t in current}
+        if missing:
+            raise ValueError(f"shipment type(s) {sorted(missing)} are not among the person's")
+        if not operations:
+            return
+        subject = f"shipment types of person {person_id}"
+        self._call("PATCH", f"{self.api_url}/Person/{person_id}", (200, 204), subject=subject,
+                   action=f"writing {subject}", person_id=person_id, json_body=operations,
+                   content_type="application/json-patch+json")
 
     def list_persons(self, changed_since: datetime | None, page_size: int = LIST_PAGE_SIZE, *,
                      sleep: Callable[[float], None] = time.sleep) -> Iterator[PersonListing]:
@@ -350,11 +395,17 @@ class SuperOfficeClient:
     # -- one HTTP call, every failure mapped -------------------------------------------------
 
     def _call(self, method: str, url: str, expected: tuple[int, ...], *, subject: str,
-              action: str, person_id: int) -> requests.Response:
+              action: str, person_id: int, json_body: Any = None,
+              content_type: str = "application/json") -> requests.Response:
         started = time.monotonic()
         status = None
+        headers = self._headers
+        data = None
+        if json_body is not None:
+            headers = {**self._headers, "Content-Type": content_type}
+            data = json.dumps(json_body).encode()
         try:
-            response = self._session.request(method, url, headers=self._headers,
+            response = self._session.request(method, url, headers=headers, data=data,
                                              timeout=self.timeout, allow_redirects=False)
             status = response.status_code
         except requests.exceptions.ConnectTimeout:
@@ -379,10 +430,11 @@ class SuperOfficeClient:
                   (time.monotonic() - started) * 1000)
         if response.status_code in expected:
             return response
-        raise self._error(response, subject=subject, action=action, person_id=person_id)
+        raise self._error(response, subject=subject, action=action, person_id=person_id,
+                          patch=method == "PATCH")
 
     def _error(self, response: requests.Response, *, subject: str, action: str,
-               person_id: int) -> CRMError:
+               person_id: int, patch: bool = False) -> CRMError:
         status = response.status_code
         if status == 404:
             return PersonNotFoundError(person_id)
@@ -394,6 +446,12 @@ class SuperOfficeClient:
             return CRMError(f"CRM rejected the connector's credentials ({status}) — check "
                             f"{self._credential_variable} / SUPEROFFICE_APP_TOKEN",
                             status=status, permanent=True)
+        if patch and status in (409, 412):
+            # A JSON Patch "test" failed: the person changed since we read them. Transient:
+            # the retry reads them again and decides on what the CRM holds then.
+            return CRMError(f"CRM refused {subject} ({status}): the person changed since they "
+                            f"were read; reading them again on the next attempt",
+                            status=status)
         if status == 421:
             # SuperOffice Online moves tenants between hosts (sod2 -> sod3 ...); the old host
             # answers 421 Misdirected Request. The current host is in the tenant state API:
@@ -448,7 +506,34 @@ def parse_person_entity(entity: Any) -> Person:
                                               if isinstance(created_by, Mapping) else None),
         consents=tuple(parse_consent_info(item, where=f"person {person_id} Consents[{i}]")
                        for i, item in enumerate(consents)),
+        shipment_types=parse_shipment_types(entity.get("ShipmentTypes"), person_id),
     )
+
+
+def parse_shipment_types(items: Any, person_id: int) -> tuple[ShipmentType, ...]:
+    """Turn ``PersonEntity.ShipmentTypes[]`` ({Id, Name, ToolTip, Deleted, Rank, Selected …},
+    "the person's available and selected shipment types") into ShipmentTypes, in the CRM's
+    order (the order JSON Patch paths index).
+
+    Raises:
+        CRMError: (permanent) the list or an item is unreadable.
+    """
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise _unreadable(f"person {person_id} with ShipmentTypes that is not a list")
+    types = []
+    for index, item in enumerate(items):
+        where = f"person {person_id} ShipmentTypes[{index}]"
+        if not isinstance(item, Mapping):
+            raise _unreadable(f"{where} that is not an object")
+        type_id = item.get("Id")
+        if not isinstance(type_id, int) or isinstance(type_id, bool):
+            raise _unreadable(f"{where} without Id")
+        types.append(ShipmentType(id=type_id, name=str(item.get("Name") or ""),
+                                  selected=item.get("Selected") is True,
+                                  deleted=item.get("Deleted") is True))
+    return tuple(types)
 
 
 def parse_consent_info(item: Any, *, where: str = "ConsentInfo") -> ConsentRecord:

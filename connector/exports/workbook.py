@@ -162,9 +162,10 @@ def actor_text(report: PersonReport, line: HistoryLine) -> str:
 
 
 def change_text(line: HistoryLine, language: str) -> str:
-    """"from → to" for an entry that set a legal basis; "" for other entries."""
+    """"from → to" for an entry that set a legal basis, the entry's own "change" for others
+    (a subscription: "subscribed → unsubscribed"); "" when there is neither."""
     if line.legal_basis is None:
-        return ""
+        return line.other.get("change", "")
     before = line.previous_legal_basis.name if line.previous_legal_basis else text(
         "change.none", language)
     return f"{before} → {line.legal_basis.name}"
@@ -172,7 +173,9 @@ def change_text(line: HistoryLine, language: str) -> str:
 
 def details_text(line: HistoryLine) -> str:
     """The entry's remaining fields, one "name: value" a line (job id first)."""
-    pairs = ([("job_id", line.job_id)] if line.job_id else []) + list(line.other.items())
+    other = [(name, value) for name, value in line.other.items()
+             if not (name == "change" and line.legal_basis is None)]  # in the change column
+    pairs = ([("job_id", line.job_id)] if line.job_id else []) + other
     return "\n".join(f"{name}: {value}" for name, value in pairs)
 
 

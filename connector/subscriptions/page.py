@@ -5,6 +5,9 @@ GET /p/<token>          shows what is recorded about them, why and from where, a
                         (mail scanners open links before people do).
 POST /p/<token>         saves their choices (CSRF-protected): a job writes them to the CRM.
 POST /p/<token>/renew   mails a fresh link, for an expired one; says the same either way.
+POST /p/<token>/unsubscribe-all
+                        one click (CSRF-protected): withdraws consent to every purpose with
+                        subscriptions and unsubscribes from all of them.
 """
 
 import logging
@@ -19,7 +22,8 @@ from rq.job import Job, JobStatus
 
 from connector import defaults
 from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose, PurposeView,
-                               choose_language, describe_purposes, pick_text)
+                               choose_language, consent_holds, describe_purposes,
+                               find_shipment_type, pick_text, resolve_subscription_choices)
 from connector.crm import Person
 from connector.exceptions import CRMError, PersonNotFoundError, TokenError
 from connector.extensions import limiter, link_token
@@ -32,6 +36,21 @@ bp = Blueprint("person_page", __name__, template_folder="templates", static_fold
                static_url_path="/static/page")
 log = logging.getLogger(__name__)
 LIMITS = defaults.PAGE_RATE_LIMITS
+
+
+SUBSCRIPTION_PREFIX = "subscription:"
+"""Pending marks of subscriptions are kept under this prefix, next to the purposes'."""
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    """One subscription under its purpose: the CRM's selection or the pending choice."""
+
+    key: str
+    name: str
+    description: str
+    checked: bool
+    pending: str | None
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,7 @@ class PageRow:
     notice: Notice | None
     notice_text: str
     privacy_statement_url: str | None
+    subscriptions: tuple[SubscriptionRow, ...] = ()
 
 
 @bp.get("/p/<token>")
@@ -74,7 +94,6 @@ def show(token: str):
 def save(token: str):
     """Save the person's choices; a job writes them to the CRM. Then show the page again."""
     from connector.app import web_context
-    from workers.queues import enqueue_preferences
 
     ctx = web_context()
     language = choose_language(ctx.config, request.form.get("lang"))
@@ -87,29 +106,85 @@ def save(token: str):
            for key, purpose in changeable.items()):
         return _render_page(ctx.config, ctx.redis, link, person, language, notice_changed=True)
     try:
-        shown = {row.key: row.checked for row in _rows(ctx.config, ctx.redis, person, language)}
+        rows = _rows(ctx.config, ctx.redis, person, language)
     except redis.RedisError:
         return _message(_texts(ctx.config, language)[0], "unavailable", 503)
+    shown = {row.key: row.checked for row in rows}
+    shown_subscriptions = {sub.key: sub.checked for row in rows for sub in row.subscriptions}
     choices = {key: request.form.get(f"choice:{key}") == "on" for key in changeable}
     choices = {key: granted for key, granted in choices.items() if shown.get(key) != granted}
-    if not choices:  # nothing differs from what the page showed: nothing to queue
+    subscriptions = {key: request.form.get(f"subscribe:{key}") == "on"
+                     for key in request.form.getlist("subscription") if key in shown_subscriptions}
+    subscriptions = {key: on for key, on in subscriptions.items()
+                     if shown_subscriptions[key] != on}
+    if not choices and not subscriptions:  # nothing differs from what the page showed
         return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
-    proof = {
+    proof = _proof(ctx, link, {f"notice:{key}": purpose.notice.version
+                               for key, purpose in changeable.items() if purpose.notice})
+    if not _queue(ctx, person, choices, subscriptions, proof):
+        return _message(_texts(ctx.config, language)[0], "unavailable", 503)
+    return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+
+
+@bp.post("/p/<token>/unsubscribe-all")
+@limiter.limit(LIMITS["save_per_address"])
+@limiter.limit(LIMITS["save_per_link"], key_func=link_token)
+def unsubscribe_all(token: str):
+    """One click: withdraw consent to every purpose that has subscriptions and unsubscribe
+    from all of them (GDPR Art. 7(3): as easy as giving). CSRF-protected like saving."""
+    from connector.app import web_context
+
+    ctx = web_context()
+    language = choose_language(ctx.config, request.form.get("lang"))
+    link, person, failure = _open(token, _texts(ctx.config, language)[0])
+    if failure:
+        return failure
+    config = ctx.config
+    purposes = {sub.purpose for sub in config.subscriptions.values()}
+    choices = {key: False for key in purposes if consent_holds(config, person.consents, key)}
+    subscriptions = {}
+    for key, subscription in config.subscriptions.items():
+        current = find_shipment_type(subscription, person.shipment_types)
+        if current is not None and current.selected:
+            subscriptions[key] = False
+    if choices or subscriptions:
+        proof = _proof(ctx, link, {})
+        if not _queue(ctx, person, choices, subscriptions, proof):
+            return _message(_texts(config, language)[0], "unavailable", 503)
+    return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+
+
+def _proof(ctx, link: LinkToken, notices: dict[str, str]) -> dict[str, str]:
+    return {
         "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "token_id": link.token_id,
         "user_agent": trim_user_agent(request.headers.get("User-Agent")),
         "ip": protect_ip(request.remote_addr, ctx.settings.secret_keys[0]),
-        **{f"notice:{key}": purpose.notice.version for key, purpose in changeable.items()
-           if purpose.notice},
+        **notices,
     }
+
+
+def _queue(ctx, person: Person, choices: dict[str, bool], subscriptions: dict[str, bool],
+           proof: dict[str, str]) -> bool:
+    """Queue the job that writes the choices, and mark what it will change as being saved
+    (with what the choices imply: consent for a subscription, unsubscribing when a purpose
+    goes off). False when Redis did not take it."""
+    from workers.queues import enqueue_preferences
+
+    implied, wanted = resolve_subscription_choices(ctx.config, person.consents,
+                                                   person.shipment_types, choices, subscriptions)
     try:
-        job = enqueue_preferences(ctx.redis, ctx.settings, person.id, choices, proof)
-        mark_pending(ctx.redis, person.id, choices, job.id)
+        job = enqueue_preferences(ctx.redis, ctx.settings, person.id, choices, proof,
+                                  subscriptions)
+        mark_pending(ctx.redis, person.id,
+                     {**implied, **{SUBSCRIPTION_PREFIX + key: on for key, on in wanted.items()}},
+                     job.id)
     except redis.RedisError as error:
         log.error("page.save_unavailable person_id=%s error=%s", person.id, type(error).__name__)
-        return _message(_texts(ctx.config, language)[0], "unavailable", 503)
-    log.info("page.saved person_id=%s job_id=%s token_id=%s", person.id, job.id, link.token_id)
-    return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+        return False
+    log.info("page.saved person_id=%s job_id=%s token_id=%s", person.id, job.id,
+             proof.get("token_id"))
+    return True
 
 
 @bp.post("/p/<token>/renew")
@@ -223,7 +298,30 @@ def page_rows(config: ConsentConfig, person: Person, language: str,
             notice=purpose.notice if purpose else None,
             notice_text=pick_text(purpose.notice.text, language) if purpose and purpose.notice
             else "",
-            privacy_statement_url=purpose.privacy_statement_url if purpose else None))
+            privacy_statement_url=purpose.privacy_statement_url if purpose else None,
+            subscriptions=tuple(_subscription_rows(config, person, language, key, pending,
+                                                   failed)) if purpose else ()))
+    return rows
+
+
+def _subscription_rows(config: ConsentConfig, person: Person, language: str, purpose_key: str,
+                       pending: dict[str, dict], failed: set[str]) -> list[SubscriptionRow]:
+    """The subscriptions under a purpose that the person's CRM record offers (a shipment type
+    the person does not have is not shown), ticked as the CRM or a pending choice has them."""
+    rows = []
+    for key, subscription in config.subscriptions.items():
+        if subscription.purpose != purpose_key:
+            continue
+        current = find_shipment_type(subscription, person.shipment_types)
+        if current is None:
+            continue
+        mark = pending.get(SUBSCRIPTION_PREFIX + key)
+        is_failed = SUBSCRIPTION_PREFIX + key in failed
+        rows.append(SubscriptionRow(
+            key=key, name=pick_text(subscription.name, language),
+            description=pick_text(subscription.description, language),
+            checked=mark["granted"] if mark and not is_failed else current.selected,
+            pending=("failed" if is_failed else "saving") if mark else None))
     return rows
 
 

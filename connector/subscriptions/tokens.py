@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from connector.exceptions import TokenError
 
@@ -70,3 +70,55 @@ def _link_data(data) -> LinkToken | None:
     if not isinstance(data, dict) or not isinstance(data.get("p"), int):
         return None
     return LinkToken(person_id=data["p"], token_id=str(data.get("t", "")))
+
+
+UNSUBSCRIBE_SALT = "consent-connector.one-click-unsubscribe"
+
+
+@dataclass(frozen=True)
+class UnsubscribeToken:
+    """What a valid one-click unsubscribe token says: the person and the subscription."""
+
+    person_id: int
+    subscription: str
+
+
+class UnsubscribeSigner:
+    """Makes and reads the one-click unsubscribe links placed in mailings
+    (``List-Unsubscribe: <PUBLIC_BASE_URL/u/<token>>``, RFC 8058).
+
+    Signed with the same SECRET_KEYs as the personal links but under their own salt, so neither
+    kind of token is accepted as the other. They do not expire: a mailing is read weeks or
+    months after it was sent, and an unsubscribe link must work whenever the person uses it
+    (RFC 8058, and the large mailbox providers' sender rules, expect that). That is safe
+    because such a link can only ever switch one subscription *off* for one person; it shows
+    nothing about them and cannot subscribe. Rotating SECRET_KEY (dropping the old key) is the
+    way to invalidate all of them at once.
+    """
+
+    def __init__(self, secret_keys: tuple[str, ...]):
+        # itsdangerous signs with the last key and verifies with all: newest goes last.
+        self.serializer = URLSafeSerializer(list(reversed(secret_keys)), salt=UNSUBSCRIBE_SALT)
+
+    def make_token(self, person_id: int, subscription: str) -> str:
+        """Return the token for ``person_id``'s ``subscription`` (a config subscription key)."""
+        return self.serializer.dumps({"p": int(person_id), "s": subscription})
+
+    def make_link(self, base_url: str, person_id: int, subscription: str) -> str:
+        """Return ``{base_url}/u/<token>``, the link for a mailing's List-Unsubscribe header."""
+        return f"{base_url.rstrip('/')}/u/{self.make_token(person_id, subscription)}"
+
+    def read(self, token: str) -> UnsubscribeToken:
+        """Check a token and return what it names.
+
+        Raises:
+            TokenError: tampered or malformed.
+        """
+        try:
+            data = self.serializer.loads(token)
+        except BadSignature:
+            raise TokenError("link is not valid") from None
+        if (not isinstance(data, dict) or not isinstance(data.get("p"), int)
+                or isinstance(data.get("p"), bool) or not isinstance(data.get("s"), str)):
+            raise TokenError("link is not valid")
+        return UnsubscribeToken(person_id=data["p"], subscription=data["s"])

@@ -158,7 +158,9 @@ def test_created_person_reads_back_in_superoffice_shape(crm):
     assert person["CreatedBy"]["AssociateId"] == ASSOCIATE
     assert person["CreatedBy"]["Name"] == "consent-connector"
     assert person["CustomerLanguage"] == {"Id": 3, "Value": "Swedish", "Tooltip": "Swedish"}
-    assert person["Consents"] == [] and person["ShipmentTypes"] == []
+    assert person["Consents"] == []
+    assert [(t["Id"], t["Name"], t["Selected"]) for t in person["ShipmentTypes"]] == [
+        (1, "Newsletter", False), (2, "Event invitations", False), (3, "Product news", False)]
     assert time.strptime(person["CreatedDate"], "%Y-%m-%dT%H:%M:%S")
     assert api(base, "GET", "Person/999").status_code == 404
 
