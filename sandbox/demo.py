@@ -63,6 +63,7 @@ def main() -> int:
     crm_root = f"http://127.0.0.1:{crm_port}"
     web_root = f"http://127.0.0.1:{web_port}"
     webhook_secret = secrets.token_urlsafe(24)
+    admin_token = secrets.token_urlsafe(18)
 
     env = {
         **os.environ,
@@ -73,6 +74,7 @@ def main() -> int:
         "MAIL_FROM": "privacy@example.com",
         "PUBLIC_BASE_URL": web_root,
         "SECRET_KEY": secrets.token_urlsafe(32),
+        "ADMIN_TOKEN": admin_token,
         "DATA_DIR": str(data_dir),
         "RETRY_INTERVALS": "2,5,10",
     }
@@ -101,7 +103,7 @@ def main() -> int:
         _register_webhook(crm, crm_root, web_root, webhook_secret)
         ok = _create_and_check(crm, crm_root, data_dir / "outbox")
         if serve and ok:
-            _print_urls(crm_root, web_root, data_dir)
+            _print_urls(crm_root, web_root, data_dir, admin_token)
             signal.pause()
         return 0 if ok else 1
     except (DemoError, requests.RequestException) as error:
@@ -232,11 +234,12 @@ def _report(crm_root: str, sample: SamplePerson, person_id: int, consents: list[
     return page.status_code == 200
 
 
-def _print_urls(crm_root: str, web_root: str, data_dir: Path) -> None:
+def _print_urls(crm_root: str, web_root: str, data_dir: Path, admin_token: str) -> None:
     print(f"""
 Everything keeps running (SERVE=1). Open:
   CRM person cards   {crm_root}/
   connector health   {web_root}/readyz
+  admin (support)    {web_root}/admin/   user: any, password: {admin_token}
   mails (outbox)     {data_dir / 'outbox'}
   personal pages     the links printed above
 Create more persons in the CRM with:
