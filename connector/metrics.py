@@ -62,9 +62,11 @@ _SEPARATOR = "|"
 # -- counting (called from web and worker processes) -------------------------------------
 
 
-def count_webhook(connection: redis.Redis, outcome: str) -> None:
-    """Count one webhook request by outcome (see WEBHOOK_OUTCOMES)."""
-    _increment(connection, [(WEBHOOKS, _choice(outcome, WEBHOOK_OUTCOMES, "outcome"), 1)])
+def count_webhook(connection: redis.Redis, *outcomes: str) -> None:
+    """Count one webhook request under each of ``outcomes`` (see WEBHOOK_OUTCOMES), in one
+    round trip: the receiver counts ``received`` and how the request ended together."""
+    _increment(connection, [(WEBHOOKS, _choice(outcome, WEBHOOK_OUTCOMES, "outcome"), 1)
+                            for outcome in outcomes])
 
 
 def count_job(connection: redis.Redis, step: str, outcome: str) -> None:

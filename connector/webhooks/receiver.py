@@ -38,11 +38,10 @@ def receive_superoffice():
     from connector.app import web_context
 
     ctx = web_context()
-    metrics.count_webhook(ctx.redis, "received")
     try:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
-        metrics.count_webhook(ctx.redis, "rejected_too_large")
+        metrics.count_webhook(ctx.redis, "received", "rejected_too_large")
         raise
     try:
         verify_signature(body, request.headers.get(SIGNATURE_HEADER), ctx.settings.webhook_secrets)
@@ -90,10 +89,10 @@ def _ignored(event_id: str, reason: str):
 
 
 def _answer(http_status: int, outcome: str, **body):
-    """A JSON answer; ``outcome`` is what /metrics counts it as."""
+    """A JSON answer; /metrics counts the request as received and as ``outcome``."""
     from connector.app import web_context
 
-    metrics.count_webhook(web_context().redis, outcome)
+    metrics.count_webhook(web_context().redis, "received", outcome)
     response = jsonify(body)
     response.status_code = http_status
     return response
