@@ -830,8 +830,8 @@ class LiveConfig:
     def __init__(self, path: str | Path, check_every: float = 2.0):
         self.path = Path(path)
         self.check_every = check_every
+        self._seen = self._stamp()  # before reading: an edit saved meanwhile is seen later
         self._config = load_config(self.path)  # the first load must succeed: no good config yet
-        self._seen = self._stamp()
         self._checked_at = time.monotonic()
         self.version = config_version(self.path)
 

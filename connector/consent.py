@@ -333,7 +333,11 @@ that needs consent, no row for any other purpose."""
 
 @dataclass(frozen=True)
 class PurposeView:
-    """One purpose as the person reads it (mail, page): texts in their language."""
+    """One purpose as the person reads it (mail, page, export): texts in their language.
+
+    ``key`` is the config's purpose key ("" for a purpose the config does not know),
+    ``crm_key`` the CRM's, ``record`` the CRM's row (None when there is none).
+    """
 
     name: str
     description: str
@@ -342,6 +346,9 @@ class PurposeView:
     legal_basis_description: str = ""
     source: str = ""
     registered: datetime | None = None
+    key: str = ""
+    crm_key: str = ""
+    record: ConsentRecord | None = None
 
 
 def describe_purposes(config: ConsentConfig, consents: Iterable[ConsentRecord],
@@ -350,33 +357,38 @@ def describe_purposes(config: ConsentConfig, consents: Iterable[ConsentRecord],
     CRM holds that the config does not know (named by its CRM key)."""
     rows = {fold_key(record.purpose): record for record in consents}
     views = []
-    for purpose in config.purposes.values():
+    for key, purpose in config.purposes.items():
         record = rows.pop(fold_key(purpose.crm_key), None)
         name = pick_text(purpose.name, language)
         description = pick_text(purpose.description, language)
         if record is None:
             views.append(PurposeView(name, description,
-                                     NOT_GIVEN if purpose.requires_consent else NOT_RECORDED))
+                                     NOT_GIVEN if purpose.requires_consent else NOT_RECORDED,
+                                     key=key, crm_key=purpose.crm_key))
         else:
-            views.append(_view_of_row(config, name, description, record, language))
-    views += [_view_of_row(config, record.purpose, "", record, language)
+            views.append(_view_of_row(config, name, description, record, language,
+                                      key=key, crm_key=purpose.crm_key))
+    views += [_view_of_row(config, record.purpose, "", record, language, key="",
+                           crm_key=record.purpose)
               for record in rows.values()]
     return views
 
 
 def _view_of_row(config: ConsentConfig, name: str, description: str, record: ConsentRecord,
-                 language: str) -> PurposeView:
+                 language: str, *, key: str, crm_key: str) -> PurposeView:
     basis = config.legal_basis_by_crm_key(record.legal_basis)
     source = config.source_by_crm_key(record.source)
-    withdrawn = basis.withdrawn if basis else fold_key(record.legal_basis) == "withdrawn"
     return PurposeView(
         name=name,
         description=description,
-        status=WITHDRAWN if withdrawn else ACTIVE,
+        status=WITHDRAWN if _is_withdrawn(config, record) else ACTIVE,
         legal_basis=pick_text(basis.name, language) if basis else record.legal_basis,
         legal_basis_description=pick_text(basis.description, language) if basis else "",
         source=pick_text(source.name, language) if source else record.source,
         registered=record.registered,
+        key=key,
+        crm_key=crm_key,
+        record=record,
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -115,7 +114,6 @@ class Person:
     updated_by: int
     #: shipment type id → selected (PersonEntity.ShipmentTypes[].Selected)
     shipment_types: dict[int, bool] = field(default_factory=dict)
-    registered_monotonic: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 
 import jinja2
 
+from connector import defaults
 from connector.consent import (ACTIVE, FALLBACK_LANGUAGE, NOT_GIVEN, WITHDRAWN, ConsentConfig,
                                ConsentRecord, choose_language, describe_purposes)
 from connector.crm import Person
@@ -212,7 +213,7 @@ class Mailer:
     Build it with ``Mailer.from_url(settings.smtp_url, outbox_dir)``.
     """
 
-    def __init__(self, server: SMTPServer | None, outbox_dir: Path, timeout: float = 10.0,
+    def __init__(self, server: SMTPServer | None, outbox_dir: Path, timeout: float = defaults.SMTP_TIMEOUT,
                  ssl_context: ssl.SSLContext | None = None):
         self.server = server
         self.outbox_dir = Path(outbox_dir)
@@ -220,7 +221,7 @@ class Mailer:
         self.ssl_context = ssl_context
 
     @classmethod
-    def from_url(cls, smtp_url: str | None, outbox_dir: Path, timeout: float = 10.0,
+    def from_url(cls, smtp_url: str | None, outbox_dir: Path, timeout: float = defaults.SMTP_TIMEOUT,
                  ssl_context: ssl.SSLContext | None = None) -> "Mailer":
         """Build a mailer from SMTP_URL; None or "" means "write .eml files to outbox_dir".
 

@@ -173,15 +173,9 @@ def consent_lines(config: ConsentConfig, consents: Sequence[ConsentRecord],
     """Every configured purpose in config order, then any purpose the CRM holds that the config
     does not know: the rows of ``describe_purposes`` (the mail's and the page's wording) joined
     with the CRM's raw rows (keys, dates, who)."""
-    views = describe_purposes(config, consents, language)
-    rows = {fold_key(record.purpose): record for record in consents}
-    keyed = [(purpose.crm_key, rows.pop(fold_key(purpose.crm_key), None))
-             for purpose in config.purposes.values()]
-    keyed += [(record.purpose, record) for record in rows.values()]
-    if len(views) != len(keyed):  # describe_purposes changed its order: say so, never misalign
-        raise RuntimeError("describe_purposes no longer lists configured purposes, then the rest")
     lines = []
-    for (purpose_key, record), view in zip(keyed, views):
+    for view in describe_purposes(config, consents, language):
+        purpose_key, record = view.crm_key, view.record
         if record is None:
             lines.append(ConsentLine(Named(purpose_key, view.name), view.description, view.status))
             continue

@@ -20,7 +20,6 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
-from connector.consent import ACTIVE, NOT_GIVEN, NOT_RECORDED, WITHDRAWN
 from connector.exports.report import HistoryLine, PersonReport
 from connector.exports.texts import text, text_or
 
@@ -143,9 +142,7 @@ def who(report: PersonReport, associate_id: int | None) -> str:
 
 def status_text(status: str, language: str) -> str:
     """A purpose's status in words."""
-    if status in (ACTIVE, WITHDRAWN, NOT_GIVEN, NOT_RECORDED):
-        return text(f"status.{status}", language)
-    return status
+    return text_or(f"status.{status}", language, status)
 
 
 def actor_text(report: PersonReport, line: HistoryLine) -> str:

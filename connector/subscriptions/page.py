@@ -279,11 +279,10 @@ def _rows(config: ConsentConfig, connection: redis.Redis, person: Person,
 def page_rows(config: ConsentConfig, person: Person, language: str,
               pending: dict[str, dict], failed: set[str]) -> list[PageRow]:
     """Pair each purpose's CRM state with what the person may change and what is pending."""
-    views = describe_purposes(config, person.consents, language)
-    purposes = list(config.purposes.items())
     rows = []
-    for index, view in enumerate(views):
-        key, purpose = purposes[index] if index < len(purposes) else ("", None)
+    for view in describe_purposes(config, person.consents, language):
+        key = view.key
+        purpose = config.purposes.get(key)
         control = _control(purpose) if purpose else None
         mark = pending.get(key)
         if mark and key not in failed:
