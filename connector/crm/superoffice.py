@@ -280,11 +280,9 @@ class SuperOfficeClient:
             CRMError: the call failed or the answer is not a list of webhooks. SuperOffice
                 Online answers 403 when the app was not granted access to webhooks.
         """
-        response = self._call("GET", f"{self.api_url}/Webhook", (200, 404),
-                              subject="the webhook list", action="listing webhooks", person_id=0)
-        if response.status_code == 404:
-            raise CRMError("CRM answered 404 for GET Webhook — check SUPEROFFICE_API_URL",
-                           status=404, permanent=True)
+        response = self._call("GET", f"{self.api_url}/Webhook", (200,),
+                              subject="the webhook list", action="listing webhooks",
+                              not_found="GET Webhook")
         try:
             body = response.json()
         except ValueError:
@@ -305,7 +303,8 @@ class SuperOfficeClient:
         for kind, list_name in CONSENT_LISTS.items():
             response = self._call("GET", f"{self.api_url}/List/{list_name}/Items", (200,),
                                   subject=f"the {list_name} list",
-                                  action=f"reading the {list_name} list", person_id=0)
+                                  action=f"reading the {list_name} list",
+                                  not_found=f"GET List/{list_name}/Items")
             try:
                 rows = response.json()
             except ValueError:
@@ -359,8 +358,9 @@ class SuperOfficeClient:
         attempt = 0
         while True:
             try:
-                response = self._call("GET", url, (200, 404), subject="the person list",
-                                      action="listing persons", person_id=0)
+                response = self._call("GET", url, (200,), subject="the person list",
+                                      action="listing persons",
+                                      not_found="the person list (GET Person)")
             except CRMError as error:
                 wait = error.retry_after
                 if (error.permanent or wait is None or wait > LIST_RATE_LIMIT_MAX_WAIT
@@ -371,9 +371,6 @@ class SuperOfficeClient:
                          wait)
                 sleep(wait)
                 continue
-            if response.status_code == 404:
-                raise CRMError("CRM answered 404 for the person list (GET Person) — check "
-                               "SUPEROFFICE_API_URL", status=404, permanent=True)
             try:
                 body = response.json()
             except ValueError:
@@ -395,7 +392,8 @@ class SuperOfficeClient:
     # -- one HTTP call, every failure mapped -------------------------------------------------
 
     def _call(self, method: str, url: str, expected: tuple[int, ...], *, subject: str,
-              action: str, person_id: int, json_body: Any = None,
+              action: str, person_id: int | None = None, not_found: str | None = None,
+              json_body: Any = None,
               content_type: str = "application/json") -> requests.Response:
         started = time.monotonic()
         status = None
@@ -431,12 +429,19 @@ class SuperOfficeClient:
         if response.status_code in expected:
             return response
         raise self._error(response, subject=subject, action=action, person_id=person_id,
-                          patch=method == "PATCH")
+                          not_found=not_found, patch=method == "PATCH")
 
     def _error(self, response: requests.Response, *, subject: str, action: str,
-               person_id: int, patch: bool = False) -> CRMError:
+               person_id: int | None, not_found: str | None = None,
+               patch: bool = False) -> CRMError:
+        """Map a status the call did not expect to a CRMError. A 404 means the person is gone
+        on calls about a person (``person_id``), a wrong API URL on the others (``not_found``
+        names what was asked for)."""
         status = response.status_code
         if status == 404:
+            if person_id is None:
+                return CRMError(f"CRM answered 404 for {not_found or subject} — check "
+                                f"SUPEROFFICE_API_URL", status=404, permanent=True)
             return PersonNotFoundError(person_id)
         if status == 400:
             text = _crm_error_text(response)

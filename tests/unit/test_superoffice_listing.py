@@ -366,3 +366,17 @@ def test_consent_lists_reads_the_three_lists_with_their_state():
         "sources": [CRMListItem("USER", "Registered by user", True)],
     }
     assert all(call.request.headers["Authorization"] == "Bearer t" for call in responses.calls)
+
+
+@responses.activate
+def test_a_404_on_a_list_is_a_wrong_url_not_a_missing_person():
+    responses.get("https://online3.superoffice.com/Cust12345/api/v1/List/ConsentPurpose/Items",
+                  status=404)
+    client = SuperOfficeClient("https://online3.superoffice.com/Cust12345/api/v1",
+                               access_token="t")
+    with pytest.raises(CRMError) as raised:
+        client.consent_lists()
+    assert not isinstance(raised.value, PersonNotFoundError)
+    assert str(raised.value) == ("CRM answered 404 for GET List/ConsentPurpose/Items — check "
+                                 "SUPEROFFICE_API_URL")
+    assert raised.value.permanent
