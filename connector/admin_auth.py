@@ -4,7 +4,6 @@ a browser asks for. Without ADMIN_TOKEN the admin area does not exist (404). Ove
 it answers only on loopback: elsewhere the token would cross the network readable."""
 
 import hmac
-from functools import wraps
 
 from flask import Response, abort, request
 
@@ -18,16 +17,6 @@ def admin_allowed(admin_token: str | None) -> bool:
     if header.startswith("Bearer "):
         given = header.removeprefix("Bearer ").strip()
     return given is not None and hmac.compare_digest(given.encode(), admin_token.encode())
-
-
-def require_admin(view):
-    """Decorator for admin views: 404 without ADMIN_TOKEN configured, 403 over plain HTTP
-    from another machine, 401 (asking for basic auth) without the right token."""
-    @wraps(view)
-    def guarded(*args, **kwargs):
-        check_admin()
-        return view(*args, **kwargs)
-    return guarded
 
 
 def check_admin() -> None:

@@ -39,14 +39,14 @@ MESSAGE_ID = re.compile(r"\d{9,}\.\d+\.\d+")
 """The left part of a Message-ID made by email.utils.make_msgid (time.pid.random): not a
 person's address, and kept so a log line can be matched with the ledger's message_id."""
 
-LINK_TOKEN = re.compile(r"(/p/)[^/\s?#\"'<>]+")
-"""The token in a personal page's path: whoever has it can open the person's page."""
+LINK_TOKEN = re.compile(r"(/[pu]/)[^/\s?#\"'<>]+")
+"""The token in a personal page's (/p/) or unsubscribe link's (/u/) path: whoever has it can
+open the person's page or unsubscribe them."""
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 EVENT = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
 PAIR_START = re.compile(r"\s+(?=[A-Za-z_][A-Za-z0-9_]*=)")
 WHOLE_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
-CORE_FIELDS = ("time", "level", "logger", "event", "message")
 UNSTRUCTURED = "log"
 LIBRARY_LOGGERS = ("rq", "rq.worker", "rq.job", "rq.scheduler", "gunicorn.error",
                    "gunicorn.access", "werkzeug")
@@ -59,7 +59,7 @@ def redact(text: str) -> str:
     """Replace email addresses and personal-link tokens in ``text``."""
     if "@" in text or "%40" in text:
         text = EMAIL.sub(_email_replacement, text)
-    if "/p/" in text:
+    if "/p/" in text or "/u/" in text:
         text = LINK_TOKEN.sub(r"\1<token>", text)
     return text
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 import redis
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import RequestEntityTooLarge
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -229,8 +230,11 @@ def too_many(error):
 
     if request.path.startswith("/webhooks/"):
         return error
-    response = _message(_texts(web_context().config, request.values.get("lang"))[0],
-                        "too_many", 429)
+    try:
+        language = request.values.get("lang")
+    except RequestEntityTooLarge:  # reading a too large form here must not turn 429 into 500
+        language = None
+    response = _message(_texts(web_context().config, language)[0], "too_many", 429)
     response.headers["Retry-After"] = "60"
     return response
 

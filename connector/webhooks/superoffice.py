@@ -86,7 +86,7 @@ def parse_event(body: bytes) -> WebhookEvent:
     """
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise MalformedBodyError(f"body is not valid JSON: {error}") from None
     if not isinstance(payload, dict):
         raise MalformedBodyError("body must be a JSON object")

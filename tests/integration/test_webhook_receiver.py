@@ -100,7 +100,8 @@ def test_registration_test_event_gets_200(client, redis_conn):
     assert queued(redis_conn) == []
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b"", b"[1, 2]", b"\"text\"", b"null"])
+@pytest.mark.parametrize("raw", [b"{not json", b"\xff\xfe", b"", b"[1, 2]", b"\"text\"", b"null",
+                                 b"[" * 20000 + b"]" * 20000])  # nested deeper than json allows
 def test_bodies_that_are_not_a_json_object_get_400(client, redis_conn, raw):
     response = post(client, None, raw=raw)
     assert response.status_code == 400

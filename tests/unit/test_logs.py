@@ -215,3 +215,11 @@ def test_message_ids_stay_so_logs_match_the_ledger_but_lookalike_addresses_go():
 def test_redact_leaves_ordinary_text_alone():
     text = "job onboard-5f0c failed at 12:00 @ worker w1; see /Cust12345/person/2"
     assert redact(text) == text
+
+
+def test_unsubscribe_link_tokens_are_redacted_like_page_tokens():
+    from connector.logs import redact
+
+    line = "http.request method=POST path=/u/eyJwIjoxMiwicyI6Im5ld3NsZXR0ZXIifQ.abc.def status=200"
+    assert redact(line) == "http.request method=POST path=/u/<token> status=200"
+    assert redact("GET /p/eyJwIjoxfQ.x.y?lang=nb") == "GET /p/<token>?lang=nb"
