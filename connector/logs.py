@@ -48,6 +48,9 @@ EVENT = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
 PAIR_START = re.compile(r"\s+(?=[A-Za-z_][A-Za-z0-9_]*=)")
 WHOLE_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]{0,17})")
 UNSTRUCTURED = "log"
+JOB_ARGUMENT_FIELDS = ("arguments", "kwargs")
+"""Extra fields in which RQ logs a failed job's arguments: a page save's carry the person's
+browser and protected IP, which belong in the ledger, not in logs (`jobs show` has them)."""
 LIBRARY_LOGGERS = ("rq", "rq.worker", "rq.job", "rq.scheduler", "gunicorn.error",
                    "gunicorn.access", "werkzeug")
 """Loggers that set up their own handlers: configure_logging sends them through ours."""
@@ -114,7 +117,9 @@ class RedactFilter(logging.Filter):
             message = f"{record.msg} {record.args!r}"
         record.msg, record.args = redact(ANSI.sub("", message)), None
         for key, value in list(vars(record).items()):
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
+            if key in JOB_ARGUMENT_FIELDS:
+                setattr(record, key, "(not logged)")
+            elif key not in _RECORD_ATTRS and not key.startswith("_"):
                 setattr(record, key, scrub(value))
         return True
 

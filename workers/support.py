@@ -27,7 +27,8 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from connector.consent import decide_defaults, decide_preference_changes
+from connector.consent import (decide_defaults, decide_preference_changes,
+                               resolve_subscription_choices)
 from connector.exceptions import ConnectorError, CRMError
 from connector.ledger import Ledger
 from workers.queues import QUEUE_NAMES
@@ -491,9 +492,13 @@ def plan(runtime, job: Job) -> Plan:
         writes = decide_defaults(runtime.config, person.consents, source)
         mail = _confirmation_plan(runtime, person, source)
     elif function == "apply_preferences":
-        choices, proof = (list(job.args) + [{}, {}])[1:3]
+        choices, proof, subscriptions = (list(job.args) + [{}, {}, {}])[1:4]
         try:
-            writes = decide_preference_changes(runtime.config, person.consents, choices or {},
+            # As apply_preferences does: subscribing implies the consent it needs.
+            choices, _ = resolve_subscription_choices(runtime.config, person.consents,
+                                                      person.shipment_types, choices or {},
+                                                      subscriptions or {})
+            writes = decide_preference_changes(runtime.config, person.consents, choices,
                                                proof=f"link {(proof or {}).get('token_id', '?')}")
         except TypeError as error:
             return Plan(**base, problem=f"the job would fail again: {error}")

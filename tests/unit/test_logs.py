@@ -223,3 +223,16 @@ def test_unsubscribe_link_tokens_are_redacted_like_page_tokens():
     line = "http.request method=POST path=/u/eyJwIjoxMiwicyI6Im5ld3NsZXR0ZXIifQ.abc.def status=200"
     assert redact(line) == "http.request method=POST path=/u/<token> status=200"
     assert redact("GET /p/eyJwIjoxfQ.x.y?lang=nb") == "GET /p/<token>?lang=nb"
+
+
+def test_job_arguments_that_rq_logs_on_failure_are_left_out(stream):
+    configure_logging(stream=stream)
+    logging.getLogger("rq.worker").error(
+        "Worker w: job j: exception raised while executing (apply_preferences)",
+        extra={"arguments": (12, {"e_marketing": True}, {"user_agent": "Mozilla/5.0 (Phone)",
+                                                        "ip": "203.0.113.0/24 #1a2b"}),
+               "kwargs": {}, "queue": "preferences"})
+    line = stream.getvalue()
+    assert "Mozilla" not in line and "203.0.113" not in line
+    record = json.loads(line.splitlines()[-1])
+    assert record["arguments"] == "(not logged)" and record["queue"] == "preferences"
