@@ -18,7 +18,7 @@ import re
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 
-from connector.admin_auth import check_admin
+from connector.admin_auth import admin_actor, check_admin
 from workers import support
 
 bp = Blueprint("admin", __name__, url_prefix="/admin", template_folder="templates")
@@ -67,7 +67,7 @@ def retry_job(job_id: str):
     connection = _redis()
     try:
         [job] = support.find_failed(connection, [job_id])
-        support.requeue(connection, job, _actor())
+        support.requeue(connection, job, admin_actor())
     except support.JobNotFoundError as error:
         abort(404, str(error))
     except support.JobNotFailedError as error:
@@ -85,7 +85,7 @@ def retry_all():
     done = 0
     for job in support.find_failed(connection):
         try:
-            support.requeue(connection, job, _actor())
+            support.requeue(connection, job, admin_actor())
         except support.JobNotFailedError:
             continue  # retried by someone else meanwhile
         done += 1
@@ -98,14 +98,6 @@ def _redis():
     from connector.app import web_context
 
     return web_context().redis
-
-
-def _actor() -> str:
-    """Who retried, for the ledger: the basic-auth user name the browser sent, else "admin"
-    (the same words as the export's ``exported_by``)."""
-    auth = request.authorization
-    name = auth.username if auth is not None and auth.type == "basic" else None
-    return f"{name} (admin page)" if name else "admin (ADMIN_TOKEN)"
 
 
 # -- rq-dashboard under /admin/rq ---------------------------------------------------------------

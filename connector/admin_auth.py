@@ -31,3 +31,11 @@ def check_admin() -> None:
     if not admin_allowed(token):
         abort(Response("admin credentials required", 401,
                        {"WWW-Authenticate": 'Basic realm="consent-connector admin"'}))
+
+
+def admin_actor() -> str:
+    """Who is acting in the admin area, for the ledger and exports: the basic-auth user name
+    the browser sent, else "admin" (bearer token)."""
+    auth = request.authorization
+    name = auth.username if auth is not None and auth.type == "basic" else None
+    return f"{name} (admin page)" if name else "admin (ADMIN_TOKEN)"

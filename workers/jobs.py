@@ -15,6 +15,8 @@ from workers.mailer import render_confirmation
 from workers.reconcile import ONBOARDED_KEY
 
 ACTOR = "connector"
+CONFIRMATION_MARKER = "connector:mail:confirmation:{}"
+"""Redis key per person: "sending" while an attempt holds the claim, then "sent" for good."""
 PERSON = "person"
 
 
@@ -188,7 +190,7 @@ def send_confirmation_once(person: Person, consents: tuple[ConsentRecord, ...], 
     if not person.email:
         return "not sent: the person has no email address"
 
-    key = f"connector:mail:confirmation:{person.id}"
+    key = CONFIRMATION_MARKER.format(person.id)
     if not rt.redis.set(key, "sending", nx=True, ex=defaults.MAIL_CLAIM_TTL):
         if rt.redis.get(key) == b"sent":
             return "already sent"

@@ -205,15 +205,13 @@ DATES: Mapping[str, tuple[str, tuple[str, ...]]] = {
                                     "augustus", "september", "oktober", "november", "december")),
 }
 
-LANGUAGES: tuple[str, ...] = tuple(TEXTS)
-
 
 def format_date(value: date, language: str) -> str:
     """Write a date the way ``language`` writes it in running text ("21. mars 2026").
 
     Args:
         value: the date (a datetime is taken in its own time zone).
-        language: a code in ``LANGUAGES``; anything else is written in English.
+        language: a code in ``TEXTS``; anything else is written in English.
     """
     pattern, months = DATES.get(language, DATES["en"])
     return pattern.format(day=value.day, month=months[value.month - 1], year=value.year)

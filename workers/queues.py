@@ -20,7 +20,7 @@ from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
 from connector import defaults
-from connector.metrics import count_job, job_succeeded
+from connector.metrics import OTHER, count_job, job_succeeded
 from connector.settings import Settings
 
 ONBOARDING = "onboarding"
@@ -142,6 +142,6 @@ def apply_retry_policy(job: Job, exc_type, error: BaseException, traceback) -> b
         intervals[index] = max(wait, retry_after)
         job.retry_intervals = intervals
     job.save_meta()
-    count_job(job.connection, job.meta.get("step") or "other",
+    count_job(job.connection, job.meta.get("step") or OTHER,
               "retried" if job.retries_left else "failed")
     return True

@@ -31,6 +31,7 @@ from connector.consent import (decide_defaults, decide_preference_changes,
                                resolve_subscription_choices)
 from connector.exceptions import ConnectorError, CRMError
 from connector.ledger import Ledger
+from workers.jobs import CONFIRMATION_MARKER
 from workers.queues import QUEUE_NAMES
 
 FAILED, SCHEDULED, STARTED = "failed", "scheduled", "started"
@@ -56,7 +57,6 @@ PERSONAL_KEYS = frozenset({"user_agent", "ip", "email", "emails", "first_name", 
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
-MAIL_MARKER = "connector:mail:confirmation:{}"  # as workers.jobs.send_confirmation_once
 
 
 class JobNotFoundError(ConnectorError):
@@ -518,7 +518,7 @@ def _confirmation_plan(runtime, person, source) -> str:
         return f"no mail: source {source.crm_key} is not confirmed by mail"
     if not person.email:
         return "no mail: the person has no email address"
-    marker = runtime.redis.get(MAIL_MARKER.format(person.id))
+    marker = runtime.redis.get(CONFIRMATION_MARKER.format(person.id))
     if marker == b"sent":
         return "no mail: the confirmation mail was sent before"
     if marker is not None:

@@ -10,7 +10,7 @@ refused for good (e.g. the connector's credentials).
 import redis
 from flask import Blueprint, Response, abort, request
 
-from connector.admin_auth import check_admin
+from connector.admin_auth import admin_actor, check_admin
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.exports import document, workbook
 from connector.exports.report import export_filename, gather_report
@@ -34,7 +34,7 @@ def export_person(person_id: int):
     context = web_context()
     try:
         report = gather_report(context.crm, Ledger(context.redis), context.config, person_id,
-                               exported_by=exported_by(),
+                               exported_by=admin_actor(),
                                connector_associate_id=context.settings.associate_id)
     except PersonNotFoundError:
         abort(404, f"person {person_id} does not exist in the CRM")
@@ -52,9 +52,3 @@ def export_person(person_id: int):
         "Content-Disposition": f'attachment; filename="{export_filename(person_id, fmt)}"',
         "Cache-Control": "no-store",  # personal data: never kept by a proxy or the browser
     })
-
-
-def exported_by() -> str:
-    """Who asked: the basic-auth user name when the browser sent one, else "admin"."""
-    user = request.authorization.username if request.authorization else None
-    return f"{user} (admin page)" if user else "admin (ADMIN_TOKEN)"

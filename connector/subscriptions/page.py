@@ -18,7 +18,6 @@ import redis
 from flask import Blueprint, make_response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import RequestEntityTooLarge
-from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
 from connector import defaults
@@ -28,7 +27,7 @@ from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose
 from connector.crm import Person
 from connector.exceptions import CRMError, PersonNotFoundError, TokenError
 from connector.extensions import limiter, link_token
-from connector.subscriptions.pending import mark_pending, pending_choices
+from connector.subscriptions.pending import SUBSCRIPTION_PREFIX, mark_pending, pending_choices
 from connector.subscriptions.proof import protect_ip, trim_user_agent
 from connector.subscriptions.texts import TEXTS
 from connector.subscriptions.tokens import LinkToken
@@ -37,10 +36,6 @@ bp = Blueprint("person_page", __name__, template_folder="templates", static_fold
                static_url_path="/static/page")
 log = logging.getLogger(__name__)
 LIMITS = defaults.PAGE_RATE_LIMITS
-
-
-SUBSCRIPTION_PREFIX = "subscription:"
-"""Pending marks of subscriptions are kept under this prefix, next to the purposes'."""
 
 
 @dataclass(frozen=True)
@@ -276,7 +271,8 @@ def _rows(config: ConsentConfig, connection: redis.Redis, person: Person,
           language: str) -> list[PageRow]:
     """The page's rows: the CRM's state with the person's choices still being saved."""
     pending = pending_choices(connection, person.id)
-    failed = {key for key, mark in pending.items() if _job_failed(connection, mark["job_id"])}
+    failed_jobs = _failed_jobs(connection, {mark["job_id"] for mark in pending.values()})
+    failed = {key for key, mark in pending.items() if mark["job_id"] in failed_jobs}
     return page_rows(config, person, language, pending, failed)
 
 
@@ -336,11 +332,10 @@ def _control(purpose: Purpose) -> str | None:
     return None
 
 
-def _job_failed(connection: redis.Redis, job_id: str) -> bool:
-    try:
-        return Job.fetch(job_id, connection=connection).get_status() == JobStatus.FAILED
-    except NoSuchJobError:
-        return False
+def _failed_jobs(connection: redis.Redis, job_ids: set[str]) -> set[str]:
+    """Which of the jobs have failed, in one round trip (a job that is gone has not)."""
+    jobs = Job.fetch_many(list(job_ids), connection=connection) if job_ids else []
+    return {job.id for job in jobs if job and job.get_status(refresh=False) == JobStatus.FAILED}
 
 
 def _texts(config: ConsentConfig, requested: str | None) -> tuple[dict, str]:

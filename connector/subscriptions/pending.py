@@ -10,6 +10,8 @@ import redis
 from connector import defaults
 
 KEY_PREFIX = "connector:pending:person:"
+SUBSCRIPTION_PREFIX = "subscription:"
+"""Marks of subscriptions are kept under this prefix, next to the purposes' (config keys)."""
 
 
 def mark_pending(connection: redis.Redis, person_id: int, choices: Mapping[str, bool],
