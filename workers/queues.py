@@ -9,8 +9,10 @@ Retry policy, in one place:
    the next wait by up to 10 % jitter (whole seconds) and to the CRM's Retry-After.
 """
 
+import contextlib
 import math
 import random
+import uuid
 from datetime import datetime, timezone
 
 import redis
@@ -21,6 +23,7 @@ from rq.timeouts import JobTimeoutException
 
 from connector import defaults
 from connector.metrics import OTHER, count_job, job_succeeded
+from connector.subscriptions.pending import clear_pending, mark_pending
 from connector.settings import Settings
 
 ONBOARDING = "onboarding"
@@ -77,14 +80,30 @@ def enqueue_crm_changes(connection: redis.Redis, settings: Settings, person_id: 
 
 def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: int,
                         choices: dict[str, bool], proof: dict[str, str],
-                        subscriptions: dict[str, bool] | None = None) -> Job:
+                        subscriptions: dict[str, bool] | None = None,
+                        marks: dict[str, bool] | None = None) -> Job:
     """Queue writing what a person chose on their page (config purpose key → on/off, config
-    subscription key → subscribed or not)."""
+    subscription key → subscribed or not).
+
+    ``marks`` (what the page shows as "being saved") are written before the job is queued,
+    so the job always finds them to clear, however fast a worker takes it.
+
+    Raises:
+        redis.RedisError: Redis did not take the job (its marks are taken back if possible).
+    """
     from workers.jobs import apply_preferences
 
+    job_id = uuid.uuid4().hex
+    if marks:
+        mark_pending(connection, person_id, marks, job_id)
     args = (choices, proof, subscriptions) if subscriptions else (choices, proof)
-    return _enqueue(connection, settings, PREFERENCES, apply_preferences, person_id, *args,
-                    step="preferences")
+    try:
+        return _enqueue(connection, settings, PREFERENCES, apply_preferences, person_id, *args,
+                        step="preferences", job_id=job_id)
+    except redis.RedisError:
+        with contextlib.suppress(redis.RedisError):  # else they expire with PENDING_CHOICE_TTL
+            clear_pending(connection, person_id, job_id)
+        raise
 
 
 def enqueue_fresh_link(connection: redis.Redis, settings: Settings, person_id: int) -> Job:

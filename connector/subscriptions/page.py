@@ -27,7 +27,7 @@ from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose
 from connector.crm import Person
 from connector.exceptions import CRMError, PersonNotFoundError, TokenError
 from connector.extensions import limiter, link_token
-from connector.subscriptions.pending import SUBSCRIPTION_PREFIX, mark_pending, pending_choices
+from connector.subscriptions.pending import SUBSCRIPTION_PREFIX, pending_choices
 from connector.subscriptions.proof import protect_ip, trim_user_agent
 from connector.subscriptions.texts import TEXTS
 from connector.subscriptions.tokens import LinkToken
@@ -169,12 +169,10 @@ def _queue(ctx, person: Person, choices: dict[str, bool], subscriptions: dict[st
 
     implied, wanted = resolve_subscription_choices(ctx.config, person.consents,
                                                    person.shipment_types, choices, subscriptions)
+    marks = {**implied, **{SUBSCRIPTION_PREFIX + key: on for key, on in wanted.items()}}
     try:
         job = enqueue_preferences(ctx.redis, ctx.settings, person.id, choices, proof,
-                                  subscriptions)
-        mark_pending(ctx.redis, person.id,
-                     {**implied, **{SUBSCRIPTION_PREFIX + key: on for key, on in wanted.items()}},
-                     job.id)
+                                  subscriptions, marks=marks)
     except redis.RedisError as error:
         log.error("page.save_unavailable person_id=%s error=%s", person.id, type(error).__name__)
         return False

@@ -35,7 +35,7 @@ def pending_choices(connection: redis.Redis, person_id: int) -> dict[str, dict]:
 
 def clear_pending(connection: redis.Redis, person_id: int, job_id: str) -> None:
     """Forget the choices that job ``job_id`` has written (a newer save keeps its own)."""
-    key = f"{KEY_PREFIX}{person_id}"
-    for purpose, mark in pending_choices(connection, person_id).items():
-        if mark["job_id"] == job_id:
-            connection.hdel(key, purpose)
+    done = [purpose for purpose, mark in pending_choices(connection, person_id).items()
+            if mark["job_id"] == job_id]
+    if done:
+        connection.hdel(f"{KEY_PREFIX}{person_id}", *done)

@@ -23,7 +23,7 @@ from flask import Blueprint, make_response, render_template, request
 from connector.consent import choose_language, pick_text
 from connector.exceptions import TokenError
 from connector.extensions import limiter, link_token
-from connector.subscriptions.pending import SUBSCRIPTION_PREFIX, mark_pending
+from connector.subscriptions.pending import SUBSCRIPTION_PREFIX
 from connector.subscriptions.proof import protect_ip, trim_user_agent
 from connector.subscriptions.texts import TEXTS
 from connector.subscriptions.tokens import UnsubscribeSigner
@@ -69,9 +69,8 @@ def one_click(token: str):
     }
     try:
         job = enqueue_preferences(ctx.redis, ctx.settings, link.person_id, {}, proof,
-                                  {subscription.key: False})
-        mark_pending(ctx.redis, link.person_id, {SUBSCRIPTION_PREFIX + subscription.key: False},
-                     job.id)
+                                  {subscription.key: False},
+                                  marks={SUBSCRIPTION_PREFIX + subscription.key: False})
     except redis.RedisError as error:
         log.error("unsubscribe.unavailable person_id=%s error=%s", link.person_id,
                   type(error).__name__)
