@@ -15,7 +15,6 @@ import redis
 from flask import Blueprint, jsonify
 
 from connector.config import config_version
-from connector.exceptions import ConfigError
 
 bp = Blueprint("health", __name__)
 
@@ -39,23 +38,18 @@ def readyz():
     except redis.RedisError as error:
         body["redis"] = f"unreachable ({type(error).__name__})"
 
+    # A config is always in force (the process does not start without one); an edit since
+    # the last look is validated now, and a refused one is reported next to it.
     live = ctx.live_config
-    try:
-        live.refresh()  # a file edited since the last look is validated now
-        loaded = live.current() is not None
-    except (ConfigError, OSError) as error:
-        loaded, body["config"] = False, f"not loaded: {error}"
-    if loaded:
-        body["config"] = "ok"
-        body["config_version"] = live.version
-        on_disk = config_version(live.path)
-        if on_disk == "unreadable":
-            body["config_file"] = f"{live.path} cannot be read; {live.version} is in force"
-        elif on_disk != live.version:
-            body["config_file"] = (f"version {on_disk} on disk was refused (see the log); "
-                                   f"{live.version} is in force")
-    elif "config" not in body:
-        body["config"] = "not loaded"
+    live.refresh()
+    body["config"] = "ok"
+    body["config_version"] = live.version
+    on_disk = config_version(live.path)
+    if on_disk == "unreadable":
+        body["config_file"] = f"{live.path} cannot be read; {live.version} is in force"
+    elif on_disk != live.version:
+        body["config_file"] = (f"version {on_disk} on disk was refused (see the log); "
+                               f"{live.version} is in force")
 
     ready = body["redis"] == "ok" and body["config"] == "ok"
     return jsonify(status="ok" if ready else "unavailable", **body), 200 if ready else 503

@@ -76,7 +76,7 @@ def show(token: str):
     from connector.app import web_context
 
     ctx = web_context()
-    link, person, failure = _open(token, _texts(ctx.config, request.args.get("lang"))[0])
+    link, person, failure = _open(token, _texts(ctx.config, request.args.get("lang")))
     if failure:
         return failure
     language = choose_language(ctx.config, request.args.get("lang") or person.language)
@@ -93,7 +93,7 @@ def save(token: str):
 
     ctx = web_context()
     language = choose_language(ctx.config, request.form.get("lang"))
-    link, person, failure = _open(token, _texts(ctx.config, language)[0])
+    link, person, failure = _open(token, _texts(ctx.config, language))
     if failure:
         return failure
     changeable = {key: purpose for key, purpose in ctx.config.purposes.items()
@@ -104,7 +104,7 @@ def save(token: str):
     try:
         rows = _rows(ctx.config, ctx.redis, person, language)
     except redis.RedisError:
-        return _message(_texts(ctx.config, language)[0], "unavailable", 503)
+        return _message(_texts(ctx.config, language), "unavailable", 503)
     shown = {row.key: row.checked for row in rows}
     shown_subscriptions = {sub.key: sub.checked for row in rows for sub in row.subscriptions}
     choices = {key: request.form.get(f"choice:{key}") == "on" for key in changeable}
@@ -118,7 +118,7 @@ def save(token: str):
     proof = _proof(ctx, link, {f"notice:{key}": purpose.notice.version
                                for key, purpose in changeable.items() if purpose.notice})
     if not _queue(ctx, person, choices, subscriptions, proof):
-        return _message(_texts(ctx.config, language)[0], "unavailable", 503)
+        return _message(_texts(ctx.config, language), "unavailable", 503)
     return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
 
 
@@ -132,7 +132,7 @@ def unsubscribe_all(token: str):
 
     ctx = web_context()
     language = choose_language(ctx.config, request.form.get("lang"))
-    link, person, failure = _open(token, _texts(ctx.config, language)[0])
+    link, person, failure = _open(token, _texts(ctx.config, language))
     if failure:
         return failure
     config = ctx.config
@@ -146,7 +146,7 @@ def unsubscribe_all(token: str):
     if choices or subscriptions:
         proof = _proof(ctx, link, {})
         if not _queue(ctx, person, choices, subscriptions, proof):
-            return _message(_texts(config, language)[0], "unavailable", 503)
+            return _message(_texts(config, language), "unavailable", 503)
     return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
 
 
@@ -190,7 +190,7 @@ def renew(token: str):
     from workers.queues import enqueue_fresh_link
 
     ctx = web_context()
-    texts = _texts(ctx.config, request.form.get("lang"))[0]
+    texts = _texts(ctx.config, request.form.get("lang"))
     try:
         person_id = ctx.links.read(token).person_id
     except TokenError as error:
@@ -212,7 +212,7 @@ def form_expired(error):
 
     if request.path.startswith("/webhooks/"):
         return error
-    return _message(_texts(web_context().config, request.form.get("lang"))[0],
+    return _message(_texts(web_context().config, request.form.get("lang")),
                     "form_expired", 400)
 
 
@@ -227,7 +227,7 @@ def too_many(error):
         language = request.values.get("lang")
     except RequestEntityTooLarge:  # reading a too large form here must not turn 429 into 500
         language = None
-    response = _message(_texts(web_context().config, language)[0], "too_many", 429)
+    response = _message(_texts(web_context().config, language), "too_many", 429)
     response.headers["Retry-After"] = "60"
     return response
 
@@ -336,9 +336,9 @@ def _failed_jobs(connection: redis.Redis, job_ids: set[str]) -> set[str]:
     return {job.id for job in jobs if job and job.get_status(refresh=False) == JobStatus.FAILED}
 
 
-def _texts(config: ConsentConfig, requested: str | None) -> tuple[dict, str]:
-    language = choose_language(config, requested)
-    return TEXTS.get(language, TEXTS["en"]), language
+def _texts(config: ConsentConfig, requested: str | None) -> dict:
+    """The page's words in the configured language closest to ``requested``."""
+    return TEXTS.get(choose_language(config, requested), TEXTS["en"])
 
 
 def _message(texts: dict, name: str, status: int, token: str | None = None):
