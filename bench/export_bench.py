@@ -35,8 +35,7 @@ TARGET_TRACED_MB = 50.0
 
 def synthetic_source(persons: int):
     """``persons`` persons, each with a realistic mix of consent rows (CRM keys)."""
-    from connector.consent import ConsentRecord
-    from connector.crm import Person
+    from connector.crm.types import ConsentRecord, Person
 
     start = datetime(2024, 1, 1, tzinfo=timezone.utc)
     for person_id in range(1, persons + 1):
@@ -61,7 +60,7 @@ def child(rows: int, trace: bool) -> dict:
     """Export ``rows`` rows (2 configured purposes per person) and measure this process."""
     from connector.config import load_config
     from connector.exports.bulk import write_bulk
-    from connector.exports.output import atomic_output
+    from connector.files import atomic_output
 
     config = load_config(ROOT / "config" / "purposes.yaml")
     persons = rows // len(config.purposes)

@@ -6,17 +6,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from connector.consent import ConsentConfig, fold_key, pick_text
+from connector.crm.types import CRMListItem
 
 KINDS = {"purposes": "purpose", "legal_bases": "legal basis", "sources": "source"}
-
-
-@dataclass(frozen=True)
-class CRMListItem:
-    """One row of a CRM list as the diff needs it."""
-
-    key: str
-    name: str
-    active: bool = True
 
 
 @dataclass(frozen=True)

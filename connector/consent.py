@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from connector.crm.types import ConsentRecord, ShipmentType
+
 FALLBACK_LANGUAGE = "en"
 COMMENT_MAX_LENGTH = 255  # consentperson.comment is 255 characters in SuperOffice
 
@@ -104,22 +106,11 @@ class Subscription:
     shipment_type_id: int | None = None
     shipment_type_name: str | None = None
 
-    def matches(self, shipment_type: "ShipmentType") -> bool:
+    def matches(self, shipment_type: ShipmentType) -> bool:
         """Whether ``shipment_type`` (as the CRM holds it) is this subscription's."""
         if self.shipment_type_id is not None:
             return shipment_type.id == self.shipment_type_id
         return fold_key(shipment_type.name) == fold_key(self.shipment_type_name or "")
-
-
-@dataclass(frozen=True)
-class ShipmentType:
-    """One of the person's shipment types as the CRM holds it (PersonEntity.ShipmentTypes[]):
-    ``selected`` is whether the person receives that kind of mailing."""
-
-    id: int
-    name: str
-    selected: bool
-    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,20 +160,6 @@ class ConsentConfig:
         """Return the purpose the CRM stores as ``crm_key``, or None if not configured."""
         wanted = fold_key(crm_key)
         return next((p for p in self.purposes.values() if fold_key(p.crm_key) == wanted), None)
-
-
-@dataclass(frozen=True)
-class ConsentRecord:
-    """One consent row as the CRM holds it (SuperOffice's ConsentInfo), keys as the CRM's."""
-
-    purpose: str
-    legal_basis: str
-    source: str
-    comment: str = ""
-    registered: datetime | None = None
-    registered_by: int | None = None
-    updated: datetime | None = None
-    updated_by: int | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Every error the connector raises on purpose, in one place.
 
 Names say what went wrong. Errors that a job can meet carry ``permanent``: a permanent
-error fails the job at once, anything else is retried with backoff (see workers.queues).
+error fails the job at once, anything else is retried with backoff (see workers/retry.py).
 """
 
 from dataclasses import dataclass
@@ -83,6 +83,10 @@ class MailError(ConnectorError):
         self.permanent = permanent
 
 
+class MailInProgressError(MailError):
+    """Another attempt holds the claim on this person's confirmation mail; retry later."""
+
+
 class TokenError(ConnectorError):
     """A personal link's token is tampered with, malformed or expired.
 
@@ -94,3 +98,24 @@ class TokenError(ConnectorError):
         super().__init__(message)
         self.expired = expired
         self.person_id = person_id
+
+
+class JobNotFoundError(ConnectorError):
+    """No job has this id (never existed, purged, or expired)."""
+
+    def __init__(self, job_id: str):
+        super().__init__(f"no job with id {job_id!r} (purged, expired or mistyped?)")
+        self.job_id = job_id
+
+
+class JobNotFailedError(ConnectorError):
+    """The job exists but is not in a failed registry, so it cannot be retried."""
+
+    def __init__(self, job_id: str, status: str):
+        super().__init__(f"job {job_id} is {status}, not failed: only failed jobs can be retried")
+        self.job_id = job_id
+        self.status = status
+
+
+class ReconciliationRunningError(ConnectorError):
+    """Another reconciliation pass holds the lock; try again when it has finished."""

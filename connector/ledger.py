@@ -2,11 +2,20 @@
 with its proof. It lives in Redis as one stream per person (XADD only, never trimmed)."""
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 
 import redis
 
-KEY_PREFIX = "connector:ledger:person:"
+from connector import keys
+from connector.times import iso, now
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry about to be appended: what happened and its proof (None values are left out)."""
+
+    action: str
+    details: Mapping[str, str | int | None] = field(default_factory=dict)
 
 
 class Ledger:
@@ -24,16 +33,18 @@ class Ledger:
             details: the proof: purpose, legal_basis, source, comment, actor, job_id ...
                 (None values are left out).
         """
-        fields = {"at": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                  "action": action}
+        fields = {"at": iso(now(), "milliseconds"), "action": action}
         fields.update({key: str(value) for key, value in details.items() if value is not None})
-        return self.connection.xadd(_key(person_id), fields).decode()
+        return self.connection.xadd(keys.ledger(person_id), fields).decode()
+
+    def record(self, person_id: int, entry: Entry) -> str:
+        """Append a planned ``entry``; return its id."""
+        return self.append(person_id, entry.action, **entry.details)
 
     def entries(self, person_id: int) -> list[Mapping[str, str]]:
         """Return every entry about the person, oldest first, each with its ``id``."""
         return [{"id": entry_id.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
-                for entry_id, fields in self.connection.xrange(_key(person_id))]
-
+                for entry_id, fields in self.connection.xrange(keys.ledger(person_id))]
 
     def last_known_consents(self, person_id: int) -> dict[str, Mapping[str, str]]:
         """Return the latest ledger entry per purpose (CRM key) that recorded a legal basis:
@@ -43,7 +54,3 @@ class Ledger:
             if entry.get("purpose") and "legal_basis" in entry:
                 known[entry["purpose"]] = entry
         return known
-
-
-def _key(person_id: int) -> str:
-    return f"{KEY_PREFIX}{person_id}"

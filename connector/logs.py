@@ -7,7 +7,7 @@ Our messages start with an event name and carry ``key=value`` pairs::
 becomes (one line)::
 
     {"time": "2026-11-29T05:18:10.753Z", "level": "INFO",
-     "logger": "connector.webhooks.receiver", "event": "webhook.queued", "event_id": "5f0c…",
+     "logger": "connector.web.webhooks", "event": "webhook.queued", "event_id": "5f0c…",
      "person_id": 123, "job_id": "onboard-5f0c…",
      "message": "webhook.queued event_id=5f0c… person_id=123 job_id=onboard-5f0c…"}
 
@@ -32,8 +32,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonEncoder
 from pythonjsonlogger.json import JsonFormatter as _BaseJsonFormatter
 
-EMAIL = re.compile(r"([\w.!#$%*+^~-]+)(?:@|%40)[\w-]+(?:\.[\w-]+)+")
-"""An email address, also URL-encoded (``%40``); ``\\w`` includes non-ASCII letters."""
+from connector.emails import EMAIL
 
 MESSAGE_ID = re.compile(r"\d{9,}\.\d+\.\d+")
 """The left part of a Message-ID made by email.utils.make_msgid (time.pid.random): not a

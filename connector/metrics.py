@@ -1,5 +1,5 @@
 """Prometheus metrics, counted in Redis so every web and worker process on every machine adds
-to the same figures, served at GET /metrics.
+to the same figures; the web serves them at GET /metrics (connector.web.health).
 
 Counting: each observation is one pipelined round trip of HINCRBY/HINCRBYFLOAT on a hash
 under ``connector:metrics:*`` (one hash per metric, one field per label combination,
@@ -23,21 +23,22 @@ from collections.abc import Callable, Iterable
 from functools import partial
 
 import redis
-from flask import Blueprint, Response, request
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
                                     HistogramMetricFamily)
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.utils import floatToGoString
+from rq import Queue
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.worker_registration import REDIS_WORKER_KEYS
 
-bp = Blueprint("metrics", __name__)
+from connector.keys import METRICS_PREFIX, QUEUE_NAMES
+
 log = logging.getLogger(__name__)
 
-KEY_PREFIX = "connector:metrics:"
-WEBHOOKS = KEY_PREFIX + "webhooks_total"
-JOBS = KEY_PREFIX + "jobs_total"
-CRM_REQUESTS = KEY_PREFIX + "crm_requests_total"
-CRM_SECONDS = KEY_PREFIX + "crm_request_seconds"
-MAILS = KEY_PREFIX + "mails_total"
+WEBHOOKS = METRICS_PREFIX + "webhooks_total"
+JOBS = METRICS_PREFIX + "jobs_total"
+CRM_REQUESTS = METRICS_PREFIX + "crm_requests_total"
+CRM_SECONDS = METRICS_PREFIX + "crm_request_seconds"
+MAILS = METRICS_PREFIX + "mails_total"
 
 WEBHOOK_OUTCOMES = ("received", "queued", "duplicate", "ignored", "test", "rejected_signature",
                     "rejected_json", "rejected_schema", "rejected_too_large", "unavailable")
@@ -169,21 +170,17 @@ class RedisCollector:
     ``collect()`` raises redis.RedisError when Redis does not answer.
     """
 
-    def __init__(self, connection: redis.Redis, queue_names: Iterable[str] | None = None):
+    def __init__(self, connection: redis.Redis, queue_names: Iterable[str] = QUEUE_NAMES):
         self.connection = connection
         self.queue_names = queue_names
 
     def collect(self):
-        from rq import Queue
-        from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
-        from rq.worker_registration import REDIS_WORKER_KEYS
-
         # 1. Which queues exist and which workers registered (one round trip).
         first = self.connection.pipeline(transaction=False)
         first.smembers(Queue.redis_queues_keys)
         first.smembers(REDIS_WORKER_KEYS)
         queue_keys, worker_keys = first.execute()
-        names = list(self._known_queue_names())
+        names = list(self.queue_names)
         prefix = Queue.redis_queue_namespace_prefix
         for key in sorted(k.decode() if isinstance(k, bytes) else k for k in queue_keys):
             name = key[len(prefix):] if key.startswith(prefix) else key
@@ -231,13 +228,6 @@ class RedisCollector:
         yield GaugeMetricFamily("connector_workers", "RQ worker processes alive (registered "
                                 "and heartbeating).", value=workers)
 
-    def _known_queue_names(self) -> Iterable[str]:
-        if self.queue_names is not None:
-            return self.queue_names
-        from workers.queues import QUEUE_NAMES  # lazily: workers.queues may count metrics too
-
-        return QUEUE_NAMES
-
 
 def _decode(raw: dict) -> dict[str, float]:
     return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
@@ -266,18 +256,3 @@ def _histogram(name: str, documentation: str, values: dict[str, float]) -> Histo
             buckets.append(("+Inf" if bound is None else floatToGoString(bound), cumulative))
         family.add_metric((method,), buckets, values.get(_field(method, "sum"), 0.0))
     return family
-
-
-@bp.get("/metrics")
-def metrics():
-    """Prometheus scrape endpoint (no authentication: counts only, no personal data)."""
-    from connector.app import web_context
-
-    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-    try:
-        body = encoder(RedisCollector(web_context().redis))
-    except redis.RedisError as error:
-        log.warning("metrics.unavailable reason=%s", type(error).__name__)
-        return Response(f"redis unreachable ({type(error).__name__})\n", status=503,
-                        mimetype="text/plain", headers={"Retry-After": "15"})
-    return Response(body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from connector import defaults
 from connector.exceptions import SettingsError
+from connector.mail.delivery import SMTPServer
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Settings:
             webhook_secrets=env.csv("SUPEROFFICE_WEBHOOK_SECRET"),
             associate_id=env.integer("SUPEROFFICE_ASSOCIATE_ID"),
             redis_url=env.optional("REDIS_URL"),
-            smtp_url=env.optional("SMTP_URL"),
+            smtp_url=env.smtp_url("SMTP_URL"),
             mail_from=env.required("MAIL_FROM"),
             public_base_url=env.url("PUBLIC_BASE_URL").rstrip("/"),
             secret_keys=env.csv("SECRET_KEY", min_length=16),
@@ -120,6 +121,15 @@ class _Env:
         value = self.optional(name)
         if value is not None and len(value) < min_length:
             raise SettingsError(name, f"must be at least {min_length} characters long")
+        return value
+
+    def smtp_url(self, name: str) -> str | None:
+        value = self.optional(name)
+        if value is not None:
+            try:
+                SMTPServer.parse(value)
+            except ValueError as error:
+                raise SettingsError(name, str(error).removeprefix(f"{name}: ")) from None
         return value
 
     def integer(self, name: str, minimum: int = 1, default: int | None = None) -> int | None:

@@ -92,7 +92,7 @@ def main() -> int:
                                 "--token", f"{USER_TOKEN}={USER_ASSOCIATE}"], env, data_dir))
         processes.append(_start("web", [sys.executable, "-m", "gunicorn", "--preload", "--bind",
                                 f"127.0.0.1:{web_port}", "--workers", "2",
-                                "connector.app:create_app_from_env()"], env, data_dir))
+                                "connector.web.app:create_app_from_env()"], env, data_dir))
         processes.append(_start("worker", [sys.executable, "-m", "connector", "worker"],
                                 env, data_dir))
         _wait_for_http(f"{crm_root}/", "sandbox CRM")

@@ -5,7 +5,8 @@ from functools import cache
 from pathlib import Path
 
 from connector.config import load_config
-from connector.consent import ConsentConfig, ConsentRecord
+from connector.consent import ConsentConfig
+from connector.crm.types import ConsentRecord
 from tests.conftest import ROOT
 
 

@@ -1,15 +1,49 @@
-"""The connector's RQ worker."""
+"""The connector's RQ worker, and the services its jobs use.
+
+``consent-connector worker`` builds the services once (connector.services.build_services) and
+hands them to ``ConnectorWorker``, before RQ forks a work horse per job: every job of the
+process uses them through ``services()``.
+"""
+
+import os
 
 from rq import Worker
 
-from workers import runtime
+from connector import defaults
+from connector.keys import QUEUE_NAMES
+from connector.services import Services, build_services
+from connector.settings import Settings
+from workers.retry import apply_retry_policy
+
+_services: Services | None = None
+
+
+def services() -> Services:
+    """The services of this worker process; built from the environment when a job runs in a
+    process that did not build them (a plain ``rq worker``)."""
+    global _services
+    if _services is None:
+        _services = build_services(Settings.from_env(os.environ), redis_timeout=None)
+    return _services
 
 
 class ConnectorWorker(Worker):
-    """RQ's forking worker that looks at the purposes file before each job, so an edited
-    config/purposes.yaml is picked up without a restart (an invalid edit is refused and the
-    last good config stays in force; see connector.config.LiveConfig)."""
+    """RQ's forking worker on the connector's queues, with its retry policy, that looks at the
+    purposes file before each job, so an edited config/purposes.yaml is picked up without a
+    restart (an invalid edit is refused and the last good config stays in force; see
+    connector.config.LiveConfig).
+
+    Args:
+        services: what the jobs of this process use.
+    """
+
+    def __init__(self, services: Services, **kwargs):
+        global _services
+        _services = services
+        super().__init__(list(QUEUE_NAMES), connection=services.redis,
+                         exception_handlers=[apply_retry_policy],
+                         maintenance_interval=defaults.WORKER_MAINTENANCE_INTERVAL, **kwargs)
 
     def execute_job(self, job, queue):
-        runtime.current().live_config.refresh()
+        services().live_config.refresh()
         return super().execute_job(job, queue)

@@ -10,8 +10,14 @@ from pathlib import Path
 import click
 import redis
 
-from connector.commands import runtime_or_exit
+from connector.commands import services_or_exit
 from connector.exceptions import CRMError, PersonNotFoundError
+from connector.exports.bulk import persons_with_consents, write_bulk
+from connector.exports.document import render_json
+from connector.exports.report import export_filename, gather_report
+from connector.exports.workbook import render_workbook
+from connector.files import atomic_output
+from connector.services import Services
 
 FORMATS = ("xlsx", "json")
 BULK_FILENAME = "consents-all.xlsx"
@@ -49,27 +55,22 @@ def export(person_id: int | None, everyone: bool, output: Path | None, fmt: str 
     fmt = _format(fmt, output)
     if everyone and fmt != "xlsx":
         raise click.UsageError("--all writes .xlsx only")
-    from connector.exports.report import export_filename
-
     output = output or Path(BULK_FILENAME if everyone else export_filename(person_id, fmt))
     if not output.parent.is_dir():
         _fail(f"cannot write {output}: the folder {output.parent} does not exist")
     by = by or _login_name()
-    rt = runtime_or_exit()
+    services = services_or_exit()
     if everyone:
-        _export_everyone(rt, output, by)
+        _export_everyone(services, output, by)
     else:
-        _export_person(rt, person_id, output, fmt, by)
+        _export_person(services, person_id, output, fmt, by)
 
 
-def _export_person(rt, person_id: int, output: Path, fmt: str, by: str) -> None:
-    from connector.exports.document import render_json
-    from connector.exports.report import gather_report
-    from connector.exports.workbook import render_workbook
-
+def _export_person(services: Services, person_id: int, output: Path, fmt: str, by: str) -> None:
     try:
-        report = gather_report(rt.crm, rt.ledger, rt.config, person_id, exported_by=by,
-                               connector_associate_id=rt.settings.associate_id)
+        report = gather_report(services.crm, services.ledger, services.config, person_id,
+                               exported_by=by,
+                               connector_associate_id=services.settings.associate_id)
     except PersonNotFoundError:
         _fail(f"person {person_id} does not exist in the CRM; nothing written")
     except CRMError as error:
@@ -83,14 +84,11 @@ def _export_person(rt, person_id: int, output: Path, fmt: str, by: str) -> None:
                f"{len(report.history)} history entries")
 
 
-def _export_everyone(rt, output: Path, by: str) -> None:
-    from connector.exports.bulk import persons_with_consents, write_bulk
-    from connector.exports.output import atomic_output
-
+def _export_everyone(services: Services, output: Path, by: str) -> None:
     try:
         with atomic_output(output) as stream, \
-                _progress(persons_with_consents(rt.crm)) as source:
-            summary = write_bulk(stream, source, rt.config, exported_by=by)
+                _progress(persons_with_consents(services.crm)) as source:
+            summary = write_bulk(stream, source, services.config, exported_by=by)
     except CRMError as error:
         _fail(f"export stopped: {error}; nothing written")
     except OSError as error:
@@ -111,8 +109,6 @@ def _progress(items: Iterable) -> Iterator[Iterable]:
 
 
 def _write(output: Path, body: bytes) -> None:
-    from connector.exports.output import atomic_output
-
     try:
         with atomic_output(output) as stream:
             stream.write(body)

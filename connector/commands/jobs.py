@@ -1,13 +1,13 @@
 """``consent-connector jobs``: support staff see, understand and retry failed work."""
 
-from datetime import datetime
-
 import click
 import redis
 
-from connector.commands import runtime_or_exit
-
-TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+from connector.commands import services_or_exit
+from connector.exceptions import JobNotFailedError, JobNotFoundError
+from connector.support import jobs as support
+from connector.support.dry_run import Plan, plan
+from connector.times import parse_duration, readable
 
 
 class _JobsGroup(click.Group):
@@ -43,20 +43,18 @@ def list_command(failed: bool, scheduled: bool, started: bool, person_id: int | 
 
     All three kinds unless you pick. Each line has the job, the person, the step, the
     attempts so far, when it failed / runs next / started (UTC), and the reason in words."""
-    from workers import support
-
-    rt = runtime_or_exit()
+    services = services_or_exit()
     picked = {"failed": failed, "scheduled": scheduled, "started": started}
     kinds = tuple(kind for kind in support.KINDS if picked[kind]) or support.KINDS
-    summaries = support.list_jobs(rt.redis, kinds, person_id)
+    summaries = support.list_jobs(services.redis, kinds, person_id)
     what = _or_list([k for k in support.KINDS if k in kinds])
     about = f" for person {person_id}" if person_id is not None else ""
     if not summaries:
         click.echo(f"No {what} jobs{about}.")
         return
     rows = [("JOB", "PERSON", "STEP", "STATUS", "ATTEMPTS", "WHEN (UTC)", "REASON")]
-    rows += [(s.id, _text(s.person_id), s.step, s.kind, str(s.attempts), _time(s.when), s.reason)
-             for s in summaries]
+    rows += [(s.id, _text(s.person_id), s.step, s.kind, str(s.attempts), readable(s.when),
+              s.reason) for s in summaries]
     for line in _table(rows):
         click.echo(line)
     counts = ", ".join(f"{sum(s.kind == k for s in summaries)} {k}" for k in support.KINDS
@@ -71,12 +69,10 @@ def show_command(job_id: str):
 
     Its status and reason, the arguments (personal data masked), each failed attempt with
     its time and error, retries by support, and the full traceback last."""
-    from workers import support
-
-    rt = runtime_or_exit()
+    services = services_or_exit()
     try:
-        details = support.job_details(rt.redis, job_id)
-    except support.JobNotFoundError as error:
+        details = support.job_details(services.redis, job_id)
+    except JobNotFoundError as error:
         raise click.ClickException(str(error)) from None
     summary = details.summary
     fields = [
@@ -89,11 +85,11 @@ def show_command(job_id: str):
     ]
     fields += [("Arguments" if i == 0 else "", f"{name} = {value}")
                for i, (name, value) in enumerate(details.arguments)]
-    fields += [(label, _time(moment) + " UTC") for label, moment in (
+    fields += [(label, readable(moment) + " UTC") for label, moment in (
         ("Created", details.created_at), ("Enqueued", details.enqueued_at),
         ("Started", details.started_at), ("Ended", details.ended_at)) if moment]
     if summary.kind == support.SCHEDULED and summary.when:
-        fields.append(("Runs next", _time(summary.when) + " UTC"))
+        fields.append(("Runs next", readable(summary.when) + " UTC"))
     if details.result is not None:
         fields.append(("Result", details.result))
     width = max(len(label) for label, _ in fields)
@@ -132,16 +128,14 @@ def retry_command(job_ids: tuple[str, ...], retry_all: bool, person_id: int | No
     The job gets its usual retries again. With --dry-run nothing is queued or recorded:
     the CRM is read and the writes and mail each job would make now are printed.
     """
-    from workers import support
-
     if job_ids and (retry_all or person_id is not None):
         raise click.UsageError("give job IDs, or --all / --person, not both")
     if not job_ids and not retry_all and person_id is None:
         raise click.UsageError("give the IDs of the jobs to retry, or --all, or --person ID")
-    rt = runtime_or_exit()
+    services = services_or_exit()
     try:
-        failed = support.find_failed(rt.redis, job_ids, person_id=person_id)
-    except (support.JobNotFoundError, support.JobNotFailedError) as error:
+        failed = support.find_failed(services.redis, job_ids, person_id=person_id)
+    except (JobNotFoundError, JobNotFailedError) as error:
         raise click.ClickException(str(error)) from None
     if not failed:
         about = f" for person {person_id}" if person_id is not None else ""
@@ -150,7 +144,7 @@ def retry_command(job_ids: tuple[str, ...], retry_all: bool, person_id: int | No
 
     if dry_run:
         for job in failed:
-            _echo_plan(support.plan(rt, job))
+            _echo_plan(plan(services, job))
         click.echo("\nDry run: nothing was queued, written, sent or recorded.")
         return
 
@@ -158,8 +152,8 @@ def retry_command(job_ids: tuple[str, ...], retry_all: bool, person_id: int | No
     done = 0
     for job in failed:
         try:
-            support.requeue(rt.redis, job, actor)
-        except support.JobNotFailedError as error:
+            support.requeue(services.redis, job, actor)
+        except JobNotFailedError as error:
             click.echo(f"skipped: {error}", err=True)
             continue
         done += 1
@@ -179,45 +173,42 @@ def purge_command(older_than: str):
 
     Failed jobs are kept 90 days otherwise. What happened to the person stays in their
     consent ledger."""
-    from workers import support
-
     try:
-        age = support.parse_duration(older_than)
+        age = parse_duration(older_than)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--older-than") from None
-    rt = runtime_or_exit()
-    purged = support.purge_failed(rt.redis, age)
+    services = services_or_exit()
+    purged = support.purge_failed(services.redis, age)
     if not purged:
         click.echo(f"No failed jobs older than {older_than}.")
         return
     for job in purged:
         click.echo(f"deleted {job.id} ({job.step} for person {_text(job.person_id)}, "
-                   f"failed {_time(job.failed_at)} UTC)")
+                   f"failed {readable(job.failed_at)} UTC)")
     click.echo(f"{len(purged)} failed job(s) older than {older_than} deleted.")
 
 
-def _echo_plan(plan) -> None:
-    click.echo(f"{plan.job_id} ({plan.step} for person {_text(plan.person_id)}), if run now:")
-    if plan.problem:
-        click.echo(f"  {plan.problem}")
+def _echo_plan(dry_run: Plan) -> None:
+    click.echo(f"{dry_run.job_id} ({dry_run.step} for person {_text(dry_run.person_id)}), "
+               f"if run now:")
+    if dry_run.problem:
+        click.echo(f"  {dry_run.problem}")
         return
-    if not plan.writes:
+    if not dry_run.writes:
         click.echo("  would write nothing to the CRM")
-    for write in plan.writes:
+    for write in dry_run.writes:
         click.echo(f"  would write {write.purpose}: legal basis {write.legal_basis}, "
                    f"source {write.source}, comment \"{write.comment}\"")
-    if plan.mail:
-        click.echo(f"  {plan.mail}")
+    for change in dry_run.changes:
+        click.echo(f"  {change}")
+    if dry_run.mail:
+        click.echo(f"  {dry_run.mail}")
 
 
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
             for row in rows]
-
-
-def _time(moment: datetime | None) -> str:
-    return moment.strftime(TIME_FORMAT) if moment else "-"
 
 
 def _text(value) -> str:

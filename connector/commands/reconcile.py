@@ -1,36 +1,34 @@
 """``consent-connector reconcile``: onboard persons whose webhook was lost."""
 
-import re
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 
 import click
 
-from connector.commands import runtime_or_exit
-from connector.exceptions import CRMError
-
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
-_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+from connector.commands import services_or_exit
+from connector.exceptions import CRMError, ReconciliationRunningError
+from connector.reconcile import reconcile as run_pass
+from connector.times import now as current_time
+from connector.times import parse_duration, parse_iso, readable
 
 
 def parse_since(value: str, now: datetime | None = None) -> datetime:
     """Turn ``--since`` into an aware UTC datetime: an ISO date or date-time
     (``2026-11-01``, ``2026-11-01T00:00``; UTC unless it carries an offset) or a duration
-    back from now (``30m``, ``2h``, ``3d``, ``1w``).
+    back from now (``30m``, ``2h``, ``3d``, ``1w``; see connector.times.parse_duration).
 
     Raises:
         ValueError: the value is neither.
     """
-    match = _RELATIVE.match(value)
-    if match:
-        amount, unit = int(match.group(1)), match.group(2).lower()
-        return (now or datetime.now(timezone.utc)) - timedelta(**{_UNITS[unit]: amount})
     try:
-        when = datetime.fromisoformat(value.strip())
+        return (now or current_time()) - parse_duration(value)
     except ValueError:
+        pass
+    when = parse_iso(value)
+    if when is None:
         raise ValueError(f"{value!r} is neither a date like 2026-11-01T00:00 nor a duration "
-                         f"like 30m, 2h, 3d or 1w") from None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when.astimezone(timezone.utc)
+                         f"like 30m, 2h, 3d or 1w")
+    return when
 
 
 class _Since(click.ParamType):
@@ -66,14 +64,11 @@ def reconcile(since, backfill, dry_run):
     Exits 1 when the CRM could not be listed (nothing is lost: the next pass starts from
     the same place).
     """
-    from workers.reconcile import ReconciliationRunningError
-    from workers.reconcile import reconcile as run_pass
-
     if since is not None and backfill:
         raise click.UsageError("give --since or --all, not both")
-    runtime_or_exit()
+    services = services_or_exit()
     try:
-        summary = run_pass(since, backfill, dry_run=dry_run, trigger="manual")
+        summary = run_pass(services, since, backfill, dry_run=dry_run, trigger="manual")
     except ReconciliationRunningError as error:
         click.echo(f"consent-connector reconcile: {error}", err=True)
         sys.exit(1)
@@ -125,6 +120,4 @@ def _persons(count: int) -> str:
 
 
 def _show(iso: str | None) -> str:
-    if not iso:
-        return "none yet"
-    return datetime.fromisoformat(iso).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{readable(iso)} UTC" if iso else "none yet"

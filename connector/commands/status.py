@@ -1,19 +1,25 @@
 """``consent-connector status``: queues, workers, failures, reconciliation, config, webhook.
 
 The command prints one section after the other. A section is a function
-``section(rt) -> list[str]``: a heading line, then its lines indented by two spaces. Add a
+``section(services) -> list[str]``: a heading line, then its lines indented by two spaces. Add a
 section by writing such a function and putting it in SECTIONS. A section that cannot reach
 the CRM or Redis says so in its own lines; the others still print.
 """
 
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 import click
 import redis
+from rq import Queue, Worker
+from rq.cron import CronScheduler
 
-from connector.commands import runtime_or_exit
+from connector.commands import services_or_exit
+from connector.config import config_version
 from connector.exceptions import CRMError
+from connector.keys import QUEUE_NAMES
+from connector.reconcile import WATERMARK_OVERLAP, read_last_run, read_watermark
+from connector.services import Services
+from connector.times import readable
 
 WEBHOOK_EVENT = "person.created"
 
@@ -23,12 +29,12 @@ _STATE_HINTS = {
 }
 
 
-def webhooks_section(rt) -> list[str]:
+def webhooks_section(services: Services) -> list[str]:
     """The CRM's webhooks that send ``person.created``, with their State and, for one that is
     not Active, why and how to set it Active again."""
     lines = ["Webhooks (in SuperOffice)"]
     try:
-        hooks = rt.crm.list_webhooks()
+        hooks = services.crm.list_webhooks()
     except CRMError as error:
         if error.status == 403:
             return lines + ["  CRM refused to list webhooks (403): the app needs access to the "
@@ -58,15 +64,13 @@ def webhooks_section(rt) -> list[str]:
     return lines
 
 
-def reconciliation_section(rt) -> list[str]:
+def reconciliation_section(services: Services) -> list[str]:
     """The last reconciliation pass, the watermark and the schedule."""
-    from workers.reconcile import WATERMARK_OVERLAP, read_last_run, read_watermark
-
     lines = ["Reconciliation"]
     try:
-        last = read_last_run(rt.redis)
-        watermark = read_watermark(rt.redis)
-        schedule = _schedule(rt.redis)
+        last = read_last_run(services.redis)
+        watermark = read_watermark(services.redis)
+        schedule = _schedule(services.redis)
     except redis.RedisError as error:
         return lines + [f"  Redis unavailable: {type(error).__name__}: {error}"]
     if last is None:
@@ -92,23 +96,19 @@ def reconciliation_section(rt) -> list[str]:
     return lines
 
 
-def queues_section(rt) -> list[str]:
+def queues_section(services: Services) -> list[str]:
     """Jobs per queue and state, the failed ones with where to look, and the live workers."""
-    from rq import Queue, Worker
-
-    from workers.queues import QUEUE_NAMES
-
     lines = ["Queues and workers"]
     try:
         failed = 0
         for name in QUEUE_NAMES:
-            queue = Queue(name, connection=rt.redis)
+            queue = Queue(name, connection=services.redis)
             counts = {"queued": queue.count, "scheduled": queue.scheduled_job_registry.count,
                       "running": queue.started_job_registry.count,
                       "failed": queue.failed_job_registry.count}
             failed += counts["failed"]
             lines.append(f"  {name:<12} " + ", ".join(f"{n} {state}" for state, n in counts.items()))
-        workers = Worker.all(connection=rt.redis)
+        workers = Worker.all(connection=services.redis)
     except redis.RedisError as error:
         return lines + [f"  Redis unreachable ({type(error).__name__}): check REDIS_URL"]
     lines.append(f"  workers      {len(workers)} alive" + ("" if workers else
@@ -118,14 +118,12 @@ def queues_section(rt) -> list[str]:
     return lines
 
 
-def config_section(rt) -> list[str]:
+def config_section(services: Services) -> list[str]:
     """The purposes file in force and whether the file on disk is the same."""
-    from connector.config import config_version
-
-    live = rt.live_config
+    live = services.live_config
     on_disk = config_version(live.path)
     lines = ["Purposes config", f"  file         {live.path}",
-             f"  in force     version {live.version} ({len(rt.config.purposes)} purposes)"]
+             f"  in force     version {live.version} ({len(services.config.purposes)} purposes)"]
     if on_disk != live.version:
         lines.append(f"  on disk      version {on_disk} differs: run `consent-connector config "
                      f"check` — a running process refuses an invalid file and keeps the last good")
@@ -141,18 +139,16 @@ SECTIONS: list[Callable] = [queues_section, config_section, webhooks_section,
 def status():
     """Show how the connector is doing: queues, workers and failures, the purposes config in
     force, the CRM's webhooks and the last reconciliation."""
-    rt = runtime_or_exit()
+    services = services_or_exit()
     for index, section in enumerate(SECTIONS):
         if index:
             click.echo("")
-        for line in section(rt):
+        for line in section(services):
             click.echo(line)
 
 
 def _schedule(connection: redis.Redis) -> str:
     """Where the scheduled pass stands, from RQ's cron scheduler registry."""
-    from rq.cron import CronScheduler
-
     jobs = [job for scheduler in CronScheduler.all(connection) for job in scheduler.get_jobs()
             if job.name == "reconcile"]
     if not jobs:
@@ -165,10 +161,5 @@ def _schedule(connection: redis.Redis) -> str:
 
 
 def _show(iso: str | None) -> str:
-    if not iso:
-        return "never"
-    when = datetime.fromisoformat(iso)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{readable(iso)} UTC" if iso else "never"
 

@@ -12,7 +12,7 @@ import time
 from contextlib import suppress
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import BinaryIO
 
 from openpyxl import Workbook
@@ -20,14 +20,16 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Alignment, Font
 from openpyxl.utils import get_column_letter
 
-from connector.consent import ConsentConfig, ConsentRecord
-from connector.crm import CRMClient, Person
+from connector.consent import ConsentConfig
+from connector.crm.types import ConsentRecord, CRMClient, Person
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.exports.report import consent_lines, person_name
 from connector.exports.texts import text
 from connector.exports.workbook import (DATE_FORMAT, HEADER_ALIGNMENT, HEADER_FILL, HEADER_FONT,
                                         Column, clean_text, excel_time, needs_text_type,
                                         status_text)
+from connector.times import now as current_time
+from connector.times import utc
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,7 @@ def write_bulk(stream: BinaryIO, source: BulkSource, config: ConsentConfig, *,
     how many). An exception from ``source`` propagates: write to ``output.atomic_output`` so
     that nothing partial is left behind.
     """
-    exported_at = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    exported_at = utc(now or current_time())
     workbook = Workbook(write_only=True)
     try:
         return _write(workbook, stream, source, config, exported_by, language, exported_at)

@@ -6,10 +6,11 @@ documented in docs/export-schema.md and versioned: ``{"schema": "consent-connect
 """
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 from connector.exports.report import (SCHEMA, VERSION, ConsentLine, HistoryLine, Named,
                                       PersonReport)
+from connector.times import utc
 
 MIME_TYPE = "application/json"
 
@@ -51,7 +52,7 @@ def iso_time(value: datetime | None) -> str | None:
     """``2026-11-29T10:15:00Z``, with milliseconds when the time has them; None stays None."""
     if value is None:
         return None
-    value = value.astimezone(timezone.utc)
+    value = utc(value)
     spec = "milliseconds" if value.microsecond else "seconds"
     return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
 

@@ -8,12 +8,14 @@ purposes config. Pure code apart from ``gather_report``, which does the two read
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
-from connector.consent import (ConsentConfig, ConsentRecord, choose_language, describe_purposes,
-                               fold_key, pick_text)
-from connector.crm import CRMClient, Person
+from connector.consent import (ConsentConfig, choose_language, describe_purposes, fold_key,
+                               pick_text)
+from connector.crm.types import ConsentRecord, CRMClient, Person
 from connector.ledger import Ledger
+from connector.times import now as current_time
+from connector.times import parse_iso, utc
 
 SCHEMA = "consent-connector/export"
 """The JSON document's ``schema`` value (docs/export-schema.md)."""
@@ -158,7 +160,7 @@ def build_report(config: ConsentConfig, person: Person, entries: Iterable[Mappin
     return PersonReport(
         person=person,
         language=language,
-        exported_at=(now or datetime.now(timezone.utc)).astimezone(timezone.utc),
+        exported_at=utc(now or current_time()),
         exported_by=exported_by,
         connector_associate_id=connector_associate_id,
         consents=consents,
@@ -199,13 +201,13 @@ def history_line(config: ConsentConfig, entry: Mapping[str, str], language: str)
     fields = dict(entry)
     entry_id = fields.pop("id", "")
     raw_at = fields.pop("at", "")
-    at = parse_time(raw_at)
+    at = parse_iso(raw_at)
     if at is None and raw_at:
         fields["at"] = raw_at
     action = fields.pop("action", "")
     known = {name: fields.pop(name, "") for name in HISTORY_FIELDS}
     associate = known["associate_id"]
-    submitted_at = parse_time(known["submitted_at"])
+    submitted_at = parse_iso(known["submitted_at"])
     if submitted_at is None and known["submitted_at"]:
         fields["submitted_at"] = known["submitted_at"]
     return HistoryLine(
@@ -253,20 +255,6 @@ def source_named(config: ConsentConfig, crm_key: str, language: str) -> Named | 
         return None
     source = config.source_by_crm_key(crm_key)
     return Named(crm_key, pick_text(source.name, language) if source else crm_key)
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO 8601 time from the ledger as an aware UTC datetime; None when empty or unreadable
-    (a time without offset is taken as UTC, as the ledger writes UTC)."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def _distinct(items: Iterable[Named | None]) -> tuple[Named, ...]:

@@ -11,7 +11,7 @@ Text from outside (names, comments, user agents) is always written as text: a va
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import BinaryIO
 
 from openpyxl import Workbook
@@ -22,6 +22,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from connector.exports.report import HistoryLine, PersonReport
 from connector.exports.texts import text, text_or
+from connector.times import utc
 
 MIME_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 DATE_FORMAT = "yyyy-mm-dd hh:mm:ss"
@@ -105,7 +106,7 @@ def excel_time(value: datetime | None) -> datetime | None:
     """An aware datetime as the naive UTC datetime Excel stores, to the millisecond."""
     if value is None:
         return None
-    value = value.astimezone(timezone.utc).replace(tzinfo=None)
+    value = utc(value).replace(tzinfo=None)
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 

@@ -10,12 +10,13 @@ from rq.job import JobStatus
 from rq.registry import FailedJobRegistry
 from werkzeug.serving import make_server
 
-from connector.app import create_app
+from connector.web.app import create_app
 from connector.ledger import Ledger
 from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
-from workers.queues import ONBOARDING, enqueue_onboarding
+from connector.keys import ONBOARDING
+from connector.queueing import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
 

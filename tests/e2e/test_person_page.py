@@ -11,10 +11,10 @@ from rq.job import JobStatus
 
 from connector.config import load_config
 from connector.ledger import Ledger
-from connector.subscriptions.texts import TEXTS
-from connector.subscriptions.tokens import LinkSigner
+from connector.web.texts import TEXTS
+from connector.links import LinkSigner
 from tests.conftest import ROOT, new_event_id, wait_for
-from workers.queues import enqueue_onboarding
+from connector.queueing import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
 CONFIG = load_config(ROOT / "config" / "purposes.yaml")

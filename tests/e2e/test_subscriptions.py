@@ -8,7 +8,7 @@ import pytest
 
 from connector.config import load_config
 from connector.ledger import Ledger
-from connector.subscriptions.tokens import LinkSigner, UnsubscribeSigner
+from connector.links import LinkSigner, UnsubscribeSigner
 from tests.conftest import ROOT, wait_for
 from tests.e2e.test_person_page import crm_row, onboarded  # noqa: F401 (fixture)
 

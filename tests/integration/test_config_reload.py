@@ -4,12 +4,12 @@ invalid edit is refused with file and line, and the last good config stays in fo
 import pytest
 from rq.job import JobStatus
 
-from connector.app import create_app
+from connector.web.app import create_app
 from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
 from tests.factories import edit_file, shipped_config_copy
-from workers.queues import enqueue_onboarding
+from connector.queueing import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
 RENAMED = "{en: Customer care,"

@@ -5,7 +5,7 @@ from rq.job import JobStatus
 
 from connector.ledger import Ledger
 from tests.conftest import USER_ASSOCIATE, new_event_id, wait_for
-from workers.queues import enqueue_crm_changes, enqueue_onboarding
+from connector.queueing import enqueue_crm_changes, enqueue_onboarding
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 
-from connector.app import create_app
+from connector.web.app import create_app
 from connector.cli import main
 from connector.exports.texts import TEXTS, text
 from connector.ledger import Ledger
@@ -36,11 +36,8 @@ NB = "nb"
 
 
 @pytest.fixture
-def cli(connector_env, monkeypatch):
+def cli(connector_env):
     """Run ``consent-connector export ...`` in this process with the connector's environment."""
-    from workers import runtime
-
-    monkeypatch.setattr(runtime, "_current", None)  # export installs its own runtime
     runner = CliRunner()
 
     def run(*args: str):
@@ -312,8 +309,8 @@ def admin(settings, redis_conn):
     """A test client of the web app with ADMIN_TOKEN set."""
     app = create_app(replace(settings, admin_token=ADMIN_TOKEN), connection=redis_conn)
     if "exports" not in app.blueprints:
-        pytest.fail("connector.exports.views.bp is not registered: add "
-                    "app.register_blueprint(exports.views.bp) to connector.app.create_app")
+        pytest.fail("connector.web.exports.bp is not registered: add "
+                    "app.register_blueprint(exports.bp) to connector.web.app.create_app")
     return app.test_client()
 
 

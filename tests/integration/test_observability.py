@@ -19,11 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Callback, Queue, SimpleWorker, Worker, get_current_job
 
 from connector import metrics
-from connector.app import create_app
+from connector.web.app import create_app
 from connector.logs import GUNICORN_ACCESS_LOG_FORMAT
 from connector.settings import Settings
 from tests.conftest import ROOT, free_port, new_event_id, wait_for
-from workers.queues import HISTORY, ONBOARDING, PREFERENCES, enqueue_onboarding
+from connector.keys import HISTORY, ONBOARDING, PREFERENCES
+from connector.queueing import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
 
@@ -232,7 +233,7 @@ def test_gunicorn_logs_json_lines_without_tokens_or_addresses(connector_env, tmp
         process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(conf), "--preload", "--workers", "1",
              "--no-control-socket",
-             "--bind", f"127.0.0.1:{port}", "connector.app:create_app_from_env()"],
+             "--bind", f"127.0.0.1:{port}", "connector.web.app:create_app_from_env()"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
     token = "eyJwIjoyLCJ0IjoiTVRORk1OcUgzTVFOIn0.awu1kg.eEMcZ4ZBx"
     try:

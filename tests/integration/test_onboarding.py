@@ -13,7 +13,8 @@ from connector.ledger import Ledger
 from connector.settings import Settings
 from tests.conftest import (CONNECTOR_ASSOCIATE, WEBFORM_TOKEN, free_port, new_event_id,
                             own_database, start_worker, stop_worker, wait_for)
-from workers.queues import ONBOARDING, enqueue_onboarding
+from connector.keys import ONBOARDING
+from connector.queueing import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
 

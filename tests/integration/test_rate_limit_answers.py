@@ -2,7 +2,7 @@
 
 import pytest
 
-from connector.app import create_app
+from connector.web.app import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -25,17 +25,21 @@ from werkzeug.wrappers import Request, Response
 from click.testing import CliRunner
 
 from connector.cli import main
-from connector.crm.superoffice import PersonListing
+from connector.crm.types import PersonListing
 from connector.exceptions import CRMError
 from connector.settings import Settings
 from sandbox.server import create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, USER_ASSOCIATE,
                             USER_TOKEN, SandboxClient, new_event_id, start_worker, wait_for)
-from workers import runtime
-from workers.queues import ONBOARDING, enqueue_onboarding
-from workers.reconcile import (LAST_RUN_KEY, ONBOARDED_KEY, WATERMARK_KEY, WATERMARK_OVERLAP,
-                               read_last_run, read_watermark, reconcile, scheduled_reconcile,
-                               start_reconcile_cron, stop_reconcile_cron)
+from connector.keys import ONBOARDING
+from connector.queueing import enqueue_onboarding
+from connector.keys import ONBOARDED as ONBOARDED_KEY
+from connector.keys import RECONCILE_LAST_RUN as LAST_RUN_KEY
+from connector.keys import RECONCILE_WATERMARK as WATERMARK_KEY
+from connector.reconcile import (WATERMARK_OVERLAP, read_last_run, read_watermark, reconcile,
+                                 scheduled_pass)
+from connector.services import build_services
+from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
 
 pytestmark = pytest.mark.integration
 
@@ -57,11 +61,8 @@ def db6(env6):
 
 @pytest.fixture
 def in_process(env6):
-    """The runtime installed in this process (for calling the pass and the job directly)."""
-    saved = runtime._current
-    runtime.install(runtime.build_runtime(Settings.from_env(env6)))
-    yield runtime.current()
-    runtime.install(saved)
+    """Services built in this process (for calling the pass directly)."""
+    return build_services(Settings.from_env(env6), redis_timeout=None)
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
@@ -132,7 +133,7 @@ def test_a_person_onboarded_from_their_webhook_is_not_queued_again(sandbox, env6
     drain(env6)
     assert db6.sismember(ONBOARDED_KEY, person)
 
-    summary = reconcile()
+    summary = reconcile(in_process)
 
     assert (summary["listed"], summary["already_onboarded"], summary["queued"]) == (1, 1, 0)
 
@@ -163,7 +164,7 @@ def test_a_pass_since_a_later_time_does_not_jump_the_watermark(sandbox, in_proce
     db6.set(WATERMARK_KEY, watermark.isoformat())
     person = sandbox.create_person("Recent", "One", email())
 
-    summary = reconcile(since=datetime.now(UTC) - timedelta(hours=1))
+    summary = reconcile(in_process, since=datetime.now(UTC) - timedelta(hours=1))
 
     assert summary["queued_ids"] == [person]
     assert read_watermark(db6) == watermark  # persons between it and --since are still to check
@@ -252,11 +253,11 @@ def test_a_pass_failing_half_way_queues_what_it_saw_but_keeps_the_watermark(in_p
     watermark = datetime(2026, 1, 1, tzinfo=UTC)
     db6.set(WATERMARK_KEY, watermark.isoformat())
     seen = PersonListing(41, watermark + timedelta(hours=1), watermark + timedelta(hours=2))
-    runtime.install(dataclasses.replace(in_process, crm=HalfListingCRM(
-        [seen], CRMError("CRM failed (503) while listing persons", status=503))))
+    half_listing = dataclasses.replace(in_process, crm=HalfListingCRM(
+        [seen], CRMError("CRM failed (503) while listing persons", status=503)))
 
     with pytest.raises(CRMError):
-        reconcile(page_size=1)
+        reconcile(half_listing, page_size=1)
 
     assert read_watermark(db6) == watermark
     assert Queue(ONBOARDING, connection=db6).job_ids == ["onboard-reconcile-41"]
@@ -266,23 +267,24 @@ def test_a_pass_failing_half_way_queues_what_it_saw_but_keeps_the_watermark(in_p
 def test_a_scheduled_pass_leaves_persons_changed_just_now_to_the_next(sandbox, in_process, db6):
     person = sandbox.create_person("Just", "Now", email())
 
-    summary = reconcile(settle=60, trigger="scheduled")
+    summary = reconcile(in_process, settle=60, trigger="scheduled")
 
     assert (summary["listed"], summary["deferred"], summary["queued"]) == (1, 1, 0)
     assert read_watermark(db6) < created(sandbox, person)  # the next pass lists them again
-    assert reconcile(trigger="manual")["queued_ids"] == [person]
+    assert reconcile(in_process, trigger="manual")["queued_ids"] == [person]
 
 
 def test_the_scheduled_job_skips_when_a_pass_just_ran_or_is_running(sandbox, in_process, db6):
     sandbox.create_person("Some", "One", email())
-    first = scheduled_reconcile(interval_seconds=900)
+    first = scheduled_pass(in_process, interval_seconds=900)
     assert first["listed"] == 1
     calls = len(sandbox.calls())
 
-    assert "finished" in scheduled_reconcile(interval_seconds=900)["skipped"]
+    assert "finished" in scheduled_pass(in_process, interval_seconds=900)["skipped"]
     db6.delete(LAST_RUN_KEY)
     with db6.lock("connector:reconcile:lock", timeout=30):
-        assert "another reconciliation pass" in scheduled_reconcile(interval_seconds=900)["skipped"]
+        assert "another reconciliation pass" in scheduled_pass(in_process,
+                                                               interval_seconds=900)["skipped"]
     assert len(sandbox.calls()) == calls  # the CRM was not asked again
 
 
@@ -389,8 +391,7 @@ def register(crm: SandboxClient, name: str, receiver: Receiver, events=("person.
     return response.json()["WebhookId"]
 
 
-def test_status_shows_a_webhook_in_too_many_errors_and_the_last_pass(fast_crm, env6,
-                                                                      in_process):
+def test_status_shows_a_webhook_in_too_many_errors_and_the_last_pass(fast_crm, env6):
     app, crm, failing, healthy = fast_crm
     broken = register(crm, "consent-connector", failing)
     for i in range(9):  # nine failed deliveries in a row: SuperOffice gives up
@@ -399,8 +400,8 @@ def test_status_shows_a_webhook_in_too_many_errors_and_the_last_pass(fast_crm, e
     working = register(crm, "consent-connector (new)", healthy)
     register(crm, "other app", healthy, events=("contact.created",))
     env = env6 | {"SUPEROFFICE_API_URL": crm.api_url}
-    runtime.install(runtime.build_runtime(Settings.from_env(env)))
-    assert reconcile()["queued"] == 9  # the persons whose events were lost
+    # the persons whose events were lost:
+    assert reconcile(build_services(Settings.from_env(env)))["queued"] == 9
 
     result = cli(env, "status")
 

@@ -17,10 +17,11 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from connector.consent import ConsentConfig, ConsentRecord, LegalBasis, Purpose, Source
-from connector.crm import Person
+from connector.consent import ConsentConfig, LegalBasis, Purpose, Source
+from connector.crm.types import ConsentRecord, Person
 from connector.exceptions import MailError
-from workers.mailer import Mailer, SMTPServer, render_confirmation
+from connector.mail.confirmation import render_confirmation
+from connector.mail.delivery import Mailer, SMTPServer
 
 pytestmark = pytest.mark.integration
 
@@ -361,7 +362,7 @@ def test_bad_smtp_url_error_and_repr_hide_the_password(tmp_path):
 
 
 def test_logs_hold_no_address_or_name(start_smtp, message, tmp_path, caplog):
-    caplog.set_level("DEBUG", logger="workers")
+    caplog.set_level("DEBUG", logger="connector.mail")
     controller = start_smtp(Collector())
     Mailer.from_url(f"smtp://127.0.0.1:{controller.port}", tmp_path).deliver(message)
     Mailer.from_url(None, tmp_path).deliver(message)
@@ -369,7 +370,7 @@ def test_logs_hold_no_address_or_name(start_smtp, message, tmp_path, caplog):
     with pytest.raises(MailError):
         Mailer.from_url(f"smtp://127.0.0.1:{refusing.port}", tmp_path).deliver(message)
 
-    ours = [r.getMessage() for r in caplog.records if r.name.startswith("workers")]
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("connector.mail")]
     assert len(ours) == 2  # one line per delivery
     for line in ours:
         assert "@example.com" not in line and "Ada" not in line and "Lovelace" not in line

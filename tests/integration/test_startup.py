@@ -45,7 +45,7 @@ def test_web_refuses_an_invalid_purposes_file(connector_env, broken_config):
     path, line = broken_config
     env = os.environ | connector_env | {"CONSENT_CONFIG": str(path)}
     process = subprocess.run(
-        [sys.executable, "-c", "from connector.app import create_app_from_env; create_app_from_env()"],
+        [sys.executable, "-c", "from connector.web.app import create_app_from_env; create_app_from_env()"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert process.returncode == 2
     assert f"{path}:{line}:" in process.stderr

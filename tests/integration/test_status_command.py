@@ -9,7 +9,7 @@ import pytest
 from connector.config import config_version
 from connector.settings import Settings
 from tests.conftest import ROOT, new_event_id, own_database, start_worker
-from workers.queues import enqueue_onboarding
+from connector.queueing import enqueue_onboarding
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,10 @@ from connector.ledger import Ledger
 from connector.settings import Settings
 from tests.conftest import (ROOT, new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
-from workers import support
-from workers.queues import ONBOARDING, enqueue_onboarding, enqueue_preferences
+from connector.support import jobs as support
+from connector.times import parse_duration
+from connector.keys import ONBOARDING
+from connector.queueing import enqueue_onboarding, enqueue_preferences
 
 pytestmark = pytest.mark.integration
 
@@ -292,6 +294,6 @@ def test_reasons_and_arguments_never_show_an_email_address(conn):
     assert support.mask_value({"user_agent": "Firefox", "note": "to a.b+c@d.example.com",
                                "token_id": "t1"}) == {
         "user_agent": "(masked)", "note": "to [email hidden]", "token_id": "t1"}
-    assert support.parse_duration("12h") == timedelta(hours=12)
+    assert parse_duration("12h") == timedelta(hours=12)
     with pytest.raises(ValueError):
-        support.parse_duration("12")
+        parse_duration("12")

@@ -6,10 +6,10 @@ import pytest
 import redis
 from rq import Queue
 
-from connector.app import create_app
-from connector.webhooks.superoffice import sign
+from connector.web.app import create_app
+from connector.superoffice.webhook import sign
 from tests.conftest import CONNECTOR_ASSOCIATE, USER_ASSOCIATE, WEBHOOK_SECRETS, new_event_id
-from workers.queues import HISTORY, ONBOARDING
+from connector.keys import HISTORY, ONBOARDING
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,9 @@ from rq.registry import StartedJobRegistry
 from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
-from workers.queues import ONBOARDING, apply_retry_policy, enqueue_onboarding
+from connector.keys import ONBOARDING
+from connector.queueing import enqueue_onboarding
+from workers.retry import apply_retry_policy
 
 pytestmark = pytest.mark.integration
 HEARTBEAT_TTL = 90  # RQ: job_monitoring_interval (30 s) + 60 s

@@ -4,19 +4,10 @@
 import pytest
 
 from connector.config import CONSENT_CRM_KEY
-from connector.consent import (
-    COMMENT_MAX_LENGTH,
-    ConsentConfig,
-    ConsentRecord,
-    ConsentWrite,
-    LegalBasis,
-    Purpose,
-    Source,
-    SourceRule,
-    decide_defaults,
-    default_comment,
-    pick_text,
-)
+from connector.consent import (COMMENT_MAX_LENGTH, ConsentConfig, ConsentWrite, LegalBasis,
+                               Purpose, Source, SourceRule, decide_defaults, default_comment,
+                               pick_text)
+from connector.crm.types import ConsentRecord
 from tests.factories import record, shipped_config
 
 

@@ -8,11 +8,10 @@ from datetime import datetime, timezone
 import pytest
 from openpyxl import load_workbook
 
-from connector.consent import ConsentRecord
-from connector.crm import Person
+from connector.crm.types import ConsentRecord, Person
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.exports.bulk import BULK_COLUMNS, persons_with_consents, write_bulk
-from connector.exports.output import atomic_output
+from connector.files import atomic_output
 from connector.exports.texts import text
 from tests.factories import shipped_config
 

@@ -5,8 +5,7 @@ import json
 import re
 from datetime import datetime, timezone
 
-from connector.consent import ConsentRecord
-from connector.crm import Person
+from connector.crm.types import ConsentRecord, Person
 from connector.exports.document import iso_time, render_json, to_document
 from connector.exports.report import build_report
 from tests.conftest import ROOT

@@ -7,8 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from openpyxl import load_workbook
 
-from connector.consent import ConsentRecord
-from connector.crm import Person
+from connector.crm.types import ConsentRecord, Person
 from connector.exports.document import render_json
 from connector.exports.report import build_report
 from connector.exports.texts import TEXTS, text

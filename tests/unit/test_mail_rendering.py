@@ -6,10 +6,10 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from connector.consent import ConsentConfig, ConsentRecord, LegalBasis, Purpose, Source
-from connector.crm import Person
-from workers import mail_texts
-from workers.mailer import mail_language, render_confirmation
+from connector.consent import ConsentConfig, LegalBasis, Purpose, Source
+from connector.crm.types import ConsentRecord, Person
+from connector.mail import texts as mail_texts
+from connector.mail.confirmation import mail_language, render_confirmation
 
 LINK = "https://consent.example.com/s/tok3n?x=1&y=2"
 EXPIRES = datetime(2026, 4, 11, 12, 0, tzinfo=timezone.utc)

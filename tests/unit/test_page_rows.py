@@ -1,9 +1,8 @@
 """page_rows: what the page ticks and offers, from the CRM's rows and the pending choices."""
 
 from tests.factories import shipped_config
-from connector.consent import ConsentRecord
-from connector.crm import Person
-from connector.subscriptions.page import page_rows
+from connector.crm.types import ConsentRecord, Person
+from connector.web.page import page_rows
 
 CONFIG = shipped_config()
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from connector.config import load_config
-from connector.subscriptions.texts import TEXTS
+from connector.web.texts import TEXTS
 
 SHIPPED = Path(__file__).resolve().parents[2] / "config" / "purposes.yaml"
 ENGLISH = TEXTS["en"]

@@ -4,24 +4,11 @@ import itertools
 
 import pytest
 
-from connector.consent import (
-    ACTIVE,
-    COMMENT_MAX_LENGTH,
-    NOT_GIVEN,
-    NOT_RECORDED,
-    WITHDRAWN,
-    ConsentConfig,
-    ConsentRecord,
-    ConsentWrite,
-    LegalBasis,
-    Notice,
-    Purpose,
-    Source,
-    decide_defaults,
-    decide_preference_changes,
-    describe_purposes,
-    fold_key,
-)
+from connector.consent import (ACTIVE, COMMENT_MAX_LENGTH, NOT_GIVEN, NOT_RECORDED, WITHDRAWN,
+                               ConsentConfig, ConsentWrite, LegalBasis, Notice, Purpose, Source,
+                               decide_defaults, decide_preference_changes, describe_purposes,
+                               fold_key)
+from connector.crm.types import ConsentRecord
 from tests.factories import record, shipped_config
 
 

@@ -5,8 +5,9 @@ from datetime import datetime, timezone
 import pytest
 
 from tests.factories import shipped_config
-from connector.consent import (ACTIVE, NOT_GIVEN, NOT_RECORDED, WITHDRAWN, ConsentRecord,
-                               choose_language, describe_purposes)
+from connector.consent import (ACTIVE, NOT_GIVEN, NOT_RECORDED, WITHDRAWN, choose_language,
+                               describe_purposes)
+from connector.crm.types import ConsentRecord
 
 CONFIG = shipped_config()
 REGISTERED = datetime(2026, 11, 1, 9, 30, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""workers.queues: the retry policy run as RQ's exception handler, on a fake job (no Redis)."""
+"""workers.retry: the retry policy run as RQ's exception handler, on a fake job (no Redis)."""
 
 import math
 import sys
@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from connector.exceptions import CRMError, MailError, PersonNotFoundError, SettingsError
-from workers import queues
-from workers.queues import JITTER, apply_retry_policy, describe_failure
+from workers import retry
+from workers.retry import JITTER, apply_retry_policy, describe_failure
 
 INTERVALS = [10, 60, 300, 900, 3600]
 
@@ -43,13 +43,13 @@ def max_jitter(monkeypatch):
         calls.append((low, high))
         return high
 
-    monkeypatch.setattr(queues.random, "randint", randint)
+    monkeypatch.setattr(retry.random, "randint", randint)
     return calls
 
 
 @pytest.fixture
 def no_jitter(monkeypatch):
-    monkeypatch.setattr(queues.random, "randint", lambda low, high: low)
+    monkeypatch.setattr(retry.random, "randint", lambda low, high: low)
 
 
 PERMANENT = [
@@ -121,7 +121,7 @@ def test_jitter_is_at_least_the_configured_interval(no_jitter):
 
 @pytest.mark.parametrize("seed", range(50))
 def test_random_jitter_stays_within_ten_percent(seed):
-    queues.random.seed(seed)
+    retry.random.seed(seed)
     retries_left = seed % len(INTERVALS) + 1
     job = FakeJob(retries_left=retries_left)
     handle(job, CRMError("CRM answered 503", status=503))

@@ -14,7 +14,7 @@ import json
 import pytest
 
 from connector.exceptions import SignatureError
-from connector.webhooks.superoffice import SIGNATURE_HEADER, sign, verify_signature
+from connector.superoffice.webhook import SIGNATURE_HEADER, sign, verify_signature
 
 # The payload from SuperOffice's webhook docs (docs/api/webhooks/overview), as raw bytes.
 BODY = (b'{"EventId":"88f91933-edce-4c1a-8ded-ade8e2f72434",'

@@ -1,8 +1,9 @@
 """Subscriptions under E-marketing: what a person's choice implies and which shipment types
 change. Pure rules, no CRM."""
 
-from connector.consent import (ShipmentType, decide_preference_changes,
-                               decide_subscription_changes, resolve_subscription_choices)
+from connector.consent import (decide_preference_changes, decide_subscription_changes,
+                               resolve_subscription_choices)
+from connector.crm.types import ShipmentType
 from tests.factories import record, shipped_config
 
 CONFIG = shipped_config()

@@ -10,14 +10,14 @@ import requests
 import responses
 
 from connector import __version__
-from connector.consent import ConsentRecord
-from connector.crm import Person
-from connector.crm.superoffice import (SuperOfficeClient, language_code, parse_consent_info,
-                                       parse_date, parse_person_entity, parse_retry_after)
+from connector.crm.types import ConsentRecord, Person
+from connector.superoffice.client import SuperOfficeClient, parse_retry_after
+from connector.superoffice.parse import (language_code, parse_consent_info, parse_date,
+                                         parse_person_entity)
 from connector.exceptions import CRMError, PersonNotFoundError
 
 API = "https://online3.superoffice.com/Cust12345/api/v1"
-FIXTURES = Path(__file__).parent.parent / "fixtures" / "superoffice"
+FIXTURES = Path(__file__).resolve().parents[2] / "connector" / "superoffice" / "fixtures"
 PERSONAL_DATA = ("Kari", "Nordmann", "kari", "@", "Nordlys")
 UTC = timezone.utc
 

@@ -10,9 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from connector.crm.superoffice import (LIST_PAGE_SIZE_MAX, LIST_RATE_LIMIT_MAX_WAIT,
-                                       LIST_RATE_LIMIT_RETRIES, PersonListing, SuperOfficeClient,
-                                       WebhookInfo, odata_datetime, parse_person_row)
+from connector.superoffice.client import (LIST_PAGE_SIZE_MAX, LIST_RATE_LIMIT_MAX_WAIT,
+                                       LIST_RATE_LIMIT_RETRIES, SuperOfficeClient, WebhookInfo,
+                                       odata_datetime)
+from connector.crm.types import PersonListing
+from connector.superoffice.parse import parse_person_row
 from connector.exceptions import CRMError, PersonNotFoundError
 
 API = "https://online3.superoffice.com/Cust12345/api/v1"

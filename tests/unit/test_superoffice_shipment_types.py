@@ -7,8 +7,8 @@ import json
 import pytest
 import responses
 
-from connector.consent import ShipmentType
-from connector.crm.superoffice import SuperOfficeClient
+from connector.crm.types import ShipmentType
+from connector.superoffice.client import SuperOfficeClient
 from connector.exceptions import CRMError, PersonNotFoundError
 from tests.unit.test_superoffice_client import API, fixture
 

@@ -8,7 +8,7 @@ import pytest
 from itsdangerous.timed import TimestampSigner
 
 from connector.exceptions import TokenError
-from connector.subscriptions.tokens import LinkSigner, LinkToken
+from connector.links import LinkSigner, LinkToken
 
 NEW_KEY = "new-secret-key-0123456789abcdef"
 OLD_KEY = "old-secret-key-fedcba9876543210"

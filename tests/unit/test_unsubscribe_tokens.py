@@ -3,7 +3,7 @@
 import pytest
 
 from connector.exceptions import TokenError
-from connector.subscriptions.tokens import LinkSigner, UnsubscribeSigner
+from connector.links import LinkSigner, UnsubscribeSigner
 
 KEYS = ("new-secret-key-0123456789", "old-secret-key-0123456789")
 

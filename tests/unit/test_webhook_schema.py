@@ -6,7 +6,7 @@ import uuid
 import pytest
 from marshmallow import ValidationError
 
-from connector.webhooks.superoffice import (
+from connector.superoffice.webhook import (
     PERSON_CREATED,
     MalformedBodyError,
     WebhookEvent,

@@ -1,0 +1,79 @@
+"""Every Redis key and queue name the connector uses, in one place (as rq keeps its own).
+
+Keys are grouped by what they hold. Per-person keys are functions of the person id. Nothing
+here talks to Redis.
+"""
+
+PREFIX = "connector:"
+
+# -- queues ------------------------------------------------------------------------------------
+
+ONBOARDING = "onboarding"
+"""Queue of new persons' onboarding (default consents and the confirmation mail)."""
+
+PREFERENCES = "preferences"
+"""Queue of choices made on a person's page, one-click unsubscribes and fresh links."""
+
+HISTORY = "history"
+"""Queue of recording a CRM user's consent changes in the ledger."""
+
+QUEUE_NAMES = (PREFERENCES, ONBOARDING, HISTORY)
+"""Every queue, in the order workers take from them: a person waiting on their page first."""
+
+# -- evidence and "done once" facts --------------------------------------------------------------
+
+LEDGER_PREFIX = PREFIX + "ledger:person:"
+"""Redis stream per person: the consent ledger (XADD only, never trimmed)."""
+
+ONBOARDED = PREFIX + "onboarded"
+"""Redis set of the person ids onboarding finished: the persons the connector has seen."""
+
+CONFIRMATION_MAIL_PREFIX = PREFIX + "mail:confirmation:"
+"""Redis string per person: "sending" while an attempt holds the claim, then "sent" for good."""
+
+# -- the person's page ---------------------------------------------------------------------------
+
+PENDING_PREFIX = PREFIX + "pending:person:"
+"""Redis hash per person: choices saved on the page that their job has not written yet."""
+
+FRESH_LINK_PREFIX = PREFIX + "fresh-link:"
+"""Redis string per person while a fresh link may not be mailed again (FRESH_LINK_INTERVAL)."""
+
+RATE_LIMIT_PREFIX = "connector-limits"
+"""Prefix of Flask-Limiter's counters."""
+
+# -- reconciliation ------------------------------------------------------------------------------
+
+RECONCILE_WATERMARK = PREFIX + "reconcile:watermark"
+"""Redis string: ISO UTC time of the latest registered/updated date a complete pass saw."""
+
+RECONCILE_LAST_RUN = PREFIX + "reconcile:last"
+"""Redis string (JSON): the last pass's outcome, for ``consent-connector status``."""
+
+RECONCILE_LOCK = PREFIX + "reconcile:lock"
+"""Redis lock held while a pass runs, so two passes never list the CRM at the same time."""
+
+# -- metrics -------------------------------------------------------------------------------------
+
+METRICS_PREFIX = PREFIX + "metrics:"
+"""Redis hashes of the Prometheus counters, one per metric (see connector.metrics)."""
+
+
+def ledger(person_id: int) -> str:
+    """The person's ledger stream."""
+    return f"{LEDGER_PREFIX}{person_id}"
+
+
+def confirmation_mail(person_id: int) -> str:
+    """The claim on, then the record of, the person's confirmation mail."""
+    return f"{CONFIRMATION_MAIL_PREFIX}{person_id}"
+
+
+def pending(person_id: int) -> str:
+    """The person's choices still being saved."""
+    return f"{PENDING_PREFIX}{person_id}"
+
+
+def fresh_link(person_id: int) -> str:
+    """Set while the person may not be mailed another fresh link."""
+    return f"{FRESH_LINK_PREFIX}{person_id}"

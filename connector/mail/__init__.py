@@ -1,0 +1,1 @@
+"""Mail: confirmation.py writes the confirmation mail, delivery.py sends it (SMTP or outbox)."""

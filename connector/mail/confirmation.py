@@ -1,0 +1,98 @@
+"""The confirmation mail (GDPR Art. 13/14, "right to be informed"): what we record about the
+person, why and from where, with the link to their page, as text + HTML in their language.
+
+Privacy: nothing here logs, or puts into an exception message, a person's address or name.
+"""
+
+from collections.abc import Sequence
+from datetime import datetime
+from email import policy
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+import jinja2
+
+from connector.consent import (ACTIVE, FALLBACK_LANGUAGE, NOT_GIVEN, WITHDRAWN, ConsentConfig,
+                               choose_language, describe_purposes)
+from connector.crm.types import ConsentRecord, Person
+from connector.emails import sender_domain
+from connector.mail import texts as mail_texts
+from connector.times import now
+
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+
+_environment = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def mail_language(config: ConsentConfig, language: str | None) -> str:
+    """Choose the mail's language: the person's if config allows it and the mail has texts
+    for it, else English."""
+    code = choose_language(config, language)
+    return code if code in mail_texts.TEXTS else FALLBACK_LANGUAGE
+
+
+def render_confirmation(config: ConsentConfig, person: Person, consents: Sequence[ConsentRecord],
+                        link: str, link_expires: datetime, sender: str,
+                        company: str | None = None) -> EmailMessage:
+    """Build the mail that tells a person what we record about them, why, and from where.
+
+    Args:
+        config: the validated purposes config (names, explanations, languages).
+        person: the recipient; their first name greets them, their language picks the texts.
+        consents: the person's consent rows as the CRM holds them (CRM keys).
+        link: the personal link to their subscription page.
+        link_expires: when the link stops working; shown as a date in the mail's language.
+        sender: the From header, e.g. ``"Acme privacy <privacy@acme.example>"``.
+        company: the controller's name for the intro and signature; None to leave it out.
+
+    Returns:
+        A multipart/alternative message (text, then HTML) with policy SMTP, ready to deliver.
+
+    Raises:
+        ValueError: the person has no email address, or ``sender`` is not an address.
+    """
+    if not person.email:
+        raise ValueError("person has no email address: cannot send a confirmation mail")
+    domain = sender_domain(sender)
+    language = mail_language(config, person.language)
+    texts = mail_texts.TEXTS[language]
+    views = describe_purposes(config, consents, language)
+    first_name = (person.first_name or "").strip()
+    context = {
+        "lang": language,
+        "t": texts,
+        "greeting": (texts["greeting"].format(name=first_name) if first_name
+                     else texts["greeting_anonymous"]),
+        "intro_registered": (texts["intro_registered_company"].format(company=company) if company
+                             else texts["intro_registered"]),
+        "company": company,
+        "recorded": [view for view in views if view.status == ACTIVE],
+        "withdrawn": [view for view in views if view.status == WITHDRAWN],
+        "not_given": [view for view in views if view.status == NOT_GIVEN],
+        "link": link,
+        "link_expiry": texts["link_expiry"].format(
+            date=mail_texts.format_date(link_expires, language)),
+    }
+    text = _environment.get_template("confirmation.txt").render(context)
+    html = _environment.get_template("confirmation.html").render(context)
+
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = sender
+    message["To"] = person.email
+    message["Subject"] = texts["subject"]
+    message["Date"] = format_datetime(now())
+    message["Message-ID"] = make_msgid(domain=domain)
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    message["X-Auto-Response-Suppress"] = "All"    # the same, for Exchange
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    message["Content-Language"] = language  # after set_content, which drops Content-* headers
+    return message

@@ -1,0 +1,202 @@
+"""What each job will do, decided before it does anything: one planner per job.
+
+A planner takes what the job read (the person as the CRM holds them now, what the ledger last
+knew) and returns the CRM writes, the mail decision and the ledger entry of every write. It
+does no I/O, so the job (workers/jobs.py) and the support dry run (connector.support.dry_run)
+call the same planner and cannot drift apart, and it is tested without a worker or a CRM.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from connector.consent import (ConsentConfig, ConsentWrite, Source, SubscriptionChange,
+                               decide_defaults, decide_preference_changes,
+                               decide_subscription_changes, fold_key,
+                               resolve_subscription_choices)
+from connector.crm.types import ConsentRecord, Person
+from connector.ledger import Entry
+
+CONNECTOR, PERSON, CRM_USER = "connector", "person", "crm user"
+"""Who the ledger says acted: the connector itself, the person (their page, a link in a
+mail), a user of the CRM."""
+
+PROOF_FIELDS = ("submitted_at", "token_id", "user_agent", "ip", "via")
+"""What a choice's proof (connector.proof.choice_proof) carries into each ledger entry."""
+
+
+@dataclass(frozen=True)
+class ConsentStep:
+    """A consent row to write to the CRM, and the ledger entry that records it."""
+
+    write: ConsentWrite
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class SubscriptionStep:
+    """A shipment type whose selection changes, and the ledger entry that records it."""
+
+    change: SubscriptionChange
+    entry: Entry
+
+
+@dataclass(frozen=True)
+class MailDecision:
+    """Whether a mail goes to the person; ``reason`` says why not (``""`` when it does)."""
+
+    send: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class OnboardingPlan:
+    """What onboarding a new person does.
+
+    Attributes:
+        source: where the person's data came from.
+        steps: the default consents the person has no row for, in config order.
+        mail: whether the confirmation mail is due (sent once: see connector.facts).
+        consents: the person's rows once the steps are written (what the mail describes).
+    """
+
+    source: Source
+    steps: tuple[ConsentStep, ...]
+    mail: MailDecision
+    consents: tuple[ConsentRecord, ...]
+
+
+@dataclass(frozen=True)
+class PreferencesPlan:
+    """What writing a person's choices does: consents first, then the shipment types."""
+
+    steps: tuple[ConsentStep, ...]
+    subscriptions: tuple[SubscriptionStep, ...]
+
+    @property
+    def selection(self) -> dict[int, bool]:
+        """Shipment type id → selected, for the one PATCH that changes them."""
+        return {step.change.shipment_type.id: step.change.selected for step in self.subscriptions}
+
+
+def decide_confirmation_mail(source: Source, person: Person) -> MailDecision:
+    """The confirmation mail is due when the person's source asks for it and they have an
+    address."""
+    if not source.confirm_by_email:
+        return MailDecision(False, f"source {source.crm_key} is not confirmed by mail")
+    return decide_mail_to(person)
+
+
+def decide_mail_to(person: Person) -> MailDecision:
+    """A mail can go to the person only when the CRM has an address for them."""
+    if not person.email:
+        return MailDecision(False, "the person has no email address")
+    return MailDecision(True)
+
+
+def plan_onboarding(config: ConsentConfig, person: Person, *, event_id: str | None = None,
+                    job_id: str | None = None) -> OnboardingPlan:
+    """Plan onboarding: the defaults the person lacks (a row the CRM has always wins) and the
+    confirmation mail.
+
+    Args:
+        config: the purposes config in force.
+        person: the person as read from the CRM now.
+        event_id: the webhook's EventId (the trigger), for the ledger.
+        job_id: the job's id, for the ledger.
+    """
+    source = config.source_for(person.created_by_associate_id)
+    writes = decide_defaults(config, person.consents, source)
+    steps = tuple(ConsentStep(write, Entry("consent.recorded", {
+        "purpose": write.purpose.crm_key, "legal_basis": write.legal_basis.crm_key,
+        "source": write.source.crm_key, "comment": write.comment, "actor": CONNECTOR,
+        "job_id": job_id, "event_id": event_id})) for write in writes)
+    return OnboardingPlan(
+        source=source, steps=steps, mail=decide_confirmation_mail(source, person),
+        consents=person.consents + tuple(_as_record(write) for write in writes))
+
+
+def plan_preferences(config: ConsentConfig, person: Person, choices: Mapping[str, bool],
+                     proof: Mapping[str, str], subscriptions: Mapping[str, bool] | None = None,
+                     *, job_id: str | None = None) -> PreferencesPlan:
+    """Plan writing what the person chose, applied to the CRM's state now.
+
+    1. Complete the choices with what subscriptions imply (resolve_subscription_choices):
+       subscribing gives the consent it needs, a purpose that is off unsubscribes from all.
+    2. Decide the consent rows to write (only what differs; never a deletion: "off" is
+       WITHDRAWN), each with its ledger entry and the proof.
+    3. Decide the shipment types whose selection changes, each with its ledger entry.
+
+    Args:
+        choices: config purpose key → True (give consent / allow) or False (withdraw / object).
+        proof: from the page or the link: submitted_at, token_id, notice versions by purpose
+            key (``notice:<key>``), user_agent, ip, and ``via`` when not on the page.
+        subscriptions: config subscription key → subscribe (True) / unsubscribe (False).
+
+    Raises:
+        TypeError: a choice is not True or False.
+    """
+    choices, wanted = resolve_subscription_choices(config, person.consents,
+                                                   person.shipment_types, choices,
+                                                   subscriptions or {})
+    before = {fold_key(record.purpose): record.legal_basis for record in person.consents}
+    writes = decide_preference_changes(config, person.consents, choices,
+                                       proof=f"link {proof.get('token_id', '?')}")
+    proven = {name: proof.get(name) for name in PROOF_FIELDS}
+    steps = tuple(ConsentStep(write, Entry("consent.changed", {
+        "purpose": write.purpose.crm_key,
+        "previous_legal_basis": before.get(fold_key(write.purpose.crm_key), ""),
+        "legal_basis": write.legal_basis.crm_key, "source": write.source.crm_key,
+        "comment": write.comment, "actor": PERSON, "job_id": job_id,
+        "notice_version": proof.get(f"notice:{write.purpose.key}"), **proven}))
+        for write in writes)
+    changes = decide_subscription_changes(config, person.shipment_types, wanted)
+    subscription_steps = []
+    for change in changes:
+        purpose = config.purposes.get(change.subscription.purpose)
+        subscription_steps.append(SubscriptionStep(change, Entry("subscription.changed", {
+            "subscription": change.subscription.key,
+            "shipment_type": f"{change.shipment_type.id} {change.shipment_type.name}".strip(),
+            "change": f"{change.previous} → {change.now}", "actor": PERSON, "job_id": job_id,
+            "notice_version": proof.get(f"notice:{purpose.key}") if purpose else None,
+            **proven})))
+    return PreferencesPlan(steps=steps, subscriptions=tuple(subscription_steps))
+
+
+def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
+                     event_id: str | None = None) -> tuple[Entry, ...]:
+    """The ledger entries that record what a CRM user changed in the person's consents.
+
+    SuperOffice's person.consented / person.unconsented events do not say which purpose
+    changed, so the person's rows are compared with what the ledger last knew of each
+    (``known``, Ledger.last_known_consents). Recording them and planning again gives nothing.
+    """
+    entries = []
+    for record in person.consents:
+        before = known.get(record.purpose, {})
+        if (before.get("legal_basis"), before.get("source")) == (record.legal_basis, record.source):
+            continue
+        entries.append(Entry("crm.consent_changed", {
+            "purpose": record.purpose, "previous_legal_basis": before.get("legal_basis", ""),
+            "legal_basis": record.legal_basis, "source": record.source,
+            "comment": record.comment, "actor": CRM_USER,
+            "associate_id": record.updated_by or record.registered_by, "event_id": event_id,
+            "crm_updated": record.updated.isoformat() if record.updated else None}))
+    present = {record.purpose for record in person.consents}
+    for purpose, before in known.items():
+        if purpose not in present and before.get("action") != "crm.consent_removed":
+            entries.append(Entry("crm.consent_removed", {
+                "purpose": purpose, "previous_legal_basis": before.get("legal_basis", ""),
+                "legal_basis": "", "actor": CRM_USER, "event_id": event_id}))
+    return tuple(entries)
+
+
+def mail_sent_entry(kind: str, token_id: str, message_id: str, job_id: str | None) -> Entry:
+    """The ledger entry of a mail that went out: which mail, the link's token id (the proof
+    of which link the person got) and the Message-ID."""
+    return Entry("mail.sent", {"mail": kind, "token_id": token_id, "message_id": message_id,
+                               "actor": CONNECTOR, "job_id": job_id})
+
+
+def _as_record(write: ConsentWrite) -> ConsentRecord:
+    return ConsentRecord(purpose=write.purpose.crm_key, legal_basis=write.legal_basis.crm_key,
+                         source=write.source.crm_key, comment=write.comment)

@@ -1,0 +1,143 @@
+"""Putting work on the queues: the connector's jobs, named by their dotted path, and one
+``enqueue_*`` per job. Used by the web, the reconciliation and support; the workers import the
+job functions themselves, so nothing here imports ``workers``.
+
+Every job is queued with the retry policy (``retry_policy``: one retry per RETRY_INTERVALS
+entry; the worker's exception handler, workers.retry, stretches the waits and stops retrying
+permanent errors) and the meta support reads: the person, the step, the attempts so far.
+"""
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+
+import redis
+from rq import Callback, Queue, Retry
+from rq.exceptions import DuplicateJobError
+from rq.job import Job
+
+from connector import defaults
+from connector.keys import HISTORY, ONBOARDING, PREFERENCES
+from connector.metrics import job_succeeded
+from connector.pending import clear_pending, mark_pending
+from connector.settings import Settings
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One of the connector's jobs, as the web, support and the workers name it.
+
+    Attributes:
+        function: the dotted path RQ imports in the worker (``workers.jobs.onboard_person``).
+        queue: the queue it goes on.
+        step: what it does in a word, shown to support staff and counted in /metrics.
+        parameters: the job function's parameters in order, so that support reads a job's
+            arguments by name (tests/unit/test_job_kinds.py checks them against the function).
+    """
+
+    function: str
+    queue: str
+    step: str
+    parameters: tuple[str, ...]
+
+
+ONBOARD = JobKind("workers.jobs.onboard_person", ONBOARDING, "onboarding",
+                  ("person_id", "event_id"))
+APPLY_PREFERENCES = JobKind("workers.jobs.apply_preferences", PREFERENCES, "preferences",
+                            ("person_id", "choices", "proof", "subscriptions"))
+SEND_FRESH_LINK = JobKind("workers.jobs.send_fresh_link", PREFERENCES, "fresh link",
+                          ("person_id",))
+RECORD_CRM_CHANGES = JobKind("workers.jobs.record_crm_changes", HISTORY, "CRM change",
+                             ("person_id", "event_id"))
+
+JOB_KINDS = {kind.function: kind for kind in (ONBOARD, APPLY_PREFERENCES, SEND_FRESH_LINK,
+                                              RECORD_CRM_CHANGES)}
+"""The connector's jobs by dotted path."""
+
+
+def retry_policy(settings: Settings) -> Retry:
+    """Return the RQ Retry for a job: one retry per configured interval."""
+    return Retry(max=len(settings.retry_intervals), interval=list(settings.retry_intervals))
+
+
+def enqueue_onboarding(connection: redis.Redis, settings: Settings, person_id: int,
+                       event_id: str) -> Job | None:
+    """Queue the onboarding of a new person, once per CRM event.
+
+    The job id is derived from the EventId and created atomically, so a redelivered event
+    finds its job and is not queued again; finished jobs are kept for the dedupe window.
+
+    Returns:
+        The new job, or None when this event was already queued.
+
+    Raises:
+        redis.RedisError: Redis did not take the job (nothing was queued).
+    """
+    return _enqueue_once(connection, settings, ONBOARD, person_id, event_id,
+                         job_id=f"onboard-{event_id}")
+
+
+def enqueue_crm_changes(connection: redis.Redis, settings: Settings, person_id: int,
+                        event_id: str) -> Job | None:
+    """Queue recording, in the ledger, consent changes a CRM user made (once per event).
+
+    Returns:
+        The new job, or None when this event was already queued.
+    """
+    return _enqueue_once(connection, settings, RECORD_CRM_CHANGES, person_id, event_id,
+                         job_id=f"crm-change-{event_id}")
+
+
+def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: int,
+                        choices: dict[str, bool], proof: dict[str, str],
+                        subscriptions: dict[str, bool] | None = None,
+                        marks: dict[str, bool] | None = None) -> Job:
+    """Queue writing what a person chose on their page (config purpose key → on/off, config
+    subscription key → subscribed or not).
+
+    ``marks`` (what the page shows as "being saved") are written before the job is queued,
+    so the job always finds them to clear, however fast a worker takes it.
+
+    Raises:
+        redis.RedisError: Redis did not take the job (its marks are taken back if possible).
+    """
+    job_id = uuid.uuid4().hex
+    if marks:
+        mark_pending(connection, person_id, marks, job_id)
+    args = (choices, proof, subscriptions) if subscriptions else (choices, proof)
+    try:
+        return _enqueue(connection, settings, APPLY_PREFERENCES, person_id, *args, job_id=job_id)
+    except redis.RedisError:
+        with contextlib.suppress(redis.RedisError):  # else they expire with PENDING_CHOICE_TTL
+            clear_pending(connection, person_id, job_id)
+        raise
+
+
+def enqueue_fresh_link(connection: redis.Redis, settings: Settings, person_id: int) -> Job:
+    """Queue mailing a person a fresh link to their page."""
+    return _enqueue(connection, settings, SEND_FRESH_LINK, person_id)
+
+
+def _enqueue_once(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,
+                  *args, job_id: str) -> Job | None:
+    """Enqueue under a unique ``job_id`` kept for the dedupe window; None when it exists."""
+    try:
+        return _enqueue(connection, settings, kind, person_id, *args, job_id=job_id,
+                        unique=True, result_ttl=defaults.EVENT_DEDUPE_TTL)
+    except DuplicateJobError:
+        return None
+
+
+def _enqueue(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,
+             *args, **options) -> Job:
+    """Enqueue ``kind(person_id, *args)`` with the retry policy and the meta support reads."""
+    return Queue(kind.queue, connection=connection).enqueue(
+        kind.function, person_id, *args,
+        retry=retry_policy(settings),
+        job_timeout=defaults.JOB_TIMEOUT,
+        failure_ttl=defaults.FAILED_JOB_TTL,
+        description=f"{kind.step} for person {person_id}",
+        meta={"person_id": person_id, "step": kind.step, "attempts": []},
+        on_success=Callback(job_succeeded),
+        **options,
+    )

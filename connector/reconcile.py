@@ -1,0 +1,245 @@
+"""Reconciliation: onboard persons whose ``person.created`` webhook was lost.
+
+SuperOffice drops an event after one failed delivery cycle and stops a webhook after nine
+failed deliveries in a row (State ``TooManyErrors``). A pass lists the persons the CRM
+registered or updated since the last pass and queues onboarding for every one the connector
+has not onboarded yet. Onboarding is idempotent, so a person queued twice gets nothing twice.
+
+1. Where to start: ``--all`` → every person; ``since`` given → from there; else the
+   watermark kept in Redis (minus WATERMARK_OVERLAP); no watermark yet → FIRST_RUN_WINDOW.
+2. List the persons (``CRMClient.list_persons``: bounded pages, one call at a time, a short
+   Retry-After waited out between pages).
+3. Skip those onboarded already (connector.facts: onboarding records every person it finished),
+   and, in scheduled passes, those changed in the last SCHEDULED_SETTLE seconds (their
+   webhook's job is most likely still running; the next pass sees them).
+4. Queue ``onboard_person`` for the rest with the synthetic event id ``reconcile-<id>``:
+   its job id ``onboard-reconcile-<id>`` is unique, so two passes queue a person once.
+5. Only after the whole listing went through, move the watermark to the latest
+   registered/updated date seen (never backwards), and record the pass for ``status``.
+
+Workers schedule a pass every RECONCILE_INTERVAL with RQ's cron (workers/reconcile.py); every
+worker runs a scheduler, and ``scheduled_pass`` makes that harmless (a lock, and a pass that
+finished less than half an interval ago makes the next ones return at once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import redis
+
+from connector import defaults, facts
+from connector.exceptions import CRMError, ReconciliationRunningError
+from connector.keys import RECONCILE_LAST_RUN, RECONCILE_LOCK, RECONCILE_WATERMARK
+from connector.queueing import enqueue_onboarding
+from connector.services import Services
+from connector.times import iso, now, parse_iso, utc
+
+log = logging.getLogger(__name__)
+
+FIRST_RUN_WINDOW = timedelta(hours=24)
+"""How far back the first pass looks when there is no watermark yet (``--all`` looks at all)."""
+
+WATERMARK_OVERLAP = timedelta(minutes=5)
+"""How far before the watermark a pass starts listing. The CRM stamps whole seconds and a
+person saved in the same second as the watermark, or committed a little late, must not be
+missed; persons listed twice cost one Redis lookup."""
+
+SCHEDULED_SETTLE = 60
+"""Seconds: a scheduled pass leaves persons changed this recently to the next pass, so it
+does not queue a second job while the webhook's own job is still running."""
+
+PAGE_SIZE = 200
+"""Persons per page of the CRM listing."""
+
+LOCK_TIMEOUT = 300
+"""Seconds the pass lock lives without being renewed (it is renewed after every page), so a
+crashed pass blocks the next one for at most this long."""
+
+QUEUED_IDS_SHOWN = 50
+"""How many queued person ids a pass's summary lists by id."""
+
+
+def reconcile(services: Services, since: datetime | None = None, backfill: bool = False, *,
+              dry_run: bool = False,
+              settle: float = 0, trigger: str = "manual", page_size: int = PAGE_SIZE,
+              sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+    """Run one reconciliation pass now (steps in the module docstring) and return its summary.
+
+    Args:
+        services: Redis, the CRM client and the settings to queue jobs with.
+        since: list persons registered or updated after this time instead of after the
+            watermark (aware, or naive UTC).
+        backfill: list every person in the CRM (a CRM that existed before the connector).
+        dry_run: list and count, but queue nothing and leave the watermark and the record of
+            the last pass alone.
+        settle: seconds; persons changed this recently are left to the next pass.
+        trigger: who started the pass ("manual", "scheduled"), kept in the record.
+        page_size: persons per CRM page.
+        sleep: how to wait out the CRM's Retry-After between pages.
+
+    Returns:
+        A summary with counts, person ids and times only (no personal data): ``mode``,
+        ``listed_after``, ``listed``, ``already_onboarded``, ``queued``, ``queued_ids``,
+        ``already_queued``, ``deferred``, ``waited``, ``watermark_before``, ``watermark``,
+        ``watermark_moved``, ``started_at``, ``finished_at``, ``dry_run``, ``trigger``.
+
+    Raises:
+        ReconciliationRunningError: another pass is running.
+        CRMError: listing failed; the watermark stays where it was and the failure is
+            recorded for ``status``.
+    """
+    connection = services.redis
+    started = now()
+    stored = read_watermark(connection)
+
+    # 1. Where to start.
+    if backfill:
+        mode, listed_after = "all persons", None
+    elif since is not None:
+        mode, listed_after = "since", utc(since)
+    elif stored is not None:
+        mode, listed_after = "watermark", stored - WATERMARK_OVERLAP
+    else:
+        mode, listed_after = "first run", started - FIRST_RUN_WINDOW
+    # A pass may move the watermark only when it covered everything after it.
+    covers_watermark = stored is None or listed_after is None or listed_after <= stored
+
+    lock = None
+    if not dry_run:
+        lock = connection.lock(RECONCILE_LOCK, timeout=LOCK_TIMEOUT, blocking=False)
+        if not lock.acquire():
+            raise ReconciliationRunningError(
+                "another reconciliation pass is running; try again when it has finished")
+
+    summary: dict[str, Any] = {
+        "trigger": trigger, "mode": mode, "dry_run": dry_run,
+        "listed_after": iso(listed_after), "started_at": iso(started),
+        "listed": 0, "already_onboarded": 0, "queued": 0, "queued_ids": [],
+        "already_queued": 0, "deferred": 0, "waited": 0.0,
+        "watermark_before": iso(stored), "watermark": iso(stored), "watermark_moved": False,
+    }
+
+    def wait(seconds: float) -> None:
+        summary["waited"] += seconds
+        sleep(seconds)
+        if lock is not None:
+            lock.reacquire()
+
+    cutoff = started - timedelta(seconds=settle) if settle else None
+    latest: datetime | None = None
+    try:
+        # 2.-4. List, skip the known ones, queue the rest; page by page.
+        page: list = []
+        for listing in services.crm.list_persons(listed_after, page_size=page_size, sleep=wait):
+            page.append(listing)
+            if len(page) >= page_size:
+                latest = _handle_page(services, page, summary, cutoff, latest, dry_run)
+                page = []
+                if lock is not None:
+                    lock.reacquire()
+        latest = _handle_page(services, page, summary, cutoff, latest, dry_run)
+
+        # 5. The whole listing went through: move the watermark (never backwards).
+        target = latest if latest is not None else (listed_after if stored is None else None)
+        if (not dry_run and covers_watermark and target is not None
+                and (stored is None or target > stored)):
+            connection.set(RECONCILE_WATERMARK, iso(target))
+            summary["watermark"], summary["watermark_moved"] = iso(target), True
+        summary["finished_at"] = iso(now())
+        if not dry_run:
+            _record(connection, {**summary, "ok": True})
+    except CRMError as error:
+        if not dry_run:
+            _record(connection, {**summary, "finished_at": iso(now()), "ok": False,
+                                 "error": str(error)})
+        raise
+    finally:
+        if lock is not None:
+            _release(lock)
+    log.info("reconcile.finished trigger=%s mode=%s listed=%d queued=%d already_onboarded=%d "
+             "already_queued=%d deferred=%d", trigger, mode, summary["listed"], summary["queued"],
+             summary["already_onboarded"], summary["already_queued"], summary["deferred"])
+    return summary
+
+
+def _handle_page(services: Services, page: list, summary: dict[str, Any], cutoff: datetime | None,
+                 latest: datetime | None, dry_run: bool) -> datetime | None:
+    """Queue onboarding for the persons of one page the connector has not onboarded; return
+    the latest change date seen so far (persons left to the next pass do not count)."""
+    if not page:
+        return latest
+    known = facts.onboarded(services.redis, [listing.person_id for listing in page])
+    for listing, onboarded in zip(page, known):
+        summary["listed"] += 1
+        changed = listing.changed
+        if cutoff is not None and changed is not None and changed > cutoff:
+            summary["deferred"] += 1
+            continue
+        if changed is not None and (latest is None or changed > latest):
+            latest = changed
+        if onboarded:
+            summary["already_onboarded"] += 1
+            continue
+        if dry_run:
+            job = True
+        else:
+            job = enqueue_onboarding(services.redis, services.settings, listing.person_id,
+                                     f"reconcile-{listing.person_id}")
+        if job is None:
+            summary["already_queued"] += 1  # a job of an earlier pass exists (queued or done)
+        else:
+            summary["queued"] += 1
+            if len(summary["queued_ids"]) < QUEUED_IDS_SHOWN:
+                summary["queued_ids"].append(listing.person_id)
+    return latest
+
+
+def scheduled_pass(services: Services,
+                   interval_seconds: int = defaults.RECONCILE_INTERVAL * 60,
+                   settle: float = SCHEDULED_SETTLE) -> dict[str, Any]:
+    """What the scheduled job does every RECONCILE_INTERVAL: one pass from the watermark,
+    unless a pass runs right now or finished less than half an interval ago (every worker
+    runs a scheduler, so the job is queued once per worker and interval). Persons changed in
+    the last ``settle`` seconds are left to the next pass."""
+    last = read_last_run(services.redis)
+    if last and last.get("ok") and last.get("finished_at"):
+        age = (now() - parse_iso(last["finished_at"])).total_seconds()
+        if 0 <= age < interval_seconds / 2:
+            return {"skipped": f"a pass finished {age:.0f} s ago"}
+    try:
+        return reconcile(services, settle=settle, trigger="scheduled")
+    except ReconciliationRunningError as error:
+        return {"skipped": str(error)}
+
+
+# -- state in Redis --------------------------------------------------------------------------
+
+
+def read_watermark(connection: redis.Redis) -> datetime | None:
+    """Return the watermark (aware UTC), or None before the first complete pass."""
+    value = connection.get(RECONCILE_WATERMARK)
+    return parse_iso(value.decode()) if value else None
+
+
+def read_last_run(connection: redis.Redis) -> dict[str, Any] | None:
+    """Return the record of the last pass (``reconcile``'s summary plus ``ok`` and, when it
+    failed, ``error``), or None when no pass has run."""
+    value = connection.get(RECONCILE_LAST_RUN)
+    return json.loads(value) if value else None
+
+
+def _record(connection: redis.Redis, record: dict[str, Any]) -> None:
+    connection.set(RECONCILE_LAST_RUN, json.dumps(record))
+
+
+def _release(lock) -> None:
+    try:
+        lock.release()
+    except redis.exceptions.LockError:  # it ran out meanwhile: another pass may have started
+        log.warning("reconcile.lock_expired: the pass outlived its lock (%d s)", LOCK_TIMEOUT)

@@ -1,0 +1,71 @@
+"""What every process works with: the settings, the purposes config in force, Redis, the CRM
+client, the mailer, the consent ledger and the link signers, built once per process by
+``build_services`` (the web's app factory, the worker command and the other commands).
+
+No Flask and no RQ here: the web reaches these through ``connector.web.context.get_services``,
+a job through the worker that built them.
+"""
+
+from dataclasses import dataclass
+
+import redis
+
+from connector import defaults
+from connector.config import LiveConfig
+from connector.consent import ConsentConfig
+from connector.crm.types import CRMClient
+from connector.ledger import Ledger
+from connector.links import LinkSigner, UnsubscribeSigner
+from connector.mail.delivery import Mailer
+from connector.metrics import crm_observer
+from connector.redis_connection import connect
+from connector.settings import Settings
+from connector.superoffice.client import client_from_settings
+
+
+@dataclass(frozen=True)
+class Services:
+    """The services of one process."""
+
+    settings: Settings
+    live_config: LiveConfig
+    redis: redis.Redis
+    crm: CRMClient
+    mailer: Mailer
+    ledger: Ledger
+    links: LinkSigner
+    unsubscribe_links: UnsubscribeSigner
+
+    @property
+    def config(self) -> ConsentConfig:
+        """The purposes config in force (an edited file is picked up without a restart)."""
+        return self.live_config.current()
+
+
+def build_services(settings: Settings, *, connection: redis.Redis | None = None,
+                   crm: CRMClient | None = None,
+                   redis_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT) -> Services:
+    """Build every service from the settings.
+
+    Args:
+        settings: the validated settings.
+        connection: a Redis client; connected from the settings when None.
+        crm: a CRM client; SuperOffice from the settings when None.
+        redis_timeout: seconds to wait for Redis (the web answers 503 rather than wait);
+            None for workers and commands, which wait with redis-py's retries.
+
+    Raises:
+        ConfigError: the purposes file is invalid.
+        ValueError: SMTP_URL is malformed (the message names it).
+    """
+    connection = connection or connect(settings, socket_timeout=redis_timeout)
+    return Services(
+        settings=settings,
+        live_config=LiveConfig(settings.consent_config),
+        redis=connection,
+        crm=crm or client_from_settings(settings, observe=crm_observer(connection)),
+        mailer=Mailer.from_url(settings.smtp_url, settings.outbox_dir),
+        ledger=Ledger(connection),
+        links=LinkSigner(settings.secret_keys, settings.link_max_age_days),
+        unsubscribe_links=UnsubscribeSigner(settings.secret_keys),
+    )

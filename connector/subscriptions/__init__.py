@@ -1,1 +1,0 @@
-"""The person's own page, reached through the signed link in their mails."""

@@ -1,0 +1,498 @@
+"""SuperOffice CRM Online REST client (``CRMClient``): persons, consents, shipment types,
+the person list, webhooks and the consent lists.
+
+Wire format: docs/en/api/reference/restful/rest/Person/ in SuperOfficeDocs/superoffice-docs
+(v1PersonEntity_GetPersonEntity.md, v1PersonEntity_SetConsent.md). The client does one HTTP call
+per method (a listing pages), never retries a write (the job queue does) and turns every failure into a
+``connector.exceptions.CRMError`` whose ``permanent`` flag tells the job whether to retry.
+Messages carry person ids and CRM keys, never names or email addresses.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode, urljoin, urlsplit
+
+import requests
+
+from connector import __version__, defaults
+from connector.consent import COMMENT_MAX_LENGTH
+from connector.crm.types import CRMListItem, Person, PersonListing, ShipmentType, WebhookInfo
+from connector.emails import hide_emails
+from connector.exceptions import CRMError, PersonNotFoundError
+from connector.settings import Settings
+from connector.superoffice.parse import (parse_list_item, parse_person_entity, parse_person_row,
+                                         parse_webhook, unreadable)
+from connector.times import now, utc
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"consent-connector/{__version__}"
+
+# The CRM's consent lists, by the config section they match (see config_diff).
+CONSENT_LISTS = {"purposes": "ConsentPurpose", "legal_bases": "LegalBase",
+                 "sources": "ConsentSource"}
+
+_CRM_TEXT_MAX = 200
+_ONLINE_HOST = re.compile(r"^(sod|stage|online)\d*\.superoffice\.com$", re.IGNORECASE)
+
+LIST_COLUMNS = ("personId", "personRegisteredDate", "personUpdatedDate")
+"""Archive columns ``list_persons`` selects (docs/en/api/archive-providers/reference/person.md)."""
+
+LIST_PAGE_SIZE = 200
+"""Rows asked for per page of ``GET Person``: small pages keep every call short for the CRM."""
+
+LIST_PAGE_SIZE_MAX = 1000
+"""Largest ``$top`` the client sends, whatever the caller asks for."""
+
+LIST_RATE_LIMIT_RETRIES = 3
+"""How often one page of a listing is asked again after a 429/503 that carried a Retry-After."""
+
+LIST_RATE_LIMIT_MAX_WAIT = 120.0
+"""Longest Retry-After (seconds) a listing waits out itself; a longer one raises CRMError."""
+
+
+class SuperOfficeClient:
+    """Client for one SuperOffice tenant's REST API (``CRMClient`` protocol).
+
+    Args:
+        api_url: the tenant's base URL up to and including ``/api/v1``, e.g.
+            ``https://online3.superoffice.com/Cust12345/api/v1``.
+        access_token: an OAuth access token, sent as ``Authorization: Bearer``.
+        ticket: a SuperOffice ticket (system user), sent as ``Authorization: SOTicket``.
+            Give exactly one of ``access_token`` and ``ticket``.
+        app_token: the application token, sent as ``SO-AppToken`` (server-to-server calls
+            to SuperOffice Online).
+        timeout: (connect, read) seconds for every call.
+        session: a ``requests.Session`` to reuse connections; one is created if omitted.
+    """
+
+    def __init__(self, api_url: str, *, access_token: str | None = None, ticket: str | None = None,
+                 app_token: str | None = None, timeout: tuple[float, float] = defaults.CRM_TIMEOUT,
+                 session: requests.Session | None = None,
+                 observe: Callable[[str, int | None, float], None] | None = None):
+        if bool(access_token) == bool(ticket):
+            raise ValueError("SuperOfficeClient needs exactly one of access_token or ticket")
+        self.api_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self._session = session or requests.Session()
+        self._observe = observe
+        self._credential_variable = "SUPEROFFICE_ACCESS_TOKEN" if access_token else "SUPEROFFICE_TICKET"
+        self._headers = {
+            "Authorization": f"Bearer {access_token}" if access_token else f"SOTicket {ticket}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        if app_token:
+            self._headers["SO-AppToken"] = app_token
+
+    def __repr__(self) -> str:  # never show the tokens
+        return f"SuperOfficeClient({self.api_url!r})"
+
+    def get_person(self, person_id: int) -> Person:
+        """Read a person with their first email, language, company and consent rows.
+
+        One ``GET {api_url}/Person/{id}``: the PersonEntity carries ``Consents[]`` itself.
+
+        Raises:
+            PersonNotFoundError: the CRM answered 404.
+            CRMError: any other failure; ``permanent`` says whether a retry can help.
+        """
+        person_id = int(person_id)
+        response = self._call("GET", f"{self.api_url}/Person/{person_id}", (200,),
+                              subject=f"person {person_id}", action=f"reading person {person_id}",
+                              person_id=person_id)
+        try:
+            entity = response.json()
+        except ValueError:
+            raise CRMError("CRM answered 200 with a body that is not JSON",
+                           status=response.status_code, permanent=True) from None
+        return parse_person_entity(entity)
+
+    def set_consent(self, person_id: int, purpose: str, source: str, legal_basis: str,
+                    comment: str) -> None:
+        """Create or update the person's consent row for ``purpose`` (all CRM keys).
+
+        ``PUT {api_url}/Person/{id}/Consent/{purpose}?source=&legalBase=&comment=``, which
+        answers 204. The comment is cut to the 255 characters the CRM stores.
+
+        Raises:
+            PersonNotFoundError: the CRM answered 404.
+            CRMError: any other failure; ``permanent`` says whether a retry can help.
+        """
+        person_id = int(person_id)
+        query = urlencode({"source": source, "legalBase": legal_basis,
+                           "comment": (comment or "")[:COMMENT_MAX_LENGTH]}, quote_via=quote)
+        url = f"{self.api_url}/Person/{person_id}/Consent/{quote(purpose, safe='')}?{query}"
+        subject = f"consent {purpose} for person {person_id}"
+        self._call("PUT", url, (204, 200), subject=subject, action=f"writing {subject}",
+                   person_id=person_id)
+
+    def set_shipment_types(self, person_id: int, selection: Mapping[int, bool],
+                           current: tuple[ShipmentType, ...]) -> None:
+        """Change the person's shipment type selection, and nothing else.
+
+        ``PATCH {api_url}/Person/{id}`` with a JSON Patch (RFC 6902) body, which SuperOffice
+        accepts besides a merge patch (v1PersonEntity_PatchPersonEntity.md). Per changed type,
+        at its index in ``PersonEntity.ShipmentTypes`` as read in ``current``::
+
+            {"op": "test",    "path": "/ShipmentTypes/1/Id",       "value": 2}
+            {"op": "test",    "path": "/ShipmentTypes/1/Selected", "value": false}
+            {"op": "replace", "path": "/ShipmentTypes/1/Selected", "value": true}
+
+        Only the listed paths change, so a name, email or anything else a CRM user edited
+        meanwhile stays as it is (a PUT of the whole entity would write our older copy back).
+        The ``test`` operations make the CRM refuse the whole patch with 409 when the list or
+        that selection moved since it was read; that is a transient CRMError: the job's retry
+        reads the person again and decides anew.
+
+        Raises:
+            PersonNotFoundError: the CRM answered 404.
+            CRMError: any other failure; ``permanent`` says whether a retry can help.
+        """
+        person_id = int(person_id)
+        operations = []
+        for index, shipment_type in enumerate(current):
+            if shipment_type.id not in selection:
+                continue
+            path = f"/ShipmentTypes/{index}"
+            operations += [
+                {"op": "test", "path": f"{path}/Id", "value": shipment_type.id},
+                {"op": "test", "path": f"{path}/Selected", "value": shipment_type.selected},
+                {"op": "replace", "path": f"{path}/Selected",
+                 "value": bool(selection[shipment_type.id])},
+            ]
+        missing = set(selection) - {t.id for t in current}
+        if missing:
+            raise ValueError(f"shipment type(s) {sorted(missing)} are not among the person's")
+        if not operations:
+            return
+        subject = f"shipment types of person {person_id}"
+        self._call("PATCH", f"{self.api_url}/Person/{person_id}", (200, 204), subject=subject,
+                   action=f"writing {subject}", person_id=person_id, json_body=operations,
+                   content_type="application/json-patch+json")
+
+    def list_persons(self, changed_since: datetime | None, page_size: int = LIST_PAGE_SIZE, *,
+                     sleep: Callable[[float], None] = time.sleep) -> Iterator[PersonListing]:
+        """Yield every person registered or updated after ``changed_since`` (every person when
+        None), each once, page by page, one call at a time.
+
+        ``GET {api_url}/Person`` is an OData list over the "Person" archive
+        (v1PersonEntity_GetAll.md): ``$select`` the id and both dates, ``$filter`` with the
+        date-time operator ``afterTime`` and a quoted UTC value
+        (docs/en/api/search/odata/datetime.md), ``$orderBy``, ``$top``; the answer is
+        ``{odata.metadata, odata.nextLink, value: [{PrimaryKey, EntityName, <columns>}]}``.
+
+        1. With a date, two listings run one after the other, ``personRegisteredDate afterTime``
+           and ``personUpdatedDate afterTime``: a new person is found whether or not the CRM
+           stamps the updated date when a person is created. A person in both is yielded once.
+        2. Pages are ordered by ``personId``, not by date: a person changed while the listing
+           runs keeps their place, so ``$skip`` paging (what ``odata.nextLink`` carries) skips
+           nobody; new persons come at the end.
+        3. ``odata.nextLink`` is followed; it must stay on the API's scheme and host, since it
+           gets the credentials. Without one, a full page is followed by ``$skip``.
+        4. A listing is many calls: a 429 or 503 with a Retry-After of at most
+           LIST_RATE_LIMIT_MAX_WAIT seconds is waited out with ``sleep`` and the same page asked
+           again, up to LIST_RATE_LIMIT_RETRIES times, rather than starting over.
+
+        Args:
+            changed_since: aware datetime (a naive one is taken as UTC), or None for all.
+            page_size: ``$top``, at most LIST_PAGE_SIZE_MAX.
+            sleep: how to wait out a Retry-After (tests pass a recorder).
+
+        Raises:
+            ValueError: ``page_size`` is not positive.
+            CRMError: a call failed (``permanent`` says whether a retry can help), or an answer
+                is not an OData person list.
+        """
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        page_size = min(int(page_size), LIST_PAGE_SIZE_MAX)
+        if changed_since is None:
+            filters: list[str | None] = [None]
+        else:
+            when = odata_datetime(changed_since)
+            filters = [f"personRegisteredDate afterTime '{when}'",
+                       f"personUpdatedDate afterTime '{when}'"]
+        seen: set[int] = set()
+        for odata_filter in filters:
+            for listing in self._list_person_archive(odata_filter, page_size, sleep):
+                if listing.person_id not in seen:
+                    seen.add(listing.person_id)
+                    yield listing
+
+    def list_webhooks(self) -> list[WebhookInfo]:
+        """Return the webhooks registered in the CRM with their State: one ``GET {api_url}/Webhook``
+        (docs/en/api/reference/restful/rest/Webhook/v1Webhook_GetAllWebhooks.md; State is
+        Active, Stopped or TooManyErrors).
+
+        Raises:
+            CRMError: the call failed or the answer is not a list of webhooks. SuperOffice
+                Online answers 403 when the app was not granted access to webhooks.
+        """
+        response = self._call("GET", f"{self.api_url}/Webhook", (200,),
+                              subject="the webhook list", action="listing webhooks",
+                              not_found="GET Webhook")
+        try:
+            body = response.json()
+        except ValueError:
+            raise unreadable("a webhook list that is not JSON") from None
+        if not isinstance(body, list):
+            raise unreadable("a webhook list that is not an array")
+        return [parse_webhook(item, where=f"webhook list item {i}") for i, item in enumerate(body)]
+
+    def consent_lists(self) -> dict[str, list[CRMListItem]]:
+        """Return the tenant's consent purposes, legal bases and sources, by kind ("purposes",
+        "legal_bases", "sources"): ``GET {api_url}/List/<ConsentPurpose|LegalBase|
+        ConsentSource>/Items`` (docs/en/api/reference/restful/rest/List_ConsentPurpose/ …).
+
+        Raises:
+            CRMError: a call failed or an answer is not a list.
+        """
+        lists = {}
+        for kind, list_name in CONSENT_LISTS.items():
+            response = self._call("GET", f"{self.api_url}/List/{list_name}/Items", (200,),
+                                  subject=f"the {list_name} list",
+                                  action=f"reading the {list_name} list",
+                                  not_found=f"GET List/{list_name}/Items")
+            try:
+                rows = response.json()
+            except ValueError:
+                raise unreadable(f"a {list_name} list that is not JSON") from None
+            if not isinstance(rows, list):
+                raise unreadable(f"a {list_name} list that is not an array of items")
+            lists[kind] = [parse_list_item(row, where=f"{list_name} item {i}")
+                           for i, row in enumerate(rows)]
+        return lists
+
+    def _list_person_archive(self, odata_filter: str | None, page_size: int,
+                             sleep: Callable[[float], None]) -> Iterator[PersonListing]:
+        params = {"$select": ",".join(LIST_COLUMNS)}
+        if odata_filter:
+            params["$filter"] = odata_filter
+        params.update({"$orderBy": "personId", "$top": str(page_size)})
+        base = f"{self.api_url}/Person"
+        url = f"{base}?{_query(params)}"
+        position = 0
+        previous: list[int] = []
+        while True:
+            body = self._list_page(url, sleep)
+            rows = body.get("value")
+            if not isinstance(rows, list):
+                raise unreadable("a person list without a 'value' array")
+            listings = [parse_person_row(row, where=f"person list row {position + i}")
+                        for i, row in enumerate(rows)]
+            ids = [listing.person_id for listing in listings]
+            if ids and ids == previous:
+                raise CRMError("CRM answered the same page of the person list twice; the list "
+                               "cannot be followed", status=200, permanent=True)
+            previous = ids
+            yield from listings
+            position += len(listings)
+            next_link = body.get("odata.nextLink")
+            if next_link:
+                next_url = self._same_origin(str(next_link))
+                if next_url == url:
+                    raise CRMError("CRM's odata.nextLink repeats the page it came with; the person "
+                                   "list cannot be followed", status=200, permanent=True)
+                url = next_url
+            elif len(listings) >= page_size:
+                url = f"{base}?{_query({**params, '$skip': str(position)})}"
+            else:
+                return
+
+    def _list_page(self, url: str, sleep: Callable[[float], None]) -> Mapping:
+        """GET one page of the person list, waiting out a short Retry-After (see list_persons)."""
+        attempt = 0
+        while True:
+            try:
+                response = self._call("GET", url, (200,), subject="the person list",
+                                      action="listing persons",
+                                      not_found="the person list (GET Person)")
+            except CRMError as error:
+                wait = error.retry_after
+                if (error.permanent or wait is None or wait > LIST_RATE_LIMIT_MAX_WAIT
+                        or attempt >= LIST_RATE_LIMIT_RETRIES):
+                    raise
+                attempt += 1
+                log.info("person list: CRM answered %s, waiting %g s as it asked", error.status,
+                         wait)
+                sleep(wait)
+                continue
+            try:
+                body = response.json()
+            except ValueError:
+                raise unreadable("a person list that is not JSON") from None
+            if not isinstance(body, Mapping):
+                raise unreadable("a person list that is not an object")
+            return body
+
+    def _same_origin(self, link: str) -> str:
+        """Resolve an odata.nextLink against the API URL; refuse one on another scheme or host."""
+        url = urljoin(self.api_url + "/", link)
+        here, there = urlsplit(self.api_url), urlsplit(url)
+        if (there.scheme, there.netloc.lower()) != (here.scheme, here.netloc.lower()):
+            raise CRMError(f"CRM's odata.nextLink points to {there.scheme}://{there.netloc}, not "
+                           f"the API's host; not sending the connector's credentials there",
+                           status=200, permanent=True)
+        return url
+
+    # -- one HTTP call, every failure mapped -------------------------------------------------
+
+    def _call(self, method: str, url: str, expected: tuple[int, ...], *, subject: str,
+              action: str, person_id: int | None = None, not_found: str | None = None,
+              json_body: Any = None,
+              content_type: str = "application/json") -> requests.Response:
+        started = time.monotonic()
+        status = None
+        headers = self._headers
+        data = None
+        if json_body is not None:
+            headers = {**self._headers, "Content-Type": content_type}
+            data = json.dumps(json_body).encode()
+        try:
+            response = self._session.request(method, url, headers=headers, data=data,
+                                             timeout=self.timeout, allow_redirects=False)
+            status = response.status_code
+        except requests.exceptions.ConnectTimeout:
+            raise CRMError(f"CRM unreachable: connection timed out after {self.timeout[0]:g} s "
+                           f"({action})") from None
+        except requests.exceptions.Timeout:
+            raise CRMError(f"CRM unreachable: timed out after {self.timeout[1]:g} s "
+                           f"({action})") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise CRMError(f"CRM unreachable: {type(exc).__name__} ({action})") from None
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader,
+                requests.exceptions.TooManyRedirects) as exc:
+            raise CRMError(f"CRM call impossible: {type(exc).__name__} — check SUPEROFFICE_API_URL "
+                           f"and the tokens ({action})", permanent=True) from None
+        except requests.exceptions.RequestException as exc:
+            raise CRMError(f"CRM call failed: {type(exc).__name__} ({action})") from None
+        finally:
+            if self._observe is not None:
+                self._observe(method, status, time.monotonic() - started)
+        log.debug("%s -> %s in %.0f ms", action, response.status_code,
+                  (time.monotonic() - started) * 1000)
+        if response.status_code in expected:
+            return response
+        raise self._error(response, subject=subject, action=action, person_id=person_id,
+                          not_found=not_found, patch=method == "PATCH")
+
+    def _error(self, response: requests.Response, *, subject: str, action: str,
+               person_id: int | None, not_found: str | None = None,
+               patch: bool = False) -> CRMError:
+        """Map a status the call did not expect to a CRMError. A 404 means the person is gone
+        on calls about a person (``person_id``), a wrong API URL on the others (``not_found``
+        names what was asked for)."""
+        status = response.status_code
+        if status == 404:
+            if person_id is None:
+                return CRMError(f"CRM answered 404 for {not_found or subject} — check "
+                                f"SUPEROFFICE_API_URL", status=404, permanent=True)
+            return PersonNotFoundError(person_id)
+        if status == 400:
+            text = _crm_error_text(response)
+            detail = f": {text}" if text else ""
+            return CRMError(f"CRM refused {subject} (400){detail}", status=400, permanent=True)
+        if status in (401, 403):
+            return CRMError(f"CRM rejected the connector's credentials ({status}) — check "
+                            f"{self._credential_variable} / SUPEROFFICE_APP_TOKEN",
+                            status=status, permanent=True)
+        if patch and status in (409, 412):
+            # A JSON Patch "test" failed: the person changed since we read them. Transient:
+            # the retry reads them again and decides on what the CRM holds then.
+            return CRMError(f"CRM refused {subject} ({status}): the person changed since they "
+                            f"were read; reading them again on the next attempt",
+                            status=status)
+        if status == 421:
+            # SuperOffice Online moves tenants between hosts (sod2 -> sod3 ...); the old host
+            # answers 421 Misdirected Request. The current host is in the tenant state API:
+            # docs/en/apps/tenant-status/check-status.md, status-page.md (field "Api").
+            return CRMError(f"CRM answered 421 Misdirected Request: the tenant moved to another "
+                            f"host; look up its current API address at {self._state_url()} and "
+                            f"update SUPEROFFICE_API_URL ({action})", status=421, permanent=True)
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
+            what = "is rate limiting the connector" if status == 429 else "failed"
+            return CRMError(f"CRM {what} ({status}) while {action}{wait}", status=status,
+                            retry_after=retry_after)
+        return CRMError(f"CRM answered unexpected status {status} while {action}", status=status,
+                        permanent=True)
+
+    def _state_url(self) -> str:
+        parts = urlsplit(self.api_url)
+        match = _ONLINE_HOST.match(parts.hostname or "")
+        environment = match.group(1).lower() if match else "online"
+        context_id = next((p for p in parts.path.split("/") if p), "{ContextId}")
+        return f"https://{environment}.superoffice.com/api/state/{context_id}"
+
+
+def odata_datetime(when: datetime) -> str:
+    """Format a datetime as the quoted value of an OData date-time restriction: UTC, whole
+    seconds, no offset (``2020-05-28T15:00:01``, docs/en/api/search/odata/datetime.md). A naive
+    datetime is taken as UTC."""
+    return utc(when).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, (utc(when) - now()).total_seconds())
+
+
+def _query(params: Mapping[str, str]) -> str:
+    """Encode OData query options: spaces as %20 (never '+'), '$' and ',' kept readable."""
+    return urlencode(params, quote_via=quote, safe="$,")
+
+
+def _crm_error_text(response: requests.Response) -> str:
+    """The CRM's own error text from an error body, cleaned of email addresses and cut short."""
+    text = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+        if "text/plain" in response.headers.get("Content-Type", ""):
+            text = response.text
+    if isinstance(body, str):
+        text = body
+    elif isinstance(body, Mapping):
+        for key in ("Error", "Message", "ErrorMessage", "error", "message"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                text = value
+                break
+    text = " ".join(hide_emails(text).split())
+    if len(text) > _CRM_TEXT_MAX:
+        text = text[:_CRM_TEXT_MAX - 1] + "…"
+    return text
+
+
+def client_from_settings(settings: Settings, observe: Callable[[str, int | None, float], None]
+                         | None = None) -> SuperOfficeClient:
+    """Return the client for the tenant and credentials in the settings; ``observe(method,
+    status, seconds)`` is told about every call (see connector.metrics.crm_observer)."""
+    return SuperOfficeClient(settings.superoffice_api_url,
+                             access_token=settings.superoffice_access_token,
+                             ticket=settings.superoffice_ticket,
+                             app_token=settings.superoffice_app_token,
+                             timeout=defaults.CRM_TIMEOUT, observe=observe)

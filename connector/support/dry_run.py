@@ -1,0 +1,126 @@
+"""The dry run of a retry: read the CRM and say what a job would write and send if it ran now,
+changing nothing (nothing written, sent, claimed or recorded).
+
+It calls the job's own planner (connector.plans), chosen in ``DRY_RUNS`` by the job's
+function and given the job's arguments by name, so it cannot decide otherwise than the job.
+"""
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rq.job import Job
+
+from connector import facts
+from connector.crm.types import Person
+from connector.exceptions import CRMError
+from connector.plans import (MailDecision, decide_mail_to, plan_crm_changes, plan_onboarding,
+                             plan_preferences)
+from connector.queueing import APPLY_PREFERENCES, ONBOARD, RECORD_CRM_CHANGES, SEND_FRESH_LINK
+from connector.services import Services
+from connector.support.jobs import job_arguments, mask, person_of, step_of
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    """A consent row the job would write now (CRM keys; the comment masked)."""
+
+    purpose: str
+    legal_basis: str
+    source: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a job would do if it ran now.
+
+    Attributes:
+        writes: the consent rows it would write.
+        changes: anything else it would change or record, in words.
+        mail: what would happen about mail, in words; None for jobs that send none.
+        problem: why the job would fail again, or why no plan can be made; None when fine.
+    """
+
+    job_id: str
+    person_id: int | None
+    step: str
+    writes: tuple[PlannedWrite, ...] = ()
+    changes: tuple[str, ...] = ()
+    mail: str | None = None
+    problem: str | None = None
+
+
+def plan(services: Services, job: Job) -> Plan:
+    """Read the CRM and say what ``job`` would write and send now.
+
+    Args:
+        services: the settings, the config, Redis and the CRM client.
+        job: the job to plan (any of the connector's jobs, see DRY_RUNS).
+    """
+    person_id = person_of(job)
+    base = {"job_id": job.id, "person_id": person_id, "step": step_of(job)}
+    dry_run = DRY_RUNS.get(job.func_name or "")
+    if dry_run is None:
+        return Plan(**base, problem=f"no dry run for {job.func_name}: it is not a connector job")
+    if person_id is None:
+        return Plan(**base, problem="the job names no person")
+    try:
+        person = services.crm.get_person(person_id)
+        return Plan(**base, **dry_run(services, person, job_arguments(job)))
+    except (CRMError, TypeError) as error:
+        return Plan(**base, problem=f"the job would fail again: {mask(str(error))}")
+
+
+def _onboarding(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
+    onboarding = plan_onboarding(services.config, person)
+    return {"writes": _writes(onboarding.steps),
+            "mail": _confirmation_mail(services, person, onboarding.mail)}
+
+
+def _preferences(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
+    preferences = plan_preferences(services.config, person, arguments.get("choices") or {},
+                                   arguments.get("proof") or {}, arguments.get("subscriptions"))
+    return {"writes": _writes(preferences.steps),
+            "changes": tuple(f"would set shipment type {step.entry.details['shipment_type']}: "
+                             f"{step.entry.details['change']}"
+                             for step in preferences.subscriptions)}
+
+
+def _fresh_link(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
+    decision = decide_mail_to(person)
+    return {"mail": ("would mail a fresh link to the person's address on record"
+                     if decision.send else f"no mail: {decision.reason}")}
+
+
+def _crm_changes(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
+    entries = plan_crm_changes(person, services.ledger.last_known_consents(person.id))
+    return {"changes": tuple(f"would record {entry.action} of {entry.details['purpose']} "
+                             f"in the ledger" for entry in entries)}
+
+
+DRY_RUNS: dict[str, Callable[[Services, Person, Mapping[str, Any]], dict]] = {
+    ONBOARD.function: _onboarding,
+    APPLY_PREFERENCES.function: _preferences,
+    SEND_FRESH_LINK.function: _fresh_link,
+    RECORD_CRM_CHANGES.function: _crm_changes,
+}
+"""The dry run of each connector job, by the job's function (connector.queueing)."""
+
+
+def _writes(steps) -> tuple[PlannedWrite, ...]:
+    return tuple(PlannedWrite(step.write.purpose.crm_key, step.write.legal_basis.crm_key,
+                              step.write.source.crm_key, mask(step.write.comment))
+                 for step in steps)
+
+
+def _confirmation_mail(services: Services, person: Person, decision: MailDecision) -> str:
+    """What sending the confirmation mail once would do now, without taking its claim."""
+    if not decision.send:
+        return f"no mail: {decision.reason}"
+    state = facts.confirmation_mail_state(services.redis, person.id)
+    if state == facts.SENT:
+        return "no mail: the confirmation mail was sent before"
+    if state is not None:
+        return "no mail now: another attempt is sending the confirmation mail"
+    return "would send the confirmation mail to the person's address on record"

@@ -1,0 +1,97 @@
+"""The web process: ``create_app(settings)`` builds it; nothing runs at import time.
+
+Gunicorn serves ``create_app_from_env()`` (see Procfile).
+"""
+
+import os
+import sys
+
+import redis
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from connector import defaults, keys
+from connector.crm.types import CRMClient
+from connector.exceptions import ConfigError, SettingsError
+from connector.logs import configure_logging
+from connector.services import build_services
+from connector.settings import Settings
+from connector.web import admin, exports, health, page, unsubscribe, webhooks
+from connector.web.context import EXTENSION
+from connector.web.extensions import csrf, limiter
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(settings: Settings, *, connection: redis.Redis | None = None,
+               crm: CRMClient | None = None) -> Flask:
+    """Build the web app.
+
+    Args:
+        settings: the validated settings (the purposes file is settings.consent_config).
+        connection: a Redis client; connected from the settings when None.
+        crm: a CRM client; SuperOffice from the settings when None.
+
+    Raises:
+        ConfigError: the purposes file is invalid.
+    """
+    app = Flask(__name__)
+    services = build_services(settings, connection=connection, crm=crm)
+    app.config.update(
+        MAX_CONTENT_LENGTH=defaults.WEBHOOK_MAX_BYTES,
+        SECRET_KEY=settings.secret_keys[0],  # signs the session cookie that carries CSRF state
+        SESSION_COOKIE_SECURE=settings.public_base_url.startswith("https://"),
+        SESSION_COOKIE_SAMESITE="Lax",
+        WTF_CSRF_TIME_LIMIT=None,  # the form lives as long as the page's link
+        RATELIMIT_STORAGE_URI="redis://",
+        RATELIMIT_STORAGE_OPTIONS={"connection_pool": services.redis.connection_pool},
+        RATELIMIT_KEY_PREFIX=keys.RATE_LIMIT_PREFIX,
+    )
+    app.extensions[EXTENSION] = services
+    if settings.trusted_proxy_count:
+        count = settings.trusted_proxy_count
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
+    csrf.init_app(app)
+    csrf.exempt(webhooks.bp)  # webhooks prove themselves by their signature
+    csrf.exempt(unsubscribe.bp)  # RFC 8058 one-click POSTs come without cookies: the token proves
+    limiter.init_app(app)
+    app.register_blueprint(webhooks.bp)
+    app.register_blueprint(page.bp)
+    app.register_blueprint(unsubscribe.bp)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(exports.bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.after_request(_add_security_headers)
+    return app
+
+
+def create_app_from_env() -> Flask:
+    """Build the app from environment variables, or exit with a message naming what is wrong."""
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    try:
+        return create_app(Settings.from_env(os.environ))
+    except (SettingsError, ConfigError) as error:
+        print(f"consent-connector: cannot start:\n{error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _http_error(error: HTTPException):
+    """Answer HTTP errors as JSON for machines (webhooks) and as short text for people."""
+    if request.path.startswith("/webhooks/"):
+        reason = error.name.lower().replace(" ", "_")
+        return jsonify(error=reason, message=error.description), error.code
+    return error
+
+
+def _add_security_headers(response):
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response

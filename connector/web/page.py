@@ -1,0 +1,308 @@
+"""The person's page, reached through the signed link in their mails.
+
+GET /p/<token>          shows what is recorded about them, why and from where, as the CRM
+                        holds it now, with their choices still being saved; changes nothing
+                        (mail scanners open links before people do).
+POST /p/<token>         saves their choices (CSRF-protected): a job writes them to the CRM.
+POST /p/<token>/renew   mails a fresh link, for an expired one; says the same either way.
+POST /p/<token>/unsubscribe-all
+                        one click (CSRF-protected): withdraws consent to every purpose with
+                        subscriptions and unsubscribes from all of them.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import redis
+from flask import Blueprint, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
+from rq.job import Job, JobStatus
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from connector import defaults, keys
+from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose, PurposeView,
+                               consent_holds, describe_purposes, find_shipment_type, pick_text,
+                               resolve_subscription_choices)
+from connector.crm.types import Person
+from connector.exceptions import CRMError, PersonNotFoundError, TokenError
+from connector.links import LinkToken
+from connector.pending import SUBSCRIPTION_PREFIX, pending_choices
+from connector.queueing import enqueue_fresh_link, enqueue_preferences
+from connector.services import Services
+from connector.web.context import get_services
+from connector.web.extensions import limiter, link_token
+from connector.web.person_pages import (message_page, page_language, page_languages,
+                                        page_texts, request_proof)
+
+bp = Blueprint("person_page", __name__)
+log = logging.getLogger(__name__)
+LIMITS = defaults.PAGE_RATE_LIMITS
+
+
+@dataclass(frozen=True)
+class SubscriptionRow:
+    """One subscription under its purpose: the CRM's selection or the pending choice."""
+
+    key: str
+    name: str
+    description: str
+    checked: bool
+    pending: str | None
+
+
+@dataclass(frozen=True)
+class PageRow:
+    """One purpose on the page: what the CRM holds and what the person may change.
+
+    ``control`` is "consent" (on/off, requires consent), "objection" (allowed/objected) or
+    None (nothing to change here). ``pending`` is "saving" or "failed" for a choice made on
+    the page that is not in the CRM yet.
+    """
+
+    key: str
+    view: PurposeView
+    control: str | None
+    checked: bool
+    pending: str | None
+    notice: Notice | None
+    notice_text: str
+    privacy_statement_url: str | None
+    subscriptions: tuple[SubscriptionRow, ...] = ()
+
+
+@bp.get("/p/<token>")
+@limiter.limit(LIMITS["view"])
+def show(token: str):
+    """Show the person's purposes and consents, and the form to change them."""
+    services = get_services()
+    link, person, failure = _open(token, page_language(services.config,
+                                                       request.args.get("lang")))
+    if failure:
+        return failure
+    language = page_language(services.config, request.args.get("lang") or person.language)
+    return _render_page(services, person, language, saved=request.args.get("saved") == "1")
+
+
+@bp.post("/p/<token>")
+@limiter.limit(LIMITS["save_per_address"])
+@limiter.limit(LIMITS["save_per_link"], key_func=link_token)
+def save(token: str):
+    """Save the person's choices; a job writes them to the CRM. Then show the page again."""
+    services = get_services()
+    language = page_language(services.config, request.form.get("lang"))
+    link, person, failure = _open(token, language)
+    if failure:
+        return failure
+    changeable = {key: purpose for key, purpose in services.config.purposes.items()
+                  if _control(purpose) and key in request.form.getlist("purpose")}
+    if any(purpose.notice and request.form.get(f"notice:{key}") != purpose.notice.version
+           for key, purpose in changeable.items()):
+        return _render_page(services, person, language, notice_changed=True)
+    try:
+        rows = _rows(services.config, services.redis, person, language)
+    except redis.RedisError:
+        return message_page(language, "unavailable", 503)
+    shown = {row.key: row.checked for row in rows}
+    shown_subscriptions = {sub.key: sub.checked for row in rows for sub in row.subscriptions}
+    choices = {key: request.form.get(f"choice:{key}") == "on" for key in changeable}
+    choices = {key: granted for key, granted in choices.items() if shown.get(key) != granted}
+    subscriptions = {key: request.form.get(f"subscribe:{key}") == "on"
+                     for key in request.form.getlist("subscription") if key in shown_subscriptions}
+    subscriptions = {key: on for key, on in subscriptions.items()
+                     if shown_subscriptions[key] != on}
+    if not choices and not subscriptions:  # nothing differs from what the page showed
+        return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+    proof = request_proof(link.token_id, **{f"notice:{key}": purpose.notice.version
+                                            for key, purpose in changeable.items()
+                                            if purpose.notice})
+    if not _queue(services, person, choices, subscriptions, proof):
+        return message_page(language, "unavailable", 503)
+    return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+
+
+@bp.post("/p/<token>/unsubscribe-all")
+@limiter.limit(LIMITS["save_per_address"])
+@limiter.limit(LIMITS["save_per_link"], key_func=link_token)
+def unsubscribe_all(token: str):
+    """One click: withdraw consent to every purpose that has subscriptions and unsubscribe
+    from all of them (GDPR Art. 7(3): as easy as giving). CSRF-protected like saving."""
+    services = get_services()
+    language = page_language(services.config, request.form.get("lang"))
+    link, person, failure = _open(token, language)
+    if failure:
+        return failure
+    config = services.config
+    purposes = {sub.purpose for sub in config.subscriptions.values()}
+    choices = {key: False for key in purposes if consent_holds(config, person.consents, key)}
+    subscriptions = {}
+    for key, subscription in config.subscriptions.items():
+        current = find_shipment_type(subscription, person.shipment_types)
+        if current is not None and current.selected:
+            subscriptions[key] = False
+    if choices or subscriptions:
+        if not _queue(services, person, choices, subscriptions, request_proof(link.token_id)):
+            return message_page(language, "unavailable", 503)
+    return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+
+
+def _queue(services: Services, person: Person, choices: dict[str, bool],
+           subscriptions: dict[str, bool], proof: dict[str, str]) -> bool:
+    """Queue the job that writes the choices, and mark what it will change as being saved
+    (with what the choices imply: consent for a subscription, unsubscribing when a purpose
+    goes off). False when Redis did not take it."""
+    implied, wanted = resolve_subscription_choices(services.config, person.consents,
+                                                   person.shipment_types, choices, subscriptions)
+    marks = {**implied, **{SUBSCRIPTION_PREFIX + key: on for key, on in wanted.items()}}
+    try:
+        job = enqueue_preferences(services.redis, services.settings, person.id, choices, proof,
+                                  subscriptions, marks=marks)
+    except redis.RedisError as error:
+        log.error("page.save_unavailable person_id=%s error=%s", person.id, type(error).__name__)
+        return False
+    log.info("page.saved person_id=%s job_id=%s token_id=%s", person.id, job.id,
+             proof.get("token_id"))
+    return True
+
+
+@bp.post("/p/<token>/renew")
+@limiter.limit(LIMITS["renew_per_address"])
+def renew(token: str):
+    """Mail a fresh link to the address on record. The answer never tells whether there is
+    one; at most one mail per person per FRESH_LINK_INTERVAL."""
+    services = get_services()
+    language = page_language(services.config, request.form.get("lang"))
+    try:
+        person_id = services.links.read(token).person_id
+    except TokenError as error:
+        person_id = error.person_id  # None when tampered: nothing to send
+    try:
+        if person_id and services.redis.set(keys.fresh_link(person_id), "1", nx=True,
+                                            ex=defaults.FRESH_LINK_INTERVAL):
+            enqueue_fresh_link(services.redis, services.settings, person_id)
+            log.info("page.fresh_link_queued person_id=%s", person_id)
+    except redis.RedisError:
+        return message_page(language, "unavailable", 503)
+    return message_page(language, "renew", 200)
+
+
+@bp.app_errorhandler(CSRFError)
+def form_expired(error):
+    """The form's CSRF token is missing or old: ask the person to reload."""
+    if request.path.startswith("/webhooks/"):
+        return error
+    return message_page(page_language(get_services().config, request.form.get("lang")),
+                        "form_expired", 400)
+
+
+@bp.app_errorhandler(429)
+def too_many(error):
+    """A rate limit was hit: a page for people, JSON for machines."""
+    if request.path.startswith("/webhooks/"):
+        return error
+    try:
+        language = request.values.get("lang")
+    except RequestEntityTooLarge:  # reading a too large form here must not turn 429 into 500
+        language = None
+    response = message_page(page_language(get_services().config, language), "too_many", 429)
+    response.headers["Retry-After"] = "60"
+    return response
+
+
+def _open(token: str, language: str) -> tuple[LinkToken | None, Person | None, object]:
+    """Check the link and read the person: (link, person, None), or a page saying why not."""
+    services = get_services()
+    try:
+        link = services.links.read(token)
+        return link, services.crm.get_person(link.person_id), None
+    except TokenError as error:
+        if error.expired:
+            return None, None, message_page(language, "expired", 410, renew_token=token)
+        return None, None, message_page(language, "invalid", 404)
+    except PersonNotFoundError:
+        return None, None, message_page(language, "invalid", 404)
+    except CRMError as error:
+        log.warning("page.crm_unavailable person_id=%s error=%s", link.person_id, error)
+        return None, None, message_page(language, "unavailable", 503)
+
+
+def _render_page(services: Services, person: Person, language: str, *, saved: bool = False,
+                 notice_changed: bool = False):
+    config = services.config
+    try:
+        rows = _rows(config, services.redis, person, language)
+    except redis.RedisError:
+        return message_page(language, "unavailable", 503)
+    return render_template("person.html", person=person, rows=rows, t=page_texts(language),
+                           language=language, languages=page_languages(config), saved=saved,
+                           notice_changed=notice_changed, token=request.view_args["token"])
+
+
+def _rows(config: ConsentConfig, connection: redis.Redis, person: Person,
+          language: str) -> list[PageRow]:
+    """The page's rows: the CRM's state with the person's choices still being saved."""
+    pending = pending_choices(connection, person.id)
+    failed_jobs = _failed_jobs(connection, {mark["job_id"] for mark in pending.values()})
+    failed = {key for key, mark in pending.items() if mark["job_id"] in failed_jobs}
+    return page_rows(config, person, language, pending, failed)
+
+
+def page_rows(config: ConsentConfig, person: Person, language: str,
+              pending: dict[str, dict], failed: set[str]) -> list[PageRow]:
+    """Pair each purpose's CRM state with what the person may change and what is pending."""
+    rows = []
+    for view in describe_purposes(config, person.consents, language):
+        key = view.key
+        purpose = config.purposes.get(key)
+        control = _control(purpose) if purpose else None
+        mark = pending.get(key)
+        if mark and key not in failed:
+            checked = mark["granted"]
+        elif control == "objection":  # allowed until the person objects, even with no row yet
+            checked = view.status != WITHDRAWN
+        else:
+            checked = view.status == ACTIVE
+        rows.append(PageRow(
+            key=key, view=view, control=control, checked=checked,
+            pending=("failed" if key in failed else "saving") if mark else None,
+            notice=purpose.notice if purpose else None,
+            notice_text=pick_text(purpose.notice.text, language) if purpose and purpose.notice
+            else "",
+            privacy_statement_url=purpose.privacy_statement_url if purpose else None,
+            subscriptions=tuple(_subscription_rows(config, person, language, key, pending,
+                                                   failed)) if purpose else ()))
+    return rows
+
+
+def _subscription_rows(config: ConsentConfig, person: Person, language: str, purpose_key: str,
+                       pending: dict[str, dict], failed: set[str]) -> list[SubscriptionRow]:
+    """The subscriptions under a purpose that the person's CRM record offers (a shipment type
+    the person does not have is not shown), ticked as the CRM or a pending choice has them."""
+    rows = []
+    for key, subscription in config.subscriptions.items():
+        if subscription.purpose != purpose_key:
+            continue
+        current = find_shipment_type(subscription, person.shipment_types)
+        if current is None:
+            continue
+        mark = pending.get(SUBSCRIPTION_PREFIX + key)
+        is_failed = SUBSCRIPTION_PREFIX + key in failed
+        rows.append(SubscriptionRow(
+            key=key, name=pick_text(subscription.name, language),
+            description=pick_text(subscription.description, language),
+            checked=mark["granted"] if mark and not is_failed else current.selected,
+            pending=("failed" if is_failed else "saving") if mark else None))
+    return rows
+
+
+def _control(purpose: Purpose) -> str | None:
+    if purpose.requires_consent:
+        return "consent"
+    if purpose.allow_objection:
+        return "objection"
+    return None
+
+
+def _failed_jobs(connection: redis.Redis, job_ids: set[str]) -> set[str]:
+    """Which of the jobs have failed, in one round trip (a job that is gone has not)."""
+    jobs = Job.fetch_many(list(job_ids), connection=connection) if job_ids else []
+    return {job.id for job in jobs if job and job.get_status(refresh=False) == JobStatus.FAILED}

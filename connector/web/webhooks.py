@@ -1,0 +1,95 @@
+"""POST /webhooks/superoffice: verify, validate, drop what we do not act on, queue the rest.
+
+Acts on person.created (onboarding) and person.consented / person.unconsented (recording a
+CRM user's change in the ledger). Answers (always JSON): 401 bad signature, 400 not JSON,
+413 too large, 422 wrong fields, 200 test / ignored / duplicate, 202 queued, 503 (with
+Retry-After) when Redis cannot take it.
+"""
+
+import logging
+
+import redis
+from flask import Blueprint, jsonify, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from connector import defaults, metrics
+from connector.exceptions import SignatureError
+from connector.queueing import enqueue_crm_changes, enqueue_onboarding
+from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PERSON_UNCONSENTED,
+                                           SIGNATURE_HEADER, TEST_HEADER, MalformedBodyError,
+                                           parse_event, verify_signature)
+from connector.web.context import get_services
+
+# What each event we act on queues: new persons are onboarded; consent changes made by CRM
+# users are recorded in the ledger, so a person's history is complete.
+QUEUE_FOR_EVENT = {
+    PERSON_CREATED: enqueue_onboarding,
+    PERSON_CONSENTED: enqueue_crm_changes,
+    PERSON_UNCONSENTED: enqueue_crm_changes,
+}
+
+bp = Blueprint("superoffice_webhooks", __name__)
+log = logging.getLogger(__name__)
+
+
+@bp.post("/webhooks/superoffice")
+def receive_superoffice():
+    """Accept one SuperOffice webhook. Every answer is counted by its outcome (/metrics)."""
+    services = get_services()
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        metrics.count_webhook(services.redis, "received", "rejected_too_large")
+        raise
+    try:
+        verify_signature(body, request.headers.get(SIGNATURE_HEADER), services.settings.webhook_secrets)
+    except SignatureError as error:
+        log.warning("webhook.rejected reason=bad_signature")
+        return _answer(401, "rejected_signature", error="bad_signature", message=str(error))
+
+    if request.headers.get(TEST_HEADER, "").lower() == "true":
+        return _answer(200, "test", status="ok", message="test event received")
+
+    try:
+        event = parse_event(body)
+    except MalformedBodyError as error:
+        return _answer(400, "rejected_json", error="malformed_json", message=str(error))
+    except ValidationError as error:
+        return _answer(422, "rejected_schema", error="invalid_event",
+                       message="the event lacks fields or has wrong values", fields=error.messages)
+
+    enqueue = QUEUE_FOR_EVENT.get(event.event)
+    if enqueue is None:
+        return _ignored(event.event_id, f"{event.event} events are not acted on")
+    if services.settings.associate_id and event.changed_by_associate_id == services.settings.associate_id:
+        return _ignored(event.event_id, "caused by the connector's own associate")
+
+    try:
+        job = enqueue(services.redis, services.settings, event.primary_key, event.event_id)
+    except redis.RedisError as error:
+        log.error("webhook.unavailable event_id=%s error=%s", event.event_id, type(error).__name__)
+        response = _answer(503, "unavailable", error="queue_unavailable",
+                           message="the event could not be queued; send it again later")
+        response.headers["Retry-After"] = str(defaults.REDIS_UNAVAILABLE_RETRY_AFTER)
+        return response
+    if job is None:
+        log.info("webhook.duplicate event_id=%s", event.event_id)
+        return _answer(200, "duplicate", status="duplicate", event_id=event.event_id,
+                       message="this event was already queued")
+    log.info("webhook.queued event_id=%s person_id=%s job_id=%s",
+             event.event_id, event.primary_key, job.id)
+    return _answer(202, "queued", status="queued", event_id=event.event_id, job_id=job.id)
+
+
+def _ignored(event_id: str, reason: str):
+    log.info("webhook.ignored event_id=%s reason=%s", event_id, reason)
+    return _answer(200, "ignored", status="ignored", event_id=event_id, reason=reason)
+
+
+def _answer(http_status: int, outcome: str, **body):
+    """A JSON answer; /metrics counts the request as received and as ``outcome``."""
+    metrics.count_webhook(get_services().redis, "received", outcome)
+    response = jsonify(body)
+    response.status_code = http_status
+    return response

@@ -1,1 +1,0 @@
-"""Webhook receivers, one module per CRM: verify, parse and queue its events."""

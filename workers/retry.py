@@ -1,0 +1,58 @@
+"""The retry policy's worker half: when a job raises, ``apply_retry_policy`` (a worker
+exception handler, run before RQ decides whether to retry) records the attempt and a readable
+reason in ``job.meta``, stops retrying when the error is permanent (``exc.permanent``), and
+otherwise stretches the next wait by up to 10 % jitter (whole seconds) and to the CRM's
+Retry-After. The other half, one retry per RETRY_INTERVALS entry, is set when the job is
+queued (connector.queueing.retry_policy).
+"""
+
+import math
+import random
+
+from rq.exceptions import AbandonedJobError
+from rq.job import Job
+from rq.timeouts import JobTimeoutException
+
+from connector import defaults
+from connector.metrics import OTHER, count_job
+from connector.times import iso, now
+
+JITTER = 0.1
+"""Largest share of an interval added at random, so retries of many jobs spread out."""
+
+
+def describe_failure(error: BaseException) -> str:
+    """Return one line a support person can read: the connector's own message for its
+    errors, the exception's type and text for anything unexpected."""
+    if isinstance(error, AbandonedJobError):
+        return "the worker stopped in the middle of this job (killed or crashed)"
+    if isinstance(error, JobTimeoutException):
+        return f"the job took longer than {defaults.JOB_TIMEOUT} s and was stopped"
+    if getattr(error, "permanent", None) is not None and str(error):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error}"
+
+
+def apply_retry_policy(job: Job, exc_type, error: BaseException, traceback) -> bool:
+    """RQ exception handler: record the attempt, then retry transient errors with backoff
+    and fail permanent ones at once. Returns True so RQ's own handling goes on."""
+    reason = describe_failure(error)
+    attempts = job.meta.setdefault("attempts", [])
+    attempts.append({"at": iso(now()), "error": reason,
+                     "permanent": bool(getattr(error, "permanent", False))})
+    job.meta["reason"] = reason
+    if getattr(error, "permanent", False):
+        job.retries_left = 0
+    elif job.retries_left and job.retry_intervals:
+        index = max(len(job.retry_intervals) - job.retries_left, 0)
+        base = job.retry_intervals[index]
+        # RQ schedules in whole seconds: jitter is whole seconds too, never over JITTER.
+        wait = base + random.randint(0, int(base * JITTER))
+        retry_after = math.ceil(getattr(error, "retry_after", None) or 0)
+        intervals = list(job.retry_intervals)
+        intervals[index] = max(wait, retry_after)
+        job.retry_intervals = intervals
+    job.save_meta()
+    count_job(job.connection, job.meta.get("step") or OTHER,
+              "retried" if job.retries_left else "failed")
+    return True
