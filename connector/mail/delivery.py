@@ -11,67 +11,18 @@ import re
 import smtplib
 import socket
 import ssl
-from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from connector import defaults
 from connector.exceptions import MailError
 from connector.files import atomic_output
+from connector.settings import SMTPServer
 from connector.times import now
 
 log = logging.getLogger(__name__)
-
-_SCHEMES = {  # scheme → (default port, security)
-    "smtp": (25, "plain"),
-    "smtp+starttls": (587, "starttls"),
-    "smtps": (465, "tls"),
-}
-
-
-@dataclass(frozen=True)
-class SMTPServer:
-    """Where and how to reach the mail server; parsed from SMTP_URL."""
-
-    host: str
-    port: int
-    security: str  # "plain", "starttls" or "tls"
-    username: str | None = None
-    password: str | None = None
-
-    def __repr__(self) -> str:  # never show the password
-        return (f"SMTPServer(host={self.host!r}, port={self.port}, security={self.security!r}, "
-                f"username={'***' if self.username else None})")
-
-    @classmethod
-    def parse(cls, url: str) -> "SMTPServer":
-        """Parse ``smtp://``, ``smtp+starttls://`` or ``smtps://[user:password@]host[:port]``.
-
-        Raises:
-            ValueError: naming SMTP_URL (without echoing the password).
-        """
-        parts = urlsplit(url.strip())
-        scheme = parts.scheme.lower()
-        if scheme not in _SCHEMES:
-            raise ValueError(f"SMTP_URL: scheme must be one of {', '.join(_SCHEMES)}, "
-                             f"not {scheme or 'nothing'!r}")
-        try:
-            port = parts.port
-        except ValueError:
-            raise ValueError("SMTP_URL: the port is not a number between 0 and 65535") from None
-        if not parts.hostname:
-            raise ValueError("SMTP_URL: no host, expected e.g. "
-                             "smtp+starttls://mail.example.com:587")
-        if parts.path not in ("", "/") or parts.query:
-            raise ValueError("SMTP_URL: expected no path or query after host:port")
-        default_port, security = _SCHEMES[scheme]
-        username = unquote(parts.username) if parts.username else None
-        password = unquote(parts.password) if parts.password is not None else None
-        return cls(parts.hostname, port or default_port, security, username, password)
-
 
 def _status(code: int, server_text: bytes | str | None) -> str:
     """``550`` or ``550 5.1.1``: a reply's codes, never its free text (it may hold an address)."""

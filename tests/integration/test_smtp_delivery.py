@@ -21,7 +21,8 @@ from connector.consent import ConsentConfig, LegalBasis, Purpose, Source
 from connector.crm.types import ConsentRecord, Person
 from connector.exceptions import MailError
 from connector.mail.confirmation import render_confirmation
-from connector.mail.delivery import Mailer, SMTPServer
+from connector.mail.delivery import Mailer
+from connector.settings import SMTPServer
 
 pytestmark = pytest.mark.integration
 
