@@ -8,10 +8,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from connector.crm.types import ConsentRecord, ShipmentType
+from connector.crm.types import COMMENT_MAX_LENGTH, ConsentRecord, ShipmentType
 
 FALLBACK_LANGUAGE = "en"
-COMMENT_MAX_LENGTH = 255  # consentperson.comment is 255 characters in SuperOffice
 
 
 def fold_key(crm_key: str) -> str:

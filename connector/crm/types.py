@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+COMMENT_MAX_LENGTH = 255
+"""Longest comment a consent row keeps (SuperOffice: consentperson.comment, 255 characters)."""
+
 
 @dataclass(frozen=True)
 class ConsentRecord:

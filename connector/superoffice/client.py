@@ -23,8 +23,8 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 import requests
 
 from connector import __version__, defaults
-from connector.consent import COMMENT_MAX_LENGTH
-from connector.crm.types import CRMListItem, Person, PersonListing, ShipmentType, WebhookInfo
+from connector.crm.types import (COMMENT_MAX_LENGTH, CRMListItem, Person, PersonListing,
+                                 ShipmentType, WebhookInfo)
 from connector.emails import hide_emails
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.settings import Settings

@@ -4,10 +4,9 @@
 import pytest
 
 from connector.config import CONSENT_CRM_KEY
-from connector.consent import (COMMENT_MAX_LENGTH, ConsentConfig, ConsentWrite, LegalBasis,
-                               Purpose, Source, SourceRule, decide_defaults, default_comment,
-                               pick_text)
-from connector.crm.types import ConsentRecord
+from connector.consent import (ConsentConfig, ConsentWrite, LegalBasis, Purpose, Source,
+                               SourceRule, decide_defaults, default_comment, pick_text)
+from connector.crm.types import COMMENT_MAX_LENGTH, ConsentRecord
 from tests.factories import record, shipped_config
 
 

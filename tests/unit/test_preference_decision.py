@@ -4,11 +4,10 @@ import itertools
 
 import pytest
 
-from connector.consent import (ACTIVE, COMMENT_MAX_LENGTH, NOT_GIVEN, NOT_RECORDED, WITHDRAWN,
-                               ConsentConfig, ConsentWrite, LegalBasis, Notice, Purpose, Source,
-                               decide_defaults, decide_preference_changes, describe_purposes,
-                               fold_key)
-from connector.crm.types import ConsentRecord
+from connector.consent import (ACTIVE, NOT_GIVEN, NOT_RECORDED, WITHDRAWN, ConsentConfig,
+                               ConsentWrite, LegalBasis, Notice, Purpose, Source, decide_defaults,
+                               decide_preference_changes, describe_purposes, fold_key)
+from connector.crm.types import COMMENT_MAX_LENGTH, ConsentRecord
 from tests.factories import record, shipped_config
 
 
