@@ -173,7 +173,8 @@ def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
     entries = []
     for record in person.consents:
         before = known.get(record.purpose, {})
-        if (before.get("legal_basis"), before.get("source")) == (record.legal_basis, record.source):
+        if (before.get("legal_basis"), before.get("source")) == (record.legal_basis,
+                                                                 record.source):
             continue
         entries.append(Entry("crm.consent_changed", {
             "purpose": record.purpose, "previous_legal_basis": before.get("legal_basis", ""),

@@ -2,10 +2,10 @@
 the person list, webhooks and the consent lists.
 
 Wire format: docs/en/api/reference/restful/rest/Person/ in SuperOfficeDocs/superoffice-docs
-(v1PersonEntity_GetPersonEntity.md, v1PersonEntity_SetConsent.md). The client does one HTTP call
-per method (a listing pages), never retries a write (the job queue does) and turns every failure into a
-``connector.exceptions.CRMError`` whose ``permanent`` flag tells the job whether to retry.
-Messages carry person ids and CRM keys, never names or email addresses.
+(v1PersonEntity_GetPersonEntity.md, v1PersonEntity_SetConsent.md). The client does one HTTP
+call per method (a listing pages), never retries a write (the job queue does) and turns every
+failure into a ``connector.exceptions.CRMError`` whose ``permanent`` flag tells the job whether
+to retry. Messages carry person ids and CRM keys, never names or email addresses.
 """
 
 from __future__ import annotations

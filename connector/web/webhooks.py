@@ -7,10 +7,12 @@ Retry-After) when Redis cannot take it.
 """
 
 import logging
+from collections.abc import Callable
 
 import redis
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
+from rq.job import Job
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector import defaults, metrics
@@ -18,7 +20,7 @@ from connector.exceptions import SignatureError
 from connector.queueing import enqueue_crm_changes, enqueue_onboarding
 from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PERSON_UNCONSENTED,
                                            SIGNATURE_HEADER, TEST_HEADER, MalformedBodyError,
-                                           parse_event, verify_signature)
+                                           WebhookEvent, parse_event, verify_signature)
 from connector.web.context import get_services
 
 # What each event we act on queues: new persons are onboarded; consent changes made by CRM
@@ -42,8 +44,9 @@ def receive_superoffice():
     except RequestEntityTooLarge:
         metrics.count_webhook(services.redis, "received", "rejected_too_large")
         raise
+    settings = services.settings
     try:
-        verify_signature(body, request.headers.get(SIGNATURE_HEADER), services.settings.webhook_secrets)
+        verify_signature(body, request.headers.get(SIGNATURE_HEADER), settings.webhook_secrets)
     except SignatureError as error:
         log.warning("webhook.rejected reason=bad_signature")
         return _answer(401, "rejected_signature", error="bad_signature", message=str(error))
@@ -59,14 +62,11 @@ def receive_superoffice():
         return _answer(422, "rejected_schema", error="invalid_event",
                        message="the event lacks fields or has wrong values", fields=error.messages)
 
-    enqueue = QUEUE_FOR_EVENT.get(event.event)
+    enqueue, ignored_because = decide_webhook(event, settings.associate_id)
     if enqueue is None:
-        return _ignored(event.event_id, f"{event.event} events are not acted on")
-    if services.settings.associate_id and event.changed_by_associate_id == services.settings.associate_id:
-        return _ignored(event.event_id, "caused by the connector's own associate")
-
+        return _ignored(event.event_id, ignored_because)
     try:
-        job = enqueue(services.redis, services.settings, event.primary_key, event.event_id)
+        job = enqueue(services.redis, settings, event.primary_key, event.event_id)
     except redis.RedisError as error:
         log.error("webhook.unavailable event_id=%s error=%s", event.event_id, type(error).__name__)
         response = _answer(503, "unavailable", error="queue_unavailable",
@@ -80,6 +80,19 @@ def receive_superoffice():
     log.info("webhook.queued event_id=%s person_id=%s job_id=%s",
              event.event_id, event.primary_key, job.id)
     return _answer(202, "queued", status="queued", event_id=event.event_id, job_id=job.id)
+
+
+def decide_webhook(event: WebhookEvent, own_associate_id: int | None
+                   ) -> tuple[Callable[..., Job | None] | None, str]:
+    """What to do with a valid event: (the function that queues its work, ""), or (None, why
+    it is ignored): events the connector does not act on, and its own writes coming back
+    (ChangedByAssociateId is SUPEROFFICE_ASSOCIATE_ID: the loop guard)."""
+    enqueue = QUEUE_FOR_EVENT.get(event.event)
+    if enqueue is None:
+        return None, f"{event.event} events are not acted on"
+    if own_associate_id and event.changed_by_associate_id == own_associate_id:
+        return None, "caused by the connector's own associate"
+    return enqueue, ""
 
 
 def _ignored(event_id: str, reason: str):

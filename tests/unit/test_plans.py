@@ -68,7 +68,7 @@ def test_no_confirmation_mail_without_an_address_or_for_a_source_not_confirmed_b
     assert decide_mail_to(person()).send
 
 
-# -- preferences -----------------------------------------------------------------------------------
+# -- preferences -------------------------------------------------------------------------------
 
 
 def test_giving_consent_on_the_page_writes_it_with_the_proof_and_the_notice_shown():
@@ -115,7 +115,7 @@ def test_a_choice_that_is_not_true_or_false_is_refused():
         plan_preferences(CONFIG, person(), {"e_marketing": "yes"}, PROOF)
 
 
-# -- a CRM user's changes ---------------------------------------------------------------------------
+# -- a CRM user's changes -----------------------------------------------------------------------
 
 
 def test_a_crm_users_change_is_recorded_from_what_the_ledger_last_knew():

@@ -1,0 +1,52 @@
+"""SuperOffice's webhook events, read from the recorded payloads in
+connector/superoffice/fixtures/ (``webhook__<event>__<variant>.json``, the spec), and what the
+receiver does with each: queue a job, or ignore the event and say why."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from connector.queueing import enqueue_crm_changes, enqueue_onboarding
+from connector.superoffice.webhook import parse_event
+from connector.web.webhooks import QUEUE_FOR_EVENT, decide_webhook
+
+FIXTURES = Path(__file__).resolve().parents[2] / "connector" / "superoffice" / "fixtures"
+CONNECTOR_ASSOCIATE = 9  # SUPEROFFICE_ASSOCIATE_ID in these tests
+
+
+def fixture_body(name: str) -> bytes:
+    return (FIXTURES / f"webhook__{name}.json").read_bytes()
+
+
+def check_webhook(name: str, expected_enqueue, expected_reason: str = "") -> None:
+    """Parse the recorded payload ``name`` and check what the receiver decides for it."""
+    event = parse_event(fixture_body(name))
+    payload = json.loads(fixture_body(name))
+    assert (event.event_id, event.event, event.primary_key) == (
+        payload["EventId"], payload["Event"], payload["PrimaryKey"])
+    assert decide_webhook(event, CONNECTOR_ASSOCIATE) == (expected_enqueue, expected_reason)
+
+
+def test_a_person_created_by_a_user_is_onboarded():
+    check_webhook("person_created__by_user", enqueue_onboarding)
+
+
+@pytest.mark.parametrize("name", ["person_consented__by_crm_user",
+                                  "person_unconsented__by_crm_user"])
+def test_a_crm_users_consent_change_is_recorded(name):
+    check_webhook(name, enqueue_crm_changes)
+
+
+def test_the_connectors_own_consent_writes_coming_back_are_ignored():
+    check_webhook("person_consented__by_the_connector", None,
+                  "caused by the connector's own associate")
+
+
+def test_events_the_connector_does_not_act_on_are_ignored_with_the_reason():
+    check_webhook("person_changed__not_acted_on", None, "person.changed events are not acted on")
+
+
+def test_every_event_the_receiver_acts_on_has_a_recorded_payload():
+    recorded = {json.loads(path.read_bytes())["Event"] for path in FIXTURES.glob("webhook__*.json")}
+    assert set(QUEUE_FOR_EVENT) <= recorded
