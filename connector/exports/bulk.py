@@ -24,7 +24,7 @@ from connector.consent import ConsentConfig
 from connector.crm.types import ConsentRecord, CRMClient, Person
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.exports.report import consent_lines, person_name
-from connector.exports.texts import text
+from connector.i18n import text
 from connector.exports.workbook import (DATE_FORMAT, HEADER_ALIGNMENT, HEADER_FILL, HEADER_FONT,
                                         Column, clean_text, excel_time, needs_text_type,
                                         status_text)
@@ -85,7 +85,7 @@ def write_bulk(stream: BinaryIO, source: BulkSource, config: ConsentConfig, *,
 def _write(workbook: Workbook, stream: BinaryIO, source: BulkSource, config: ConsentConfig,
            exported_by: str, language: str, exported_at: datetime) -> BulkSummary:
     workbook.properties.creator = "consent-connector"
-    sheet = workbook.create_sheet(text("sheet.consents", language))
+    sheet = workbook.create_sheet(text("export", "sheet.consents", language))
     for index, column in enumerate(BULK_COLUMNS, 1):
         sheet.column_dimensions[get_column_letter(index)].width = column.width
     sheet.freeze_panes = "C2"  # before the first row: write-only sheets write views first
@@ -112,7 +112,7 @@ def _write(workbook: Workbook, stream: BinaryIO, source: BulkSource, config: Con
             rows += 1
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(BULK_COLUMNS))}{rows + 1}"
 
-    about = workbook.create_sheet(text("sheet.about", language))
+    about = workbook.create_sheet(text("export", "sheet.about", language))
     about.column_dimensions["A"].width = 34
     about.column_dimensions["B"].width = 40
     bold = Font(bold=True)
@@ -120,10 +120,10 @@ def _write(workbook: Workbook, stream: BinaryIO, source: BulkSource, config: Con
                        ("summary.exported_by", exported_by),
                        ("summary.persons", persons),
                        ("summary.rows", rows)):
-        label = WriteOnlyCell(about, value=text(key, language))
+        label = WriteOnlyCell(about, value=text("export", key, language))
         label.font = bold
         about.append([label, _cell(about, value, left=True)])
-    about.append([text("summary.utc_note", language)])
+    about.append([text("export", "summary.utc_note", language)])
     workbook.save(stream)
     return BulkSummary(persons=persons, rows=rows)
 
@@ -179,7 +179,7 @@ def _read_person(crm: CRMClient, person_id: int, attempts: int,
 
 
 def _header(sheet, column: Column, language: str) -> WriteOnlyCell:
-    cell = WriteOnlyCell(sheet, value=text(column.key, language))
+    cell = WriteOnlyCell(sheet, value=text("export", column.key, language))
     cell.font, cell.fill, cell.alignment = HEADER_FONT, HEADER_FILL, HEADER_ALIGNMENT
     return cell
 

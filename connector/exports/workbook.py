@@ -1,7 +1,7 @@
 """One person's export as an Excel workbook (openpyxl): Summary, Consents, History.
 
 Readable by a layperson and by Excel, LibreOffice and Google Sheets: headings in the person's
-language (texts.py), real date cells in UTC (Excel has no time zones: the cells hold naive UTC
+language (i18n.py), real date cells in UTC (Excel has no time zones: the cells hold naive UTC
 and the headings say UTC), a frozen header row, filters, fixed column widths and wrapped text.
 
 Text from outside (names, comments, user agents) is always written as text: a value such as
@@ -21,7 +21,7 @@ from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
 from connector.exports.report import HistoryLine, PersonReport
-from connector.exports.texts import text, text_or
+from connector.i18n import text, text_or
 from connector.times import utc
 
 MIME_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -83,11 +83,11 @@ def write_workbook(report: PersonReport, target: str | BinaryIO) -> None:
     workbook = Workbook()
     language = report.language
     workbook.properties.creator = "consent-connector"
-    workbook.properties.title = text("summary.title", language, name=report.name)
+    workbook.properties.title = text("export", "summary.title", language, name=report.name)
     _summary(workbook.active, report)
-    _table(workbook.create_sheet(text("sheet.consents", language)), CONSENT_COLUMNS,
+    _table(workbook.create_sheet(text("export", "sheet.consents", language)), CONSENT_COLUMNS,
            [_consent_row(report, line) for line in report.consents], language, freeze="B2")
-    _table(workbook.create_sheet(text("sheet.history", language)), HISTORY_COLUMNS,
+    _table(workbook.create_sheet(text("export", "sheet.history", language)), HISTORY_COLUMNS,
            [_history_row(report, line) for line in report.history], language, freeze="B2")
     workbook.save(target)
 
@@ -138,12 +138,12 @@ def who(report: PersonReport, associate_id: int | None) -> str:
     if associate_id is None:
         return ""
     key = "by.connector" if associate_id == report.connector_associate_id else "by.associate"
-    return text(key, report.language, id=associate_id)
+    return text("export", key, report.language, id=associate_id)
 
 
 def status_text(status: str, language: str) -> str:
     """A purpose's status in words."""
-    return text_or(f"status.{status}", language, status)
+    return text_or("export", f"status.{status}", language, status)
 
 
 def actor_text(report: PersonReport, line: HistoryLine) -> str:
@@ -153,10 +153,10 @@ def actor_text(report: PersonReport, line: HistoryLine) -> str:
     if actor in ("crm user", "crm") or (not actor and line.associate_id is not None):
         if line.associate_id is not None:
             return who(report, line.associate_id)
-        return text("actor.crm_user", language)
+        return text("export", "actor.crm_user", language)
     if not actor:
         return ""
-    return text_or(f"actor.{actor}", language, line.actor)
+    return text_or("export", f"actor.{actor}", language, line.actor)
 
 
 def change_text(line: HistoryLine, language: str) -> str:
@@ -165,7 +165,7 @@ def change_text(line: HistoryLine, language: str) -> str:
     if line.legal_basis is None:
         return line.other.get("change", "")
     before = line.previous_legal_basis.name if line.previous_legal_basis else text(
-        "change.none", language)
+        "export", "change.none", language)
     return f"{before} → {line.legal_basis.name}"
 
 
@@ -200,7 +200,7 @@ def _history_row(report: PersonReport, line: HistoryLine) -> list:
     language = report.language
     return [
         excel_time(line.at),
-        text_or(f"action.{line.action}", language, line.action),
+        text_or("export", f"action.{line.action}", language, line.action),
         line.purpose.name if line.purpose else "",
         change_text(line, language),
         line.source.name if line.source else "",
@@ -211,7 +211,7 @@ def _history_row(report: PersonReport, line: HistoryLine) -> list:
         line.ip,
         line.user_agent,
         excel_time(line.submitted_at),
-        text_or(f"mail.{line.mail}", language, line.mail) if line.mail else "",
+        text_or("export", f"mail.{line.mail}", language, line.mail) if line.mail else "",
         line.message_id,
         details_text(line),
     ]
@@ -221,7 +221,7 @@ def _table(sheet: Worksheet, columns: Sequence[Column], rows: Sequence[list], la
            freeze: str = "A2") -> None:
     """A header row, the rows, widths, frozen header, filter over everything, print setup."""
     for index, column in enumerate(columns, 1):
-        cell = sheet.cell(row=1, column=index, value=text(column.key, language))
+        cell = sheet.cell(row=1, column=index, value=text("export", column.key, language))
         cell.font, cell.fill, cell.alignment = HEADER_FONT, HEADER_FILL, HEADER_ALIGNMENT
         sheet.column_dimensions[get_column_letter(index)].width = column.width
     for row_index, values in enumerate(rows, 2):
@@ -235,20 +235,20 @@ def _table(sheet: Worksheet, columns: Sequence[Column], rows: Sequence[list], la
 
 def _summary(sheet: Worksheet, report: PersonReport) -> None:
     language = report.language
-    sheet.title = text("sheet.summary", language)
+    sheet.title = text("export", "sheet.summary", language)
     sheet.column_dimensions["A"].width = 34
     sheet.column_dimensions["B"].width = 90
-    title = put(sheet, 1, 1, text("summary.title", language, name=report.name))
+    title = put(sheet, 1, 1, text("export", "summary.title", language, name=report.name))
     title.font = TITLE_FONT
-    note = put(sheet, 2, 1, text("summary.utc_note", language))
+    note = put(sheet, 2, 1, text("export", "summary.utc_note", language))
     note.font = Font(italic=True)
 
     person = report.person
-    none = text("summary.none", language)
+    none = text("export", "summary.none", language)
     pairs = [
         ("summary.person_id", person.id, "number"),
         ("summary.name", report.name, "text"),
-        ("summary.email", person.email or text("summary.no_email", language), "text"),
+        ("summary.email", person.email or text("export", "summary.no_email", language), "text"),
         ("summary.company", person.company_name or none, "text"),
         ("summary.exported_at", excel_time(report.exported_at), "date"),
         ("summary.exported_by", report.exported_by, "text"),
@@ -258,14 +258,15 @@ def _summary(sheet: Worksheet, report: PersonReport) -> None:
     ]
     row = 4
     for key, value, kind in pairs:
-        put(sheet, row, 1, text(key, language)).font = LABEL_FONT
+        put(sheet, row, 1, text("export", key, language)).font = LABEL_FONT
         cell = put(sheet, row, 2, value, kind)
         if kind in ("number", "date"):  # a list of facts, not a column of figures: align left
             cell.alignment = Alignment(horizontal="left", vertical="top")
         row += 1
 
     row += 1
-    put(sheet, row, 1, text("summary.legal_bases", language)).font = Font(bold=True, size=12)
+    heading = put(sheet, row, 1, text("export", "summary.legal_bases", language))
+    heading.font = Font(bold=True, size=12)
     row += 1
     for basis in report.legal_bases:
         put(sheet, row, 1, basis.name, "wrap").font = LABEL_FONT

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import jinja2
 
-from connector.consent import (ACTIVE, FALLBACK_LANGUAGE, NOT_GIVEN, WITHDRAWN, ConsentConfig,
-                               choose_language, describe_purposes)
+from connector import i18n
+from connector.consent import ACTIVE, NOT_GIVEN, WITHDRAWN, ConsentConfig, describe_purposes
 from connector.crm.types import ConsentRecord, Person
 from connector.emails import sender_domain
-from connector.mail import texts as mail_texts
 from connector.times import now
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -30,13 +29,6 @@ _environment = jinja2.Environment(
     keep_trailing_newline=True,
     undefined=jinja2.StrictUndefined,
 )
-
-
-def mail_language(config: ConsentConfig, language: str | None) -> str:
-    """Choose the mail's language: the person's if config allows it and the mail has texts
-    for it, else English."""
-    code = choose_language(config, language)
-    return code if code in mail_texts.TEXTS else FALLBACK_LANGUAGE
 
 
 def render_confirmation(config: ConsentConfig, person: Person, consents: Sequence[ConsentRecord],
@@ -62,8 +54,8 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
     if not person.email:
         raise ValueError("person has no email address: cannot send a confirmation mail")
     domain = sender_domain(sender)
-    language = mail_language(config, person.language)
-    texts = mail_texts.TEXTS[language]
+    language = i18n.language_for(config, person.language)
+    texts = i18n.texts("mail", language)
     views = describe_purposes(config, consents, language)
     first_name = (person.first_name or "").strip()
     context = {
@@ -79,7 +71,7 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
         "not_given": [view for view in views if view.status == NOT_GIVEN],
         "link": link,
         "link_expiry": texts["link_expiry"].format(
-            date=mail_texts.format_date(link_expires, language)),
+            date=i18n.format_date(link_expires, language)),
     }
     text = _environment.get_template("confirmation.txt").render(context)
     html = _environment.get_template("confirmation.html").render(context)

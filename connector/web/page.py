@@ -19,7 +19,7 @@ from flask_wtf.csrf import CSRFError
 from rq.job import Job, JobStatus
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from connector import defaults, keys
+from connector import defaults, i18n, keys
 from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose, PurposeView,
                                consent_holds, describe_purposes, find_shipment_type, pick_text,
                                resolve_subscription_choices)
@@ -31,8 +31,7 @@ from connector.queueing import enqueue_fresh_link, enqueue_preferences
 from connector.services import Services
 from connector.web.context import get_services
 from connector.web.extensions import limiter, link_token
-from connector.web.person_pages import (message_page, page_language, page_languages,
-                                        page_texts, request_proof)
+from connector.web.person_pages import message_page, page_languages, request_proof
 
 bp = Blueprint("person_page", __name__)
 log = logging.getLogger(__name__)
@@ -75,11 +74,11 @@ class PageRow:
 def show(token: str):
     """Show the person's purposes and consents, and the form to change them."""
     services = get_services()
-    link, person, failure = _open(token, page_language(services.config,
-                                                       request.args.get("lang")))
+    link, person, failure = _open(token, i18n.language_for(services.config,
+                                                           request.args.get("lang")))
     if failure:
         return failure
-    language = page_language(services.config, request.args.get("lang") or person.language)
+    language = i18n.language_for(services.config, request.args.get("lang") or person.language)
     return _render_page(services, person, language, saved=request.args.get("saved") == "1")
 
 
@@ -89,7 +88,7 @@ def show(token: str):
 def save(token: str):
     """Save the person's choices; a job writes them to the CRM. Then show the page again."""
     services = get_services()
-    language = page_language(services.config, request.form.get("lang"))
+    language = i18n.language_for(services.config, request.form.get("lang"))
     link, person, failure = _open(token, language)
     if failure:
         return failure
@@ -127,7 +126,7 @@ def unsubscribe_all(token: str):
     """One click: withdraw consent to every purpose that has subscriptions and unsubscribe
     from all of them (GDPR Art. 7(3): as easy as giving). CSRF-protected like saving."""
     services = get_services()
-    language = page_language(services.config, request.form.get("lang"))
+    language = i18n.language_for(services.config, request.form.get("lang"))
     link, person, failure = _open(token, language)
     if failure:
         return failure
@@ -170,7 +169,7 @@ def renew(token: str):
     """Mail a fresh link to the address on record. The answer never tells whether there is
     one; at most one mail per person per FRESH_LINK_INTERVAL."""
     services = get_services()
-    language = page_language(services.config, request.form.get("lang"))
+    language = i18n.language_for(services.config, request.form.get("lang"))
     try:
         person_id = services.links.read(token).person_id
     except TokenError as error:
@@ -190,7 +189,7 @@ def form_expired(error):
     """The form's CSRF token is missing or old: ask the person to reload."""
     if request.path.startswith("/webhooks/"):
         return error
-    return message_page(page_language(get_services().config, request.form.get("lang")),
+    return message_page(i18n.language_for(get_services().config, request.form.get("lang")),
                         "form_expired", 400)
 
 
@@ -203,7 +202,7 @@ def too_many(error):
         language = request.values.get("lang")
     except RequestEntityTooLarge:  # reading a too large form here must not turn 429 into 500
         language = None
-    response = message_page(page_language(get_services().config, language), "too_many", 429)
+    response = message_page(i18n.language_for(get_services().config, language), "too_many", 429)
     response.headers["Retry-After"] = "60"
     return response
 
@@ -232,8 +231,9 @@ def _render_page(services: Services, person: Person, language: str, *, saved: bo
         rows = _rows(config, services.redis, person, language)
     except redis.RedisError:
         return message_page(language, "unavailable", 503)
-    return render_template("person.html", person=person, rows=rows, t=page_texts(language),
-                           language=language, languages=page_languages(config), saved=saved,
+    return render_template("person.html", person=person, rows=rows,
+                           t=i18n.texts("page", language), language=language,
+                           languages=page_languages(config), saved=saved,
                            notice_changed=notice_changed, token=request.view_args["token"])
 
 

@@ -4,27 +4,15 @@ invalid link, a moment's trouble …) and the proof of a choice made on them."""
 
 from flask import make_response, render_template, request
 
-from connector.consent import FALLBACK_LANGUAGE, ConsentConfig, choose_language
+from connector import i18n
+from connector.consent import ConsentConfig
 from connector.proof import choice_proof
 from connector.web.context import get_services
-from connector.web.texts import TEXTS
-
-
-def page_language(config: ConsentConfig, requested: str | None) -> str:
-    """The configured language closest to ``requested`` that the pages have words for, else
-    English."""
-    code = choose_language(config, requested)
-    return code if code in TEXTS else FALLBACK_LANGUAGE
 
 
 def page_languages(config: ConsentConfig) -> list[str]:
     """The configured languages the pages have words for (the page's language switch)."""
-    return [code for code in config.languages if code in TEXTS]
-
-
-def page_texts(language: str) -> dict:
-    """The pages' own words in ``language`` (one of page_language's answers)."""
-    return TEXTS[language]
+    return [code for code in config.languages if code in i18n.LANGUAGES]
 
 
 def message_page(language: str, message: str, status: int, *,
@@ -32,7 +20,7 @@ def message_page(language: str, message: str, status: int, *,
     """A short page with the title and sentence of ``message`` (e.g. ``invalid``), its button
     if it has one, and ``values`` filled into the sentence; ``renew_token`` makes the button
     ask for a fresh link."""
-    texts = page_texts(language)
+    texts = i18n.texts("page", language)
     text = texts[f"{message}_text"]
     page = render_template("message.html", t=texts, title=texts[f"{message}_title"],
                            text=text.format(**values) if values else text,

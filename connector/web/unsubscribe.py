@@ -19,6 +19,7 @@ import logging
 import redis
 from flask import Blueprint, render_template, request
 
+from connector import i18n
 from connector.consent import Subscription, pick_text
 from connector.exceptions import TokenError
 from connector.links import UnsubscribeToken
@@ -26,7 +27,7 @@ from connector.pending import SUBSCRIPTION_PREFIX
 from connector.queueing import enqueue_preferences
 from connector.web.context import get_services
 from connector.web.extensions import limiter, link_token
-from connector.web.person_pages import message_page, page_language, page_texts, request_proof
+from connector.web.person_pages import message_page, request_proof
 
 bp = Blueprint("unsubscribe", __name__)
 log = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ def confirm(token: str):
     link, subscription, failure = _read(token, language)
     if failure:
         return failure
-    texts = page_texts(language)
+    texts = i18n.texts("page", language)
     name = pick_text(subscription.name, language)
     return render_template("unsubscribe.html", t=texts, language=language, token=token,
                            title=texts["unsubscribe_title"],
@@ -82,8 +83,8 @@ def one_click(token: str):
 def _language() -> str:
     """The link names no language: the browser's, among the configured ones."""
     config = get_services().config
-    return page_language(config, request.values.get("lang") or
-                         request.accept_languages.best_match(config.languages))
+    return i18n.language_for(config, request.values.get("lang") or
+                             request.accept_languages.best_match(config.languages))
 
 
 def _read(token: str, language: str

@@ -9,9 +9,9 @@ import itsdangerous.timed
 import pytest
 from rq.job import JobStatus
 
+from connector import i18n
 from connector.config import load_config
 from connector.ledger import Ledger
-from connector.web.texts import TEXTS
 from connector.links import LinkSigner
 from tests.conftest import ROOT, new_event_id, wait_for
 from connector.queueing import enqueue_onboarding
@@ -227,16 +227,16 @@ def test_names_from_the_crm_are_shown_as_text_not_markup(onboarded, page):
     assert page.locator("main img").count() == 0
 
 
-@pytest.mark.parametrize("language", list(TEXTS))
+@pytest.mark.parametrize("language", i18n.LANGUAGES)
 def test_every_language_on_a_phone(onboarded, browser, language, output_dir):
     _, url = onboarded("Kari", f"kari.{language}@example.org")
     context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
     phone = context.new_page()
     phone.goto(f"{url}?lang={language}")
-    assert phone.get_by_role("heading", level=1).inner_text() == TEXTS[language]["hello"].format(
-        name="Kari")
+    assert phone.get_by_role("heading", level=1).inner_text() == i18n.text(
+        "page", "hello", language, name="Kari")
     assert phone.locator("html").get_attribute("lang") == language
-    assert phone.get_by_role("button", name=TEXTS[language]["save"]).is_visible()
+    assert phone.get_by_role("button", name=i18n.text("page", "save", language)).is_visible()
     assert phone.evaluate("document.documentElement.scrollWidth") <= 375
     phone.screenshot(path=output_dir / f"person-page-{language}.png", full_page=True)
     context.close()
@@ -245,8 +245,8 @@ def test_every_language_on_a_phone(onboarded, browser, language, output_dir):
 def test_the_persons_own_language_is_used_without_asking(onboarded, page):
     _, url = onboarded("Kari", "kari.norsk@example.org", language="Norwegian")
     page.goto(url)
-    assert page.get_by_role("heading", level=1).inner_text() == TEXTS["nb"]["hello"].format(
-        name="Kari")
+    assert page.get_by_role("heading", level=1).inner_text() == i18n.text(
+        "page", "hello", "nb", name="Kari")
 
 
 def test_a_change_made_in_the_crm_meanwhile_is_shown(onboarded, page, sandbox):
@@ -269,7 +269,7 @@ def test_no_accessibility_violations(onboarded, page, language, settings, live_s
     person_id, url = onboarded("Access", f"access.{language}@example.org")
     page.goto(f"{url}?lang={language}")
     pages = {"page": Axe().run(page)}
-    page.get_by_role("button", name=TEXTS[language]["save"]).click()
+    page.get_by_role("button", name=i18n.text("page", "save", language)).click()
     pages["saved"] = Axe().run(page)
     head, _, signature = url.rpartition(".")
     page.goto(f"{head}.x{signature[1:]}")
@@ -285,6 +285,6 @@ def test_a_save_against_an_older_consent_text_is_not_counted(onboarded, page, sa
             "purpose": "e_marketing", "choice:e_marketing": "on", "notice:e_marketing": "2020-01"}
     response = page.request.post(url, form=form)
     assert response.status == 200
-    assert TEXTS["en"]["notice_changed"] in response.text()
+    assert i18n.text("page", "notice_changed", "en") in response.text()
     time.sleep(1)
     assert "EMARKETING" not in sandbox.consents(person_id)

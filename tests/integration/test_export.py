@@ -19,7 +19,7 @@ from openpyxl import load_workbook
 
 from connector.web.app import create_app
 from connector.cli import main
-from connector.exports.texts import TEXTS, text
+from connector.i18n import text
 from connector.ledger import Ledger
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, USER_ASSOCIATE,
                             wait_for)
@@ -171,7 +171,7 @@ def test_the_workbook_shows_the_crm_rows_and_every_ledger_entry(sandbox, redis_c
         assert row[2] == legal_basis_name(crm_row["LegalBaseKey"])
         assert row[3] == source_name(crm_row["ConsentSourceKey"])
         withdrawn = crm_row["LegalBaseKey"] == "WITHDRAWN"
-        assert row[4] == TEXTS["status.withdrawn" if withdrawn else "status.active"][NB]
+        assert row[4] == text("export", "status.withdrawn" if withdrawn else "status.active", NB)
         assert row[5] == crm_time(crm_row["Registered"])
         assert row[7] == crm_time(crm_row["Updated"])
         assert row[6].endswith(f" {crm_row['RegisteredAssociateId']}")
@@ -187,19 +187,19 @@ def test_the_workbook_shows_the_crm_rows_and_every_ledger_entry(sandbox, redis_c
     assert len(rows) == len(entries) == 5
     for row, entry in zip(rows, entries):
         assert row[0] == ledger_time(entry["at"])
-        assert row[1] == TEXTS[f"action.{entry['action']}"][NB]
+        assert row[1] == text("export", f"action.{entry['action']}", NB)
     recorded, mail, objection, crm_change, retry = rows
     assert recorded[3] == f"(ingen) → {legal_basis_name('61F')}"
-    assert recorded[5] == TEXTS["actor.connector"][NB]
+    assert recorded[5] == text("export", "actor.connector", NB)
     assert "event_id: event-1" in recorded[14]
-    assert mail[12:14] == [TEXTS["mail.confirmation"][NB], "<1@consent.example.com>"]
+    assert mail[12:14] == [text("export", "mail.confirmation", NB), "<1@consent.example.com>"]
     assert objection[3] == f"{legal_basis_name('61F')} → {legal_basis_name('WITHDRAWN')}"
-    assert objection[5] == TEXTS["actor.person"][NB]
+    assert objection[5] == text("export", "actor.person", NB)
     assert objection[8:11] == ["tok-1", "203.0.113.0/24 #1a2b3c4d5e6f7a8b",
                                "Mozilla/5.0 (X11; Linux)"]
     assert objection[11] == ledger_time(entries[2]["submitted_at"])
     assert crm_change[5] == f"CRM-bruker, bruker-ID {USER_ASSOCIATE}"
-    assert retry[5] == TEXTS["actor.support"][NB]
+    assert retry[5] == text("export", "actor.support", NB)
 
     for sheet in (book["Samtykker"], book["Historikk"]):
         assert sheet.freeze_panes == "B2"
@@ -420,7 +420,8 @@ def test_libreoffice_opens_the_workbook_and_reads_dates_and_texts(sandbox, redis
     sheets = {path.stem.split("-", 1)[1]: list(csv.reader(path.open(encoding="utf-8")))
               for path in folder.glob("kari-*.csv")}
     assert set(sheets) == {"Sammendrag", "Samtykker", "Historikk"}
-    assert sheets["Historikk"][0][:2] == [text("col.when", NB), text("col.what", NB)]
+    assert sheets["Historikk"][0][:2] == [text("export", "col.when", NB),
+                                          text("export", "col.what", NB)]
     entries = Ledger(redis_conn).entries(person_id)
     # dates arrive as dates, shown with the workbook's format (whole seconds)
     assert [row[0] for row in sheets["Historikk"][1:]] == [

@@ -12,7 +12,7 @@ from connector.crm.types import ConsentRecord, Person
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.exports.bulk import BULK_COLUMNS, persons_with_consents, write_bulk
 from connector.files import atomic_output
-from connector.exports.texts import text
+from connector.i18n import text
 from tests.factories import shipped_config
 
 CONFIG = shipped_config()
@@ -50,7 +50,7 @@ def test_one_row_per_person_and_purpose_with_keys_and_names(tmp_path):
     book = load_workbook(path)
     assert book.sheetnames == ["Consents", "About this export"]
     rows = list(book["Consents"].iter_rows(values_only=True))
-    assert list(rows[0]) == [text(column.key, "en") for column in BULK_COLUMNS]
+    assert list(rows[0]) == [text("export", column.key, "en") for column in BULK_COLUMNS]
     assert len(rows) == 1 + summary.rows
     assert list(rows[1]) == [1, "First1 Last1", "one@example.org", "One AS",
                              "Sales and service", "STORE", "Legitimate interest", "61F",

@@ -10,8 +10,8 @@ from openpyxl import load_workbook
 from connector.crm.types import ConsentRecord, Person
 from connector.exports.document import render_json
 from connector.exports.report import build_report
-from connector.exports.texts import TEXTS, text
 from connector.exports.workbook import CONSENT_COLUMNS, HISTORY_COLUMNS, write_workbook
+from connector.i18n import text
 from tests.factories import shipped_config
 
 CONFIG = shipped_config()
@@ -91,8 +91,10 @@ def test_three_sheets_in_the_persons_language(tmp_path, language, names):
     book = load_workbook(tmp_path / "out.xlsx")
     assert book.sheetnames == names
     expected = "en" if language in ("fi", None) else language
-    assert table(book.worksheets[1])[0] == [text(c.key, expected) for c in CONSENT_COLUMNS]
-    assert table(book.worksheets[2])[0] == [text(c.key, expected) for c in HISTORY_COLUMNS]
+    assert table(book.worksheets[1])[0] == [text("export", c.key, expected)
+                                            for c in CONSENT_COLUMNS]
+    assert table(book.worksheets[2])[0] == [text("export", c.key, expected)
+                                            for c in HISTORY_COLUMNS]
 
 
 def test_summary_names_the_person_the_export_the_sources_and_each_legal_basis(book):
@@ -296,7 +298,7 @@ def test_json_says_what_the_workbook_says(tmp_path):
         assert row[1] == consent["description"]
         assert row[2] == (consent["legal_basis"] or {}).get("name")
         assert row[3] == (consent["source"] or {}).get("name")
-        assert row[4] == text(f"status.{consent['status']}", "nb")
+        assert row[4] == text("export", f"status.{consent['status']}", "nb")
         assert row[5] == utc(consent["registered"]) and row[7] == utc(consent["updated"])
         for cell, associate in ((row[6], consent["registered_by_associate_id"]),
                                 (row[8], consent["updated_by_associate_id"])):
@@ -308,7 +310,7 @@ def test_json_says_what_the_workbook_says(tmp_path):
     assert len(history_rows) == len(document["history"])
     for row, entry in zip(history_rows, document["history"]):
         assert row[0] == utc(entry["at"])
-        assert row[1] == TEXTS[f"action.{entry['action']}"]["nb"]
+        assert row[1] == text("export", f"action.{entry['action']}", "nb")
         assert row[2] == (entry["purpose"] or {}).get("name")
         if entry["legal_basis"]:
             assert row[3].endswith(f"→ {entry['legal_basis']['name']}")

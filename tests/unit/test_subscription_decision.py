@@ -87,15 +87,15 @@ def test_applying_the_changes_and_deciding_again_changes_nothing():
 
 def test_the_export_shows_a_subscription_change_in_its_history():
     from connector.exports.report import history_line
-    from connector.exports.texts import text_or
     from connector.exports.workbook import change_text, details_text
+    from connector.i18n import text_or
 
     entry = {"id": "1-0", "at": "2026-11-29T10:00:00.000+00:00", "action": "subscription.changed",
              "subscription": "newsletter", "shipment_type": "1 Newsletter",
              "change": "subscribed → unsubscribed", "actor": "person", "token_id": "abc",
              "notice_version": "2026-01", "via": "one-click"}
     line = history_line(CONFIG, entry, "nb")
-    assert text_or(f"action.{line.action}", "nb", line.action) == "Abonnement endret"
+    assert text_or("export", f"action.{line.action}", "nb", line.action) == "Abonnement endret"
     assert change_text(line, "nb") == "subscribed → unsubscribed"
     details = details_text(line)
     assert "shipment_type: 1 Newsletter" in details and "via: one-click" in details
