@@ -145,3 +145,26 @@ def test_connector_reaches_the_workers_only_from_the_worker_command():
     """The web and support queue jobs by dotted path (connector.queueing); only the
     ``worker`` command starts the worker itself."""
     assert set(importers_of("workers")) == {"connector.commands.worker"}
+
+
+PERSON_CREATED_MODULES = 31
+"""What the webhook route and the onboarding job load (docs/architecture.md, "The way of one
+person.created"): raise it only together with that page."""
+
+
+def closure(*modules: str) -> set[str]:
+    """The modules ``modules`` import, directly or through others."""
+    seen, todo = set(), list(modules)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo.extend(GRAPH[module])
+    return seen
+
+
+def test_a_person_created_loads_no_more_modules_than_the_map_says():
+    loaded = closure("connector.web.webhooks", "workers.jobs")
+    assert len(loaded) <= PERSON_CREATED_MODULES, sorted(loaded)
+    assert not any(module.startswith(("connector.support", "connector.exports",
+                                      "connector.commands")) for module in loaded)
