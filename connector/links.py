@@ -4,11 +4,12 @@ for rotation: the first signs, all verify."""
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from connector.exceptions import TokenError
+from connector.times import now
 
 SALT = "consent-connector.person-page"
 
@@ -43,7 +44,7 @@ class LinkSigner:
         token_id = secrets.token_urlsafe(9)
         token = self.serializer.dumps({"p": person_id, "t": token_id})
         return PersonalLink(url=f"{base_url}/p/{token}", token_id=token_id,
-                            expires=datetime.now(timezone.utc) + self.max_age)
+                            expires=now() + self.max_age)
 
     def read(self, token: str) -> LinkToken:
         """Check a token and return what it names.
