@@ -131,7 +131,7 @@ class Webhook:
     registered_associate_id: int
     updated: str
     updated_associate_id: int
-    failed_cycles: int = 0
+    failed_attempts: int = 0
 
 
 @dataclass

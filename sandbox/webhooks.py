@@ -1,11 +1,14 @@
-"""Webhook delivery the way SuperOffice does it.
+"""Webhook delivery the way SuperOffice does it (docs/en/automation/webhook/dev/notification.md,
+"Error Handling for Webhooks", in SuperOfficeDocs/superoffice-docs).
 
-Per event and webhook, one *delivery cycle* runs in a background thread:
-up to three POSTs (the second 1 s after the first, the third 4 s after that),
-all with the same EventId and ``X-SuperOffice-Retry`` 0, 1, 2. A 2xx ends the
-cycle; 410 Gone stops the webhook for good (State "Stopped"); after nine
-consecutive failed cycles the webhook goes to State "TooManyErrors" and stops
-firing. A failed cycle's event is lost, as in SuperOffice.
+Per event and webhook, one *delivery cycle* runs in a background thread: up to three POSTs
+(the second 1 s after the first, the third 4 s after that), all with the same EventId and
+``X-SuperOffice-Retry`` 0, 1, 2. Only a **200** answer delivers the event ("If the HTTP request
+fails to receive a 200 response for three attempts, the event … is discarded"); any other
+answer, a 202 included, is a failed attempt. After **nine consecutive failed attempts** (three
+events' cycles: "a total of 9 consecutive attempts") the webhook goes to State
+"TooManyErrors" and stops firing until someone sets it Active again. 410 Gone stops the
+webhook for good (State "Stopped"). A failed cycle's event is lost, as in SuperOffice.
 
 Every attempt is written to the store's delivery log (``GET /__sandbox/deliveries``).
 """
@@ -29,8 +32,8 @@ from sandbox.store import Store, Webhook
 USER_AGENT = "NetServer-Webhook/10.3"
 #: Seconds to wait before the 2nd and the 3rd attempt of a cycle.
 RETRY_DELAYS = (1.0, 4.0)
-#: Consecutive failed cycles after which a webhook is set to TooManyErrors.
-MAX_FAILED_CYCLES = 9
+#: Consecutive failed attempts (deliveries) after which a webhook is set to TooManyErrors.
+MAX_FAILED_ATTEMPTS = 9
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -143,18 +146,16 @@ class Dispatcher:
             if hook.state != "Active":  # stopped meanwhile (410 elsewhere, or by a user)
                 return
             status, error = self._post(hook, payload, body, retry)
-            if status is not None and 200 <= status < 300:
-                with self.store.lock:
-                    hook.failed_cycles = 0
-                return
-            if status == 410:
-                with self.store.lock:
+            with self.store.lock:
+                if status == 200:
+                    hook.failed_attempts = 0
+                    return
+                if status == 410:
                     hook.state = "Stopped"
-                return
-        with self.store.lock:
-            hook.failed_cycles += 1
-            if hook.failed_cycles >= MAX_FAILED_CYCLES and hook.state == "Active":
-                hook.state = "TooManyErrors"
+                    return
+                hook.failed_attempts += 1
+                if hook.failed_attempts >= MAX_FAILED_ATTEMPTS and hook.state == "Active":
+                    hook.state = "TooManyErrors"
 
     def _post(self, hook: Webhook, payload: dict, body: bytes, retry: int):
         headers = _headers(hook, payload["Event"], payload["EventId"], body, retry)

@@ -1,9 +1,13 @@
 """POST /webhooks/superoffice: verify, validate, drop what we do not act on, queue the rest.
 
 Acts on person.created (onboarding) and person.consented / person.unconsented (recording a
-CRM user's change in the ledger). Answers (always JSON): 401 bad signature, 400 not JSON,
-413 too large, 422 wrong fields, 200 test / ignored / duplicate, 202 queued, 503 (with
-Retry-After) when Redis cannot take it.
+CRM user's change in the ledger). Answers (always JSON): 200 for every accepted event, the
+body saying queued, duplicate, ignored or test; 401 bad signature, 400 not JSON, 413 too large,
+422 wrong fields, 503 (with Retry-After) when Redis cannot take it.
+
+SuperOffice counts only a 200 as delivered: any other answer, a 202 included, is a failed
+attempt, and nine failed attempts in a row switch the webhook off (TooManyErrors;
+docs/en/automation/webhook/dev/notification.md, "Error Handling for Webhooks").
 """
 
 import logging
@@ -79,7 +83,7 @@ def receive_superoffice():
                        message="this event was already queued")
     log.info("webhook.queued event_id=%s person_id=%s job_id=%s",
              event.event_id, event.primary_key, job.id)
-    return _answer(202, "queued", status="queued", event_id=event.event_id, job_id=job.id)
+    return _answer(200, "queued", status="queued", event_id=event.event_id, job_id=job.id)
 
 
 def decide_webhook(event: WebhookEvent, own_associate_id: int | None

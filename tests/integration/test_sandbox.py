@@ -336,20 +336,39 @@ def test_failing_receiver_gets_three_attempts_one_and_four_seconds_apart(crm, re
     assert [(d["attempt"], d["status"]) for d in log] == [(0, 500), (1, 500), (2, 500)]
 
 
-def test_nine_failed_cycles_set_too_many_errors_and_stop_firing(fast_crm, receiver):
+def test_nine_failed_deliveries_in_a_row_three_events_set_too_many_errors(fast_crm, receiver):
+    """notification.md: 3 attempts per event, "a total of 9 consecutive attempts" before
+    TooManyErrors."""
     app, base = fast_crm
     register(base, receiver, ["person.created"])
     receiver.status = 503
     dispatcher = app.extensions["sandbox"]["dispatcher"]
-    for _ in range(9):
+    for _ in range(2):
         new_person(base)
         assert dispatcher.wait_idle(5)
-    (hook,) = api(base, "GET", "Webhook").json()
-    assert hook["State"] == "TooManyErrors"
-    assert len(receiver.events()) == 27
+    assert api(base, "GET", "Webhook").json()[0]["State"] == "Active"  # 6 failed so far
     new_person(base)
     assert dispatcher.wait_idle(5)
-    assert len(receiver.events()) == 27
+    (hook,) = api(base, "GET", "Webhook").json()
+    assert hook["State"] == "TooManyErrors"
+    assert len(receiver.events()) == 9
+    new_person(base)
+    assert dispatcher.wait_idle(5)
+    assert len(receiver.events()) == 9
+
+
+def test_only_a_200_delivers_an_event_a_202_is_a_failed_attempt(fast_crm, receiver):
+    app, base = fast_crm
+    register(base, receiver, ["person.created"])
+    receiver.status = 202
+    new_person(base)
+    assert app.extensions["sandbox"]["dispatcher"].wait_idle(5)
+    log = requests.get(f"{base}/__sandbox/deliveries", timeout=5).json()
+    assert [(d["attempt"], d["status"]) for d in log] == [(0, 202), (1, 202), (2, 202)]
+    receiver.status = 200
+    new_person(base)
+    assert app.extensions["sandbox"]["dispatcher"].wait_idle(5)
+    assert len(receiver.events()) == 4  # delivered at the first attempt
 
 
 def test_410_gone_stops_the_webhook_at_once(fast_crm, receiver):
