@@ -3,8 +3,8 @@ do it, record it. They take ids and small dicts, never objects, and running one 
 nothing new and sends no second mail.
 
 The entry points (``onboard_person`` …) are what connector.queueing names; they run the
-``*_with`` functions with the services the worker built (workers.worker.services). Tests call
-the ``*_with`` functions with services of their own.
+``*_with`` functions with the services the worker built (workers.worker.current_services).
+Tests call the ``*_with`` functions with services of their own.
 """
 
 from rq import get_current_job
@@ -17,31 +17,31 @@ from connector.pending import clear_pending
 from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, plan_crm_changes,
                              plan_onboarding, plan_preferences)
 from connector.services import Services
-from workers.worker import services
+from workers.worker import current_services
 
 
 def onboard_person(person_id: int, event_id: str | None = None) -> dict:
     """Give a new person their default consents and one confirmation mail (onboard_with)."""
-    return onboard_with(services(), person_id, event_id, _job_id())
+    return onboard_with(current_services(), person_id, event_id, _job_id())
 
 
 def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str, str],
                       subscriptions: dict[str, bool] | None = None) -> dict:
     """Write what the person chose on their page or through a one-click unsubscribe link
     (apply_preferences_with)."""
-    return apply_preferences_with(services(), person_id, choices, proof, subscriptions,
-                                  _job_id())
+    return apply_preferences_with(current_services(), person_id, choices, proof,
+                                  subscriptions, _job_id())
 
 
 def record_crm_changes(person_id: int, event_id: str | None = None) -> dict:
     """Record in the ledger what a CRM user changed in the person's consents
     (record_crm_changes_with)."""
-    return record_crm_changes_with(services(), person_id, event_id)
+    return record_crm_changes_with(current_services(), person_id, event_id)
 
 
 def send_fresh_link(person_id: int) -> str:
     """Mail the person a fresh link to their page (send_fresh_link_with)."""
-    return send_fresh_link_with(services(), person_id, _job_id())
+    return send_fresh_link_with(current_services(), person_id, _job_id())
 
 
 def onboard_with(services: Services, person_id: int, event_id: str | None,

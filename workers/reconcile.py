@@ -16,7 +16,7 @@ from connector.keys import ONBOARDING
 from connector.reconcile import SCHEDULED_SETTLE, scheduled_pass
 from connector.redis_connection import connect
 from connector.settings import Settings
-from workers.worker import services
+from workers.worker import current_services
 
 PASS_TIMEOUT = 3600
 """Seconds RQ lets a scheduled pass run before stopping it (a big tenant has many pages)."""
@@ -31,7 +31,7 @@ SCHEDULED_FAILURE_TTL = 7 * 24 * 3600
 def scheduled_reconcile(interval_seconds: int = defaults.RECONCILE_INTERVAL * 60,
                         settle: float = SCHEDULED_SETTLE) -> dict[str, Any]:
     """The job the cron queues: connector.reconcile.scheduled_pass with this worker's services."""
-    return scheduled_pass(services(), interval_seconds, settle)
+    return scheduled_pass(current_services(), interval_seconds, settle)
 
 
 def register_reconcile_cron(scheduler: CronScheduler, interval_minutes: int,

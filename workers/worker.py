@@ -2,7 +2,7 @@
 
 ``consent-connector worker`` builds the services once (connector.services.build_services) and
 hands them to ``ConnectorWorker``, before RQ forks a work horse per job: every job of the
-process uses them through ``services()``.
+process uses them through ``current_services()``.
 """
 
 import os
@@ -18,7 +18,7 @@ from workers.retry import apply_retry_policy
 _services: Services | None = None
 
 
-def services() -> Services:
+def current_services() -> Services:
     """The services of this worker process; built from the environment when a job runs in a
     process that did not build them (a plain ``rq worker``)."""
     global _services
@@ -45,5 +45,5 @@ class ConnectorWorker(Worker):
                          maintenance_interval=defaults.WORKER_MAINTENANCE_INTERVAL, **kwargs)
 
     def execute_job(self, job, queue):
-        services().live_config.refresh()
+        current_services().live_config.refresh()
         return super().execute_job(job, queue)
