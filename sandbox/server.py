@@ -648,6 +648,13 @@ def add_fault():
     return jsonify({"queued": fault.__dict__}), 201
 
 
+@controls.get("/faults")
+def queued_faults():
+    """The faults still queued, with the times each has left (a test sees one taken)."""
+    with _store().lock:
+        return jsonify([fault.__dict__ for fault in _store().faults])
+
+
 @controls.delete("/faults")
 def clear_faults():
     """Remove all queued faults."""

@@ -153,6 +153,10 @@ class SandboxClient:
     def fault(self, **fault):
         requests.post(f"{self.base_url}/__sandbox/faults", json=fault, timeout=5).raise_for_status()
 
+    def faults(self) -> list[dict]:
+        """The faults not taken yet (a call that met one has taken it, even while delayed)."""
+        return requests.get(f"{self.base_url}/__sandbox/faults", timeout=5).json()
+
     def calls(self) -> list[dict]:
         return requests.get(f"{self.base_url}/__sandbox/calls", timeout=5).json()
 

@@ -37,6 +37,9 @@ def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
 
     doomed = start_worker(env)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
+    # Kill it while its GET waits on the slow CRM, not before the GET is sent: a GET not sent
+    # yet would leave the delay for the next worker's attempt.
+    wait_for(lambda: sandbox.faults() == [], what="the job's GET to reach the slow CRM")
     kill_hard(doomed)
     registry = StartedJobRegistry(ONBOARDING, connection=own_db)
     assert job.id in registry.get_job_ids()  # left behind as "started"
