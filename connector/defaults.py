@@ -59,3 +59,35 @@ WORKER_MAINTENANCE_INTERVAL = 60
 """Seconds between a worker's maintenance rounds, in which jobs of workers that died
 (killed, crashed, machine lost) are found and retried. RQ notices such a job once its
 heartbeat is 90 s old, so it is retried within about 90 s plus this interval."""
+
+SYSTEM_USER_TICKET_LIFETIME = 6 * 3600
+"""Seconds a system user ticket is kept: SuperOffice's tickets are "valid for 6 hours, with a
+sliding expiration" (docs/en/api/authentication/online/auth-application/index.md). A 401
+renews one sooner; each sign-in creates a credentials record in the tenant, so the ticket is
+shared by every process and never fetched per call."""
+
+SYSTEM_USER_TICKET_MARGIN = 600
+"""Seconds before SYSTEM_USER_TICKET_LIFETIME runs out at which the ticket is renewed anyway,
+so no call goes out with a ticket about to lapse."""
+
+SIGN_INS_PER_MINUTE = 10
+"""Most sign-ins to SuperOffice's login per minute for the whole installation; beyond it jobs
+wait. A ticket lapsing every few seconds would need fewer; only a broken setup needs more."""
+
+SIGN_IN_REFUSED_PAUSE = 300
+"""Seconds no process signs in again after SuperOffice refused a sign-in (bad key, revoked
+system user token, wrong client secret): jobs fail at once with the reason instead of
+hammering the login. Changing any of those settings starts afresh."""
+
+SIGN_IN_LOCK_WAIT = 30.0
+"""Seconds a process waits for another one's sign-in to finish before its job is retried."""
+
+TENANT_STATE_MIN_AGE = 30
+"""Fewest seconds a tenant state answer is kept, whatever its ValidUntil says."""
+
+TENANT_STATE_MAX_AGE = 3600
+"""Most seconds a tenant state answer is kept, whatever its ValidUntil says (a moved tenant
+is also noticed at once by the 421 its old address answers)."""
+
+TENANT_UNAVAILABLE_RETRY_AFTER = 60
+"""Seconds a job waits before trying a tenant that is offline for maintenance or upgrading."""

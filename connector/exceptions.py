@@ -75,6 +75,27 @@ class PersonNotFoundError(CRMError):
         self.person_id = person_id
 
 
+class SignInError(CRMError):
+    """Signing in to SuperOffice as the system user failed. ``setting`` names what to fix when
+    the sign-in was refused (permanent); while SuperOffice's login cannot be reached the error
+    is transient and jobs wait."""
+
+    def __init__(self, message: str, *, setting: str | None = None, permanent: bool = False,
+                 status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, status=status, permanent=permanent, retry_after=retry_after)
+        self.setting = setting
+
+
+class TenantUnavailableError(CRMError):
+    """The tenant's state is not Running (upgrade, maintenance, suspended …): jobs wait, unless
+    the tenant is gone for good (``permanent``)."""
+
+    def __init__(self, message: str, *, state: str, permanent: bool = False,
+                 retry_after: float | None = None):
+        super().__init__(message, status=None, permanent=permanent, retry_after=retry_after)
+        self.state = state
+
+
 class MailError(ConnectorError):
     """A mail could not be delivered. ``permanent`` when the server refused it for good (5xx)."""
 

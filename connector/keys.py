@@ -53,6 +53,39 @@ RECONCILE_LAST_RUN = PREFIX + "reconcile:last"
 RECONCILE_LOCK = PREFIX + "reconcile:lock"
 """Redis lock held while a pass runs, so two passes never list the CRM at the same time."""
 
+# -- SuperOffice sign-in and tenant ------------------------------------------------------------
+# Per system user (a fingerprint of tenant, app and key): a changed setting starts afresh.
+
+SIGN_IN_PREFIX = PREFIX + "superoffice:"
+
+
+def system_user_ticket(fingerprint: str) -> str:
+    """Redis string (JSON): the system user's ticket every process uses, until it lapses."""
+    return f"{SIGN_IN_PREFIX}ticket:{fingerprint}"
+
+
+def sign_in_lock(fingerprint: str) -> str:
+    """Redis lock held while one process signs in, so ten workers sign in once, not ten times."""
+    return f"{SIGN_IN_PREFIX}sign-in-lock:{fingerprint}"
+
+
+def sign_in_attempts(fingerprint: str) -> str:
+    """Redis counter of sign-in attempts in the current minute (SIGN_INS_PER_MINUTE)."""
+    return f"{SIGN_IN_PREFIX}sign-ins:{fingerprint}"
+
+
+def sign_in_refused(fingerprint: str) -> str:
+    """Redis string: why SuperOffice refused the last sign-in; no process tries again while it
+    lives (SIGN_IN_REFUSED_PAUSE)."""
+    return f"{SIGN_IN_PREFIX}sign-in-refused:{fingerprint}"
+
+
+def tenant_state(context_identifier: str) -> str:
+    """Redis string (JSON): the tenant's state and API address from the state API, cached
+    until its ValidUntil."""
+    return f"{SIGN_IN_PREFIX}tenant:{context_identifier}"
+
+
 # -- metrics -------------------------------------------------------------------------------------
 
 METRICS_PREFIX = PREFIX + "metrics:"

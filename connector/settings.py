@@ -6,6 +6,7 @@ the first variable that is missing or invalid, so a process refuses to start wit
 message instead of failing on the first webhook.
 """
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,48 @@ from connector import defaults
 from connector.exceptions import SettingsError
 
 
+ENVIRONMENTS = ("sod", "stage", "online")
+"""SuperOffice Online's environments: development, staging and production
+(docs/en/apps/getting-started/app-envir.md); each has its own login and state API."""
+
+
+@dataclass(frozen=True)
+class SystemUser:
+    """How to sign in to SuperOffice Online as the app's system user (docs/en/api/
+    authentication/online/auth-application/): the tenant, the app's client secret, the system
+    user token an administrator's consent gave, and the app's private key."""
+
+    context_identifier: str
+    client_secret: str
+    system_user_token: str
+    private_key_file: Path
+    login_url: str
+    token_certificate_file: Path | None = None
+
+    def __repr__(self) -> str:  # never show the secrets
+        return f"SystemUser(context_identifier={self.context_identifier!r}, login_url={self.login_url!r})"
+
+    @property
+    def state_url(self) -> str:
+        """The tenant's state API (docs/en/apps/tenant-status/check-status.md)."""
+        return f"{self.login_url}/api/state/{self.context_identifier}"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """The connector's typed settings. Secrets are kept out of ``repr``."""
+    """The connector's typed settings. Secrets are kept out of ``repr``.
 
-    superoffice_api_url: str
+    The CRM is reached one of two ways: ``system_user`` (SuperOffice Online: the tenant's API
+    address is discovered, ``superoffice_api_url`` only overrides it), or a fixed
+    ``superoffice_api_url`` with an access token or ticket (on-site installations).
+    """
+
+    superoffice_api_url: str | None
     webhook_secrets: tuple[str, ...]
     secret_keys: tuple[str, ...]
     public_base_url: str
     mail_from: str
+    system_user: SystemUser | None = None
     superoffice_access_token: str | None = None
     superoffice_ticket: str | None = None
     superoffice_app_token: str | None = None
@@ -56,14 +90,32 @@ class Settings:
         env = _Env(environ)
         access_token = env.optional("SUPEROFFICE_ACCESS_TOKEN")
         ticket = env.optional("SUPEROFFICE_TICKET")
-        if not access_token and not ticket:
-            raise SettingsError("SUPEROFFICE_ACCESS_TOKEN",
-                                "required (or SUPEROFFICE_TICKET): the CRM needs credentials")
-        if access_token and ticket:
-            raise SettingsError("SUPEROFFICE_TICKET",
-                                "set either SUPEROFFICE_ACCESS_TOKEN or SUPEROFFICE_TICKET, not both")
+        system_user = _system_user(env)
+        if system_user is not None:
+            fixed = "SUPEROFFICE_ACCESS_TOKEN" if access_token else "SUPEROFFICE_TICKET"
+            if access_token or ticket:
+                raise SettingsError(fixed, "set either the system user settings "
+                                    "(SUPEROFFICE_SYSTEM_USER_TOKEN …) or a fixed "
+                                    "SUPEROFFICE_ACCESS_TOKEN/SUPEROFFICE_TICKET, not both")
+            api_url = env.optional("SUPEROFFICE_API_URL") and env.url("SUPEROFFICE_API_URL")
+        else:
+            if not access_token and not ticket:
+                if env.optional("SUPEROFFICE_API_URL"):
+                    raise SettingsError("SUPEROFFICE_ACCESS_TOKEN",
+                                        "required (or SUPEROFFICE_TICKET): the CRM needs "
+                                        "credentials")
+                raise SettingsError("SUPEROFFICE_SYSTEM_USER_TOKEN",
+                                    "required with SUPEROFFICE_CONTEXT_IDENTIFIER, "
+                                    "SUPEROFFICE_CLIENT_SECRET and SUPEROFFICE_PRIVATE_KEY_FILE to "
+                                    "sign in to SuperOffice Online (on-site: SUPEROFFICE_API_URL "
+                                    "with SUPEROFFICE_ACCESS_TOKEN or SUPEROFFICE_TICKET)")
+            if access_token and ticket:
+                raise SettingsError("SUPEROFFICE_TICKET", "set either SUPEROFFICE_ACCESS_TOKEN or "
+                                    "SUPEROFFICE_TICKET, not both")
+            api_url = env.url("SUPEROFFICE_API_URL")
         return cls(
-            superoffice_api_url=env.url("SUPEROFFICE_API_URL").rstrip("/"),
+            superoffice_api_url=api_url.rstrip("/") if api_url else None,
+            system_user=system_user,
             superoffice_access_token=access_token,
             superoffice_ticket=ticket,
             superoffice_app_token=env.optional("SUPEROFFICE_APP_TOKEN"),
@@ -84,6 +136,37 @@ class Settings:
                                            default=defaults.RECONCILE_INTERVAL),
         )
 
+
+_SYSTEM_USER_VARIABLES = ("SUPEROFFICE_CONTEXT_IDENTIFIER", "SUPEROFFICE_CLIENT_SECRET",
+                          "SUPEROFFICE_SYSTEM_USER_TOKEN", "SUPEROFFICE_PRIVATE_KEY_FILE")
+
+
+def _system_user(env: "_Env") -> SystemUser | None:
+    """The system user settings, when any of them is set (then all four must be)."""
+    if not any(env.optional(name) for name in _SYSTEM_USER_VARIABLES):
+        return None
+    context_identifier = env.required("SUPEROFFICE_CONTEXT_IDENTIFIER")
+    if not _CONTEXT_IDENTIFIER.match(context_identifier):
+        raise SettingsError("SUPEROFFICE_CONTEXT_IDENTIFIER",
+                            f"expected the tenant's id like Cust12345, got {context_identifier!r}")
+    environment = (env.optional("SUPEROFFICE_ENVIRONMENT") or "online").lower()
+    if environment not in ENVIRONMENTS:
+        raise SettingsError("SUPEROFFICE_ENVIRONMENT",
+                            f"must be one of {', '.join(ENVIRONMENTS)}, got {environment!r}")
+    login_url = (env.optional("SUPEROFFICE_LOGIN_URL") and env.url("SUPEROFFICE_LOGIN_URL")
+                 or f"https://{environment}.superoffice.com")
+    return SystemUser(
+        context_identifier=context_identifier,
+        client_secret=env.required("SUPEROFFICE_CLIENT_SECRET"),
+        system_user_token=env.required("SUPEROFFICE_SYSTEM_USER_TOKEN"),
+        private_key_file=env.existing_file("SUPEROFFICE_PRIVATE_KEY_FILE"),
+        login_url=login_url.rstrip("/"),
+        token_certificate_file=(env.existing_file("SUPEROFFICE_TOKEN_CERTIFICATE_FILE")
+                                if env.optional("SUPEROFFICE_TOKEN_CERTIFICATE_FILE") else None),
+    )
+
+
+_CONTEXT_IDENTIFIER = re.compile(r"^[A-Za-z]+\d+$")
 
 _SCHEMES = {  # scheme → (default port, security)
     "smtp": (25, "plain"),
@@ -155,6 +238,12 @@ class _Env:
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise SettingsError(name, f"must be an http(s) URL, got {value!r}")
         return value
+
+    def existing_file(self, name: str) -> Path:
+        path = Path(self.required(name)).expanduser()
+        if not path.is_file():
+            raise SettingsError(name, f"no such file: {str(path)!r}")
+        return path
 
     def csv(self, name: str, min_length: int = 1) -> tuple[str, ...]:
         values = tuple(v.strip() for v in self.required(name).split(",") if v.strip())

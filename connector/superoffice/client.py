@@ -17,9 +17,10 @@ import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
+import redis
 import requests
 
 from connector import __version__, defaults
@@ -28,8 +29,11 @@ from connector.crm.types import (COMMENT_MAX_LENGTH, CRMListItem, Person, Person
 from connector.emails import hide_emails
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.settings import Settings
+from connector.superoffice.credentials import FixedCredentials, SystemUserCredentials
 from connector.superoffice.parse import (parse_list_item, parse_person_entity, parse_person_row,
                                          parse_webhook, unreadable)
+from connector.superoffice.system_user import SystemUserLogin
+from connector.superoffice.tenant import DiscoveredEndpoint, FixedEndpoint
 from connector.times import now, utc
 
 log = logging.getLogger(__name__)
@@ -59,42 +63,67 @@ LIST_RATE_LIMIT_MAX_WAIT = 120.0
 """Longest Retry-After (seconds) a listing waits out itself; a longer one raises CRMError."""
 
 
+class Credentials(Protocol):
+    """What authenticates a call (connector.superoffice.credentials)."""
+
+    variable: str
+    """The setting a rejected credential names."""
+
+    def headers(self) -> dict[str, str]: ...
+
+    def renew(self, rejected: dict[str, str]) -> bool: ...
+
+
+class Endpoint(Protocol):
+    """Where the tenant's REST API is (connector.superoffice.tenant)."""
+
+    discovered: bool
+    """True when the address is looked up (and may move), False for SUPEROFFICE_API_URL."""
+
+    def api_url(self) -> str: ...
+
+    def relocate(self, stale: str) -> str: ...
+
+
 class SuperOfficeClient:
     """Client for one SuperOffice tenant's REST API (``CRMClient`` protocol).
 
     Args:
-        api_url: the tenant's base URL up to and including ``/api/v1``, e.g.
-            ``https://online3.superoffice.com/Cust12345/api/v1``.
-        access_token: an OAuth access token, sent as ``Authorization: Bearer``.
-        ticket: a SuperOffice ticket (system user), sent as ``Authorization: SOTicket``.
-            Give exactly one of ``access_token`` and ``ticket``.
-        app_token: the application token, sent as ``SO-AppToken`` (server-to-server calls
-            to SuperOffice Online).
+        endpoint: the tenant's base URL up to and including ``/api/v1``, e.g.
+            ``https://online3.superoffice.com/Cust12345/api/v1``, or an ``Endpoint`` that
+            discovers it (SuperOffice Online moves tenants between hosts).
+        credentials: what authenticates the calls (a system user's ticket, renewed on a 401).
+            Without it, exactly one of ``access_token`` (sent as ``Authorization: Bearer``) and
+            ``ticket`` (``Authorization: SOTicket``), with the optional ``app_token``
+            (``SO-AppToken``), is used as it is.
         timeout: (connect, read) seconds for every call.
         session: a ``requests.Session`` to reuse connections; one is created if omitted.
+        observe: told ``(method, status, seconds)`` of every call.
     """
 
-    def __init__(self, api_url: str, *, access_token: str | None = None, ticket: str | None = None,
+    def __init__(self, endpoint: str | Endpoint, *, credentials: Credentials | None = None,
+                 access_token: str | None = None, ticket: str | None = None,
                  app_token: str | None = None, timeout: tuple[float, float] = defaults.CRM_TIMEOUT,
                  session: requests.Session | None = None,
                  observe: Callable[[str, int | None, float], None] | None = None):
-        if bool(access_token) == bool(ticket):
-            raise ValueError("SuperOfficeClient needs exactly one of access_token or ticket")
-        self.api_url = api_url.rstrip("/")
+        self._endpoint = FixedEndpoint(endpoint) if isinstance(endpoint, str) else endpoint
+        self._credentials = credentials or FixedCredentials(access_token=access_token,
+                                                            ticket=ticket, app_token=app_token)
         self.timeout = timeout
         self._session = session or requests.Session()
         self._observe = observe
-        self._credential_variable = "SUPEROFFICE_ACCESS_TOKEN" if access_token else "SUPEROFFICE_TICKET"
-        self._headers = {
-            "Authorization": f"Bearer {access_token}" if access_token else f"SOTicket {ticket}",
-            "Accept": "application/json",
-            "User-Agent": USER_AGENT,
-        }
-        if app_token:
-            self._headers["SO-AppToken"] = app_token
 
     def __repr__(self) -> str:  # never show the tokens
-        return f"SuperOfficeClient({self.api_url!r})"
+        return f"SuperOfficeClient({self._endpoint!r})"
+
+    @property
+    def api_url(self) -> str:
+        """The tenant's REST base now (looked up when it is discovered).
+
+        Raises:
+            CRMError: the tenant cannot be located or is not running.
+        """
+        return self._endpoint.api_url()
 
     def get_person(self, person_id: int) -> Person:
         """Read a person with their first email, language, company and consent rows.
@@ -106,7 +135,7 @@ class SuperOfficeClient:
             CRMError: any other failure; ``permanent`` says whether a retry can help.
         """
         person_id = int(person_id)
-        response = self._call("GET", f"{self.api_url}/Person/{person_id}", (200,),
+        response = self._call("GET", f"Person/{person_id}", (200,),
                               subject=f"person {person_id}", action=f"reading person {person_id}",
                               person_id=person_id)
         try:
@@ -130,7 +159,7 @@ class SuperOfficeClient:
         person_id = int(person_id)
         query = urlencode({"source": source, "legalBase": legal_basis,
                            "comment": (comment or "")[:COMMENT_MAX_LENGTH]}, quote_via=quote)
-        url = f"{self.api_url}/Person/{person_id}/Consent/{quote(purpose, safe='')}?{query}"
+        url = f"Person/{person_id}/Consent/{quote(purpose, safe='')}?{query}"
         subject = f"consent {purpose} for person {person_id}"
         self._call("PUT", url, (204, 200), subject=subject, action=f"writing {subject}",
                    person_id=person_id)
@@ -175,7 +204,7 @@ class SuperOfficeClient:
         if not operations:
             return
         subject = f"shipment types of person {person_id}"
-        self._call("PATCH", f"{self.api_url}/Person/{person_id}", (200, 204), subject=subject,
+        self._call("PATCH", f"Person/{person_id}", (200, 204), subject=subject,
                    action=f"writing {subject}", person_id=person_id, json_body=operations,
                    content_type="application/json-patch+json")
 
@@ -237,7 +266,7 @@ class SuperOfficeClient:
             CRMError: the call failed or the answer is not a list of webhooks. SuperOffice
                 Online answers 403 when the app was not granted access to webhooks.
         """
-        response = self._call("GET", f"{self.api_url}/Webhook", (200,),
+        response = self._call("GET", "Webhook", (200,),
                               subject="the webhook list", action="listing webhooks",
                               not_found="GET Webhook")
         try:
@@ -258,7 +287,7 @@ class SuperOfficeClient:
         """
         lists = {}
         for kind, list_name in CONSENT_LISTS.items():
-            response = self._call("GET", f"{self.api_url}/List/{list_name}/Items", (200,),
+            response = self._call("GET", f"List/{list_name}/Items", (200,),
                                   subject=f"the {list_name} list",
                                   action=f"reading the {list_name} list",
                                   not_found=f"GET List/{list_name}/Items")
@@ -278,8 +307,7 @@ class SuperOfficeClient:
         if odata_filter:
             params["$filter"] = odata_filter
         params.update({"$orderBy": "personId", "$top": str(page_size)})
-        base = f"{self.api_url}/Person"
-        url = f"{base}?{_query(params)}"
+        url = f"Person?{_query(params)}"
         position = 0
         previous: list[int] = []
         while True:
@@ -304,7 +332,7 @@ class SuperOfficeClient:
                                    "list cannot be followed", status=200, permanent=True)
                 url = next_url
             elif len(listings) >= page_size:
-                url = f"{base}?{_query({**params, '$skip': str(position)})}"
+                url = f"Person?{_query({**params, '$skip': str(position)})}"
             else:
                 return
 
@@ -335,60 +363,120 @@ class SuperOfficeClient:
             return body
 
     def _same_origin(self, link: str) -> str:
-        """Resolve an odata.nextLink against the API URL; refuse one on another scheme or host."""
-        url = urljoin(self.api_url + "/", link)
-        here, there = urlsplit(self.api_url), urlsplit(url)
+        """Resolve an odata.nextLink against the API URL into a path below it; refuse one on
+        another scheme or host, or outside the API."""
+        api_url = self.api_url
+        url = urljoin(api_url + "/", link)
+        here, there = urlsplit(api_url), urlsplit(url)
         if (there.scheme, there.netloc.lower()) != (here.scheme, here.netloc.lower()):
             raise CRMError(f"CRM's odata.nextLink points to {there.scheme}://{there.netloc}, not "
                            f"the API's host; not sending the connector's credentials there",
                            status=200, permanent=True)
-        return url
+        if not url.startswith(api_url + "/"):
+            raise CRMError(f"CRM's odata.nextLink points outside the API ({there.path})",
+                           status=200, permanent=True)
+        return url[len(api_url) + 1:]
 
     # -- one HTTP call, every failure mapped -------------------------------------------------
 
-    def _call(self, method: str, url: str, expected: tuple[int, ...], *, subject: str,
+    def _call(self, method: str, path: str, expected: tuple[int, ...], *, subject: str,
               action: str, person_id: int | None = None, not_found: str | None = None,
               json_body: Any = None,
               content_type: str = "application/json") -> requests.Response:
+        """Make one call to ``{api_url}/{path}`` and return the answer if its status is
+        expected, else raise the CRMError it means.
+
+        1. A 401 renews the credentials (a system user signs in again) and the call is made
+           once more; a second 401 is final.
+        2. A tenant that moved (421 Misdirected Request, a redirect, or a host that refuses or
+           does not resolve) is looked up again and the call made once more at the new address
+           (docs/en/apps/tenant-status/status-page.md).
+        """
+        data = json.dumps(json_body).encode() if json_body is not None else None
+        renewed = relocated = False
+        while True:
+            api_url = self._endpoint.api_url()
+            credentials = self._credentials.headers()
+            headers = {**credentials, "Accept": "application/json", "User-Agent": USER_AGENT}
+            if data is not None:
+                headers["Content-Type"] = content_type
+            try:
+                response = self._send(method, f"{api_url}/{path}", headers, data)
+            except requests.exceptions.ConnectionError as error:
+                if (self._endpoint.discovered and not relocated
+                        and not isinstance(error, requests.exceptions.ConnectTimeout)):
+                    relocated = True
+                    self._endpoint.relocate(api_url)
+                    continue
+                raise self._transport_error(error, action) from None
+            except requests.exceptions.RequestException as error:
+                raise self._transport_error(error, action) from None
+            status = response.status_code
+            if status == 401 and not renewed and self._credentials.renew(credentials):
+                renewed = True
+                continue
+            if ((status == 421 or 300 <= status < 400) and self._endpoint.discovered
+                    and not relocated):
+                relocated = True
+                self._endpoint.relocate(api_url)
+                continue
+            break
+        if status in expected:
+            return response
+        if status == 404 and person_id is not None and not self._api_root_answers(api_url):
+            raise CRMError(f"CRM answered 404 for person {person_id}, and its API root "
+                           f"({api_url}) does not answer either — check SUPEROFFICE_API_URL",
+                           status=404, permanent=True)
+        raise self._error(response, subject=subject, action=action, person_id=person_id,
+                          not_found=not_found, patch=method == "PATCH", renewed=renewed)
+
+    def _send(self, method: str, url: str, headers: dict[str, str],
+              data: bytes | None) -> requests.Response:
         started = time.monotonic()
         status = None
-        headers = self._headers
-        data = None
-        if json_body is not None:
-            headers = {**self._headers, "Content-Type": content_type}
-            data = json.dumps(json_body).encode()
         try:
             response = self._session.request(method, url, headers=headers, data=data,
                                              timeout=self.timeout, allow_redirects=False)
             status = response.status_code
-        except requests.exceptions.ConnectTimeout:
-            raise CRMError(f"CRM unreachable: connection timed out after {self.timeout[0]:g} s "
-                           f"({action})") from None
-        except requests.exceptions.Timeout:
-            raise CRMError(f"CRM unreachable: timed out after {self.timeout[1]:g} s "
-                           f"({action})") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise CRMError(f"CRM unreachable: {type(exc).__name__} ({action})") from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader,
-                requests.exceptions.TooManyRedirects) as exc:
-            raise CRMError(f"CRM call impossible: {type(exc).__name__} — check SUPEROFFICE_API_URL "
-                           f"and the tokens ({action})", permanent=True) from None
-        except requests.exceptions.RequestException as exc:
-            raise CRMError(f"CRM call failed: {type(exc).__name__} ({action})") from None
         finally:
             if self._observe is not None:
                 self._observe(method, status, time.monotonic() - started)
-        log.debug("%s -> %s in %.0f ms", action, response.status_code,
+        log.debug("%s %s -> %s in %.0f ms", method, urlsplit(url).path, status,
                   (time.monotonic() - started) * 1000)
-        if response.status_code in expected:
-            return response
-        raise self._error(response, subject=subject, action=action, person_id=person_id,
-                          not_found=not_found, patch=method == "PATCH")
+        return response
+
+    def _transport_error(self, error: requests.exceptions.RequestException,
+                         action: str) -> CRMError:
+        """The CRMError for a call that got no answer."""
+        if isinstance(error, requests.exceptions.ConnectTimeout):
+            return CRMError(f"CRM unreachable: connection timed out after {self.timeout[0]:g} s "
+                            f"({action})")
+        if isinstance(error, requests.exceptions.Timeout):
+            return CRMError(f"CRM unreachable: timed out after {self.timeout[1]:g} s ({action})")
+        if isinstance(error, requests.exceptions.ConnectionError):
+            return CRMError(f"CRM unreachable: {type(error).__name__} ({action})")
+        if isinstance(error, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                              requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader,
+                              requests.exceptions.TooManyRedirects)):
+            return CRMError(f"CRM call impossible: {type(error).__name__} — check "
+                            f"SUPEROFFICE_API_URL and the tokens ({action})", permanent=True)
+        return CRMError(f"CRM call failed: {type(error).__name__} ({action})")
+
+    def _api_root_answers(self, api_url: str) -> bool:
+        """True when the API's root (``…/api``, the version block of status-page.md) answers
+        200: then a 404 means the thing asked for is gone, not a wrong address."""
+        root = api_url.removesuffix("/v1")
+        try:
+            response = self._send("GET", root, {**self._credentials.headers(),
+                                                "Accept": "application/json",
+                                                "User-Agent": USER_AGENT}, None)
+        except requests.exceptions.RequestException:
+            return False
+        return response.status_code == 200
 
     def _error(self, response: requests.Response, *, subject: str, action: str,
                person_id: int | None, not_found: str | None = None,
-               patch: bool = False) -> CRMError:
+               patch: bool = False, renewed: bool = False) -> CRMError:
         """Map a status the call did not expect to a CRMError. A 404 means the person is gone
         on calls about a person (``person_id``), a wrong API URL on the others (``not_found``
         names what was asked for)."""
@@ -402,10 +490,14 @@ class SuperOfficeClient:
             text = _crm_error_text(response)
             detail = f": {text}" if text else ""
             return CRMError(f"CRM refused {subject} (400){detail}", status=400, permanent=True)
+        if status == 401 and renewed:
+            return CRMError(f"CRM rejected a ticket SuperOffice had just issued (401) — check "
+                            f"SUPEROFFICE_CLIENT_SECRET (sent as SO-AppToken) ({action})",
+                            status=401, permanent=True)
         if status in (401, 403):
-            return CRMError(f"CRM rejected the connector's credentials ({status}) — check "
-                            f"{self._credential_variable} / SUPEROFFICE_APP_TOKEN",
-                            status=status, permanent=True)
+            what = ("renew " if status == 401 else "check the rights of ") + self._credentials.variable
+            return CRMError(f"CRM rejected the connector's credentials ({status}) — {what} / "
+                            f"SUPEROFFICE_APP_TOKEN ({action})", status=status, permanent=True)
         if patch and status in (409, 412):
             # A JSON Patch "test" failed: the person changed since we read them. Transient:
             # the retry reads them again and decides on what the CRM holds then.
@@ -416,9 +508,14 @@ class SuperOfficeClient:
             # SuperOffice Online moves tenants between hosts (sod2 -> sod3 ...); the old host
             # answers 421 Misdirected Request. The current host is in the tenant state API:
             # docs/en/apps/tenant-status/check-status.md, status-page.md (field "Api").
+            if self._endpoint.discovered:
+                return CRMError(f"CRM answered 421 Misdirected Request at the address the state "
+                                f"API gave; looking it up again later ({action})", status=421,
+                                retry_after=defaults.TENANT_STATE_MIN_AGE)
             return CRMError(f"CRM answered 421 Misdirected Request: the tenant moved to another "
                             f"host; look up its current API address at {self._state_url()} and "
-                            f"update SUPEROFFICE_API_URL ({action})", status=421, permanent=True)
+                            f"update SUPEROFFICE_API_URL, or unset it to let the connector find "
+                            f"the tenant ({action})", status=421, permanent=True)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             wait = f", retry after {retry_after:g} s" if retry_after is not None else ""
@@ -429,7 +526,7 @@ class SuperOfficeClient:
                         permanent=True)
 
     def _state_url(self) -> str:
-        parts = urlsplit(self.api_url)
+        parts = urlsplit(self._endpoint.api_url())
         match = _ONLINE_HOST.match(parts.hostname or "")
         environment = match.group(1).lower() if match else "online"
         context_id = next((p for p in parts.path.split("/") if p), "{ContextId}")
@@ -487,12 +584,29 @@ def _crm_error_text(response: requests.Response) -> str:
     return text
 
 
-def client_from_settings(settings: Settings, observe: Callable[[str, int | None, float], None]
-                         | None = None) -> SuperOfficeClient:
-    """Return the client for the tenant and credentials in the settings; ``observe(method,
-    status, seconds)`` is told about every call (see connector.metrics.crm_observer)."""
-    return SuperOfficeClient(settings.superoffice_api_url,
-                             access_token=settings.superoffice_access_token,
-                             ticket=settings.superoffice_ticket,
-                             app_token=settings.superoffice_app_token,
-                             timeout=defaults.CRM_TIMEOUT, observe=observe)
+def client_from_settings(settings: Settings, connection: redis.Redis,
+                         observe: Callable[[str, int | None, float], None] | None = None
+                         ) -> SuperOfficeClient:
+    """Return the client for the tenant and credentials in the settings: the system user's
+    shared ticket and the discovered address (SuperOffice Online), or the fixed
+    SUPEROFFICE_API_URL and token (on-site). ``observe(method, status, seconds)`` is told
+    about every call (see connector.metrics.crm_observer).
+
+    Raises:
+        SettingsError: the private key or the certificate file cannot be used.
+    """
+    system_user = settings.system_user
+    if system_user is None:
+        return SuperOfficeClient(settings.superoffice_api_url,
+                                 access_token=settings.superoffice_access_token,
+                                 ticket=settings.superoffice_ticket,
+                                 app_token=settings.superoffice_app_token,
+                                 timeout=defaults.CRM_TIMEOUT, observe=observe)
+    session = requests.Session()
+    credentials = SystemUserCredentials(SystemUserLogin(system_user, session=session), connection)
+    endpoint = (settings.superoffice_api_url or
+                DiscoveredEndpoint(system_user.state_url, system_user.context_identifier,
+                                   connection, hint=lambda: credentials.api_url_hint,
+                                   session=session))
+    return SuperOfficeClient(endpoint, credentials=credentials, timeout=defaults.CRM_TIMEOUT,
+                             session=session, observe=observe)

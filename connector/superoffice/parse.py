@@ -120,15 +120,17 @@ def parse_consent_info(item: Any, *, where: str = "ConsentInfo") -> ConsentRecor
 def parse_person_row(row: Any, *, where: str = "person list row") -> PersonListing:
     """Turn one row of the OData person list into a ``PersonListing``.
 
-    The row's id is ``personId`` (or ``PrimaryKey``), a number or, in SLIM display mode, a
-    numeric string; dates are ISO strings ("Dates are always returned as ISO strings").
+    The id is the row's ``PrimaryKey``, the raw key every row carries (v1PersonEntity_GetAll.md
+    sample), never the ``personId`` column: SLIM mode returns "just the display values", and
+    a display value may be formatted ("1,234"). Dates are ISO strings ("Dates are always
+    returned as ISO strings", docs/en/api/search/odata/index.md).
 
     Raises:
         CRMError: (permanent) the row has no usable person id or an unreadable date.
     """
     if not isinstance(row, Mapping):
         raise unreadable(f"{where} that is not an object")
-    raw_id = row.get("personId", row.get("PrimaryKey"))
+    raw_id = row.get("PrimaryKey")
     if isinstance(raw_id, str) and raw_id.strip().isdigit():
         raw_id = int(raw_id)
     if not isinstance(raw_id, int) or isinstance(raw_id, bool) or raw_id <= 0:

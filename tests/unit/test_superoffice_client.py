@@ -250,7 +250,8 @@ def test_consent_row_without_purpose_is_a_permanent_error(client, crm):
 
 
 @pytest.mark.parametrize("method", ["get", "put"])
-def test_404_is_person_not_found(client, crm, method):
+def test_404_is_person_not_found_when_the_api_root_answers(client, crm, method):
+    crm.get(API.removesuffix("/v1"), status=200, json={"v1": API + "/", "Version": "v1"})
     if method == "get":
         crm.get(f"{API}/Person/12", status=404)
         call = lambda: client.get_person(12)  # noqa: E731
@@ -262,6 +263,17 @@ def test_404_is_person_not_found(client, crm, method):
 
     assert isinstance(error, PersonNotFoundError)
     assert (error.status, error.permanent, error.person_id) == (404, True, 12)
+
+
+def test_404_names_the_api_url_when_the_api_root_does_not_answer_either(client, crm):
+    crm.get(f"{API}/Person/12", status=404)
+    crm.get(API.removesuffix("/v1"), status=404)
+
+    error = error_of(lambda: client.get_person(12))
+
+    assert not isinstance(error, PersonNotFoundError)
+    assert (error.status, error.permanent) == (404, True)
+    assert "check SUPEROFFICE_API_URL" in str(error)
 
 
 def test_400_carries_the_crms_own_text(client, crm):
@@ -299,8 +311,9 @@ def test_credentials_rejected(client, crm, status):
 
     error = error_of(lambda: client.get_person(12))
 
-    assert str(error) == (f"CRM rejected the connector's credentials ({status}) — check "
-                          "SUPEROFFICE_ACCESS_TOKEN / SUPEROFFICE_APP_TOKEN")
+    what = "renew" if status == 401 else "check the rights of"
+    assert str(error) == (f"CRM rejected the connector's credentials ({status}) — {what} "
+                          "SUPEROFFICE_ACCESS_TOKEN / SUPEROFFICE_APP_TOKEN (reading person 12)")
     assert (error.status, error.permanent) == (status, True)
 
 
@@ -309,7 +322,7 @@ def test_credentials_rejected_with_a_ticket_names_the_ticket_variable(crm):
 
     error = error_of(lambda: SuperOfficeClient(API, ticket="7T:x").get_person(12))
 
-    assert "check SUPEROFFICE_TICKET / SUPEROFFICE_APP_TOKEN" in str(error)
+    assert "renew SUPEROFFICE_TICKET / SUPEROFFICE_APP_TOKEN" in str(error)
 
 
 def test_421_says_the_tenant_moved(client, crm):

@@ -200,15 +200,17 @@ def test_never_updated_person_has_no_updated_date_and_changed_is_registered():
     assert listing.changed == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 
 
-def test_display_mode_string_ids_are_read_and_primary_key_is_the_fallback():
-    assert parse_person_row({"PrimaryKey": "25", "EntityName": "person",
-                             "personId": "25"}).person_id == 25
+def test_the_id_is_the_raw_primary_key_never_the_display_column():
+    assert parse_person_row({"PrimaryKey": 1234, "EntityName": "person",
+                             "personId": "1,234"}).person_id == 1234
+    assert parse_person_row({"PrimaryKey": "25", "EntityName": "person"}).person_id == 25
     assert parse_person_row({"PrimaryKey": 26, "EntityName": "person"}).person_id == 26
 
 
-@pytest.mark.parametrize("bad", [None, "x", {"PrimaryKey": None}, {"personId": "abc"},
-                                 {"personId": 0}, {"personId": True},
-                                 {"personId": 1, "personRegisteredDate": "yesterday"}])
+@pytest.mark.parametrize("bad", [None, "x", {"PrimaryKey": None}, {"personId": 7},
+                                 {"PrimaryKey": "abc"}, {"PrimaryKey": 0},
+                                 {"PrimaryKey": True}, {"PrimaryKey": "1,234"},
+                                 {"PrimaryKey": 1, "personRegisteredDate": "yesterday"}])
 def test_unreadable_rows_fail_permanently(bad):
     with pytest.raises(CRMError) as caught:
         parse_person_row(bad)

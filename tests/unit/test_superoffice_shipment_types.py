@@ -91,6 +91,7 @@ def test_a_conflict_is_transient_so_the_retry_reads_the_person_again(client, crm
 
 def test_a_deleted_person_is_permanent(client, crm):
     crm.patch(f"{API}/Person/12", status=404)
+    crm.get(API.removesuffix("/v1"), status=200, json={"v1": API + "/"})
     with pytest.raises(PersonNotFoundError):
         client.set_shipment_types(12, {1: True}, TYPES)
 

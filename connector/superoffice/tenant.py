@@ -1,0 +1,205 @@
+"""Where the tenant's API is, and whether it is up: SuperOffice Online's state API.
+
+A tenant's address "will change routinely to balance the load" (docs/en/apps/tenant-status/
+status-page.md): ``GET {login}/api/state/{ContextIdentifier}`` (check-status.md) answers
+``{ContextIdentifier, Endpoint, State, IsRunning, ValidUntil, Api}``. The answer is shared by
+every process through Redis until its ValidUntil, and looked up again when a call meets the
+old address (421 Misdirected Request, a redirect, or a host that refuses or does not resolve).
+
+``FixedEndpoint`` is the on-site case: SUPEROFFICE_API_URL, never looked up.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+
+import redis
+import requests
+
+from connector import __version__, defaults, keys
+from connector.exceptions import CRMError, TenantUnavailableError
+from connector.superoffice.parse import parse_date
+from connector.times import now, utc
+
+log = logging.getLogger(__name__)
+
+RUNNING_STATES = ("Running", "OnlineMaintenance")
+"""States in which the tenant's API is available (status-page.md, "IsRunning")."""
+
+GONE_STATES = ("Deleted", "Deleting", "DeleteFailed")
+"""States after which the tenant will not come back: jobs fail rather than wait."""
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """One answer of the state API."""
+
+    context_identifier: str
+    state: str
+    is_running: bool
+    api_url: str | None
+    """The REST base, ``<Api>/v1``."""
+    valid_until: str
+    """ISO UTC time until which the answer holds."""
+
+
+def parse_tenant_state(body: object, context_identifier: str) -> TenantState:
+    """Read a state API answer (status-page.md).
+
+    Raises:
+        CRMError: (transient) the answer is not a state of this tenant.
+    """
+    if not isinstance(body, dict) or body.get("ContextIdentifier") != context_identifier:
+        raise CRMError(f"SuperOffice's state API gave no state for {context_identifier}")
+    api = body.get("Api")
+    state = str(body.get("State") or "Unknown")
+    try:
+        valid_until = utc(parse_date(body.get("ValidUntil"), where="ValidUntil")
+                          or now()).isoformat()
+    except CRMError:
+        valid_until = now().isoformat()
+    return TenantState(
+        context_identifier=context_identifier,
+        state=state,
+        is_running=body.get("IsRunning") is True and state in RUNNING_STATES,
+        api_url=api.rstrip("/") + "/v1" if isinstance(api, str) and api.startswith("http")
+        else None,
+        valid_until=valid_until,
+    )
+
+
+def decide_tenant_availability(state: TenantState) -> TenantUnavailableError | None:
+    """The error a call to this tenant meets now, or None when its API is available."""
+    if state.is_running and state.api_url:
+        return None
+    if state.state in GONE_STATES:
+        return TenantUnavailableError(
+            f"SuperOffice says tenant {state.context_identifier} is {state.state} — check "
+            f"SUPEROFFICE_CONTEXT_IDENTIFIER", state=state.state, permanent=True)
+    return TenantUnavailableError(
+        f"tenant {state.context_identifier} is {state.state} (SuperOffice's state API); "
+        f"jobs wait until it runs again", state=state.state,
+        retry_after=defaults.TENANT_UNAVAILABLE_RETRY_AFTER)
+
+
+def cache_seconds(state: TenantState, at: datetime) -> int:
+    """How long to keep an answer: until its ValidUntil, within TENANT_STATE_MIN_AGE and
+    TENANT_STATE_MAX_AGE, and at most a minute while the tenant is not running."""
+    left = (datetime.fromisoformat(state.valid_until) - at).total_seconds()
+    longest = defaults.TENANT_STATE_MAX_AGE if state.is_running else 60
+    return int(min(max(left, defaults.TENANT_STATE_MIN_AGE), longest))
+
+
+class FixedEndpoint:
+    """SUPEROFFICE_API_URL: one address, never looked up."""
+
+    discovered = False
+
+    def __init__(self, api_url: str):
+        self._api_url = api_url.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"FixedEndpoint({self._api_url!r})"
+
+    def api_url(self) -> str:
+        """The configured address."""
+        return self._api_url
+
+    def relocate(self, stale: str) -> str:
+        """A fixed address cannot move: return it unchanged."""
+        return self._api_url
+
+
+class DiscoveredEndpoint:
+    """The tenant's address from the state API, shared through Redis.
+
+    Args:
+        state_url: ``{login}/api/state/{ContextIdentifier}``.
+        context_identifier: the tenant.
+        connection: the installation's Redis.
+        hint: the API address the last sign-in's JWT named, used while the state API cannot
+            be reached.
+        session, timeout: for the state API calls.
+    """
+
+    discovered = True
+
+    def __init__(self, state_url: str, context_identifier: str, connection: redis.Redis, *,
+                 hint: Callable[[], str | None] = lambda: None,
+                 session: requests.Session | None = None,
+                 timeout: tuple[float, float] = defaults.CRM_TIMEOUT):
+        self.state_url = state_url
+        self.context_identifier = context_identifier
+        self._redis = connection
+        self._hint = hint
+        self._session = session or requests.Session()
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"DiscoveredEndpoint({self.state_url!r})"
+
+    def api_url(self) -> str:
+        """The tenant's REST base now.
+
+        Raises:
+            TenantUnavailableError: the tenant is not running (transient) or gone (permanent).
+            CRMError: (transient) the state API cannot be reached and no sign-in named an
+                address.
+        """
+        state = self.cached() or self.look_up()
+        return self._usable(state)
+
+    def relocate(self, stale: str) -> str:
+        """A call to ``stale`` met a moved tenant: the address another process has found
+        meanwhile, else a fresh look-up."""
+        state = self.cached()
+        if state is not None and state.api_url and state.api_url != stale:
+            return self._usable(state)
+        log.info("superoffice.tenant_relocating context=%s", self.context_identifier)
+        return self._usable(self.look_up())
+
+    def cached(self) -> TenantState | None:
+        """The shared answer, while it holds."""
+        raw = self._redis.get(keys.tenant_state(self.context_identifier))
+        return TenantState(**json.loads(raw)) if raw else None
+
+    def look_up(self) -> TenantState:
+        """Ask the state API and share the answer until its ValidUntil.
+
+        Raises:
+            CRMError: (transient) the state API cannot be reached or answered nonsense, and no
+                sign-in named an address to use meanwhile.
+        """
+        try:
+            response = self._session.get(self.state_url, timeout=self.timeout,
+                                         headers={"Accept": "application/json",
+                                                  "User-Agent": f"consent-connector/{__version__}"})
+            if response.status_code != 200:
+                raise CRMError(f"SuperOffice's state API answered {response.status_code}",
+                               status=response.status_code)
+            state = parse_tenant_state(response.json(), self.context_identifier)
+        except (requests.exceptions.RequestException, ValueError, CRMError) as error:
+            hint = self._hint()
+            if hint is None:
+                raise CRMError(f"SuperOffice's state API ({self.state_url}) cannot tell where "
+                               f"tenant {self.context_identifier} is: {error}") from None
+            log.warning("superoffice.state_api_unavailable context=%s using the sign-in's "
+                        "address", self.context_identifier)
+            return TenantState(self.context_identifier, "Running", True, hint,
+                               (now() + timedelta(seconds=defaults.TENANT_STATE_MIN_AGE)).isoformat())
+        self._redis.set(keys.tenant_state(self.context_identifier), json.dumps(asdict(state)),
+                        ex=cache_seconds(state, now()))
+        log.info("superoffice.tenant_state context=%s state=%s", self.context_identifier,
+                 state.state)
+        return state
+
+    @staticmethod
+    def _usable(state: TenantState) -> str:
+        error = decide_tenant_availability(state)
+        if error is not None:
+            raise error
+        return state.api_url
