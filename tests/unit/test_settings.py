@@ -195,3 +195,70 @@ def test_settings_are_immutable():
                                              ("RETRY_INTERVALS", "1,²")])
 def test_unicode_digit_lookalikes_are_a_settings_error(variable, value):
     assert error_for({**FULL, variable: value}).variable == variable
+
+
+# --- SuperOffice Online: the system user ---------------------------------------------------------
+
+@pytest.fixture
+def system_user_env(tmp_path):
+    key = tmp_path / "app.pem"
+    key.write_text("a key file; its content is read when the client is built")
+    return {**without(REQUIRED, "SUPEROFFICE_API_URL", "SUPEROFFICE_ACCESS_TOKEN"),
+            "SUPEROFFICE_CONTEXT_IDENTIFIER": "Cust12345",
+            "SUPEROFFICE_CLIENT_SECRET": "client-secret-value",
+            "SUPEROFFICE_SYSTEM_USER_TOKEN": "Consent Connector-8k8Q7DmBgo",
+            "SUPEROFFICE_PRIVATE_KEY_FILE": str(key)}
+
+
+def test_the_system_user_settings_need_no_api_url(system_user_env):
+    settings = Settings.from_env(system_user_env)
+
+    assert settings.superoffice_api_url is None
+    assert settings.system_user.login_url == "https://online.superoffice.com"
+    assert settings.system_user.state_url == "https://online.superoffice.com/api/state/Cust12345"
+    assert "client-secret-value" not in repr(settings.system_user)
+    assert "8k8Q7DmBgo" not in repr(settings.system_user)
+
+
+@pytest.mark.parametrize("environment", ["sod", "stage", "online", "SOD"])
+def test_the_environment_picks_the_login(system_user_env, environment):
+    settings = Settings.from_env({**system_user_env, "SUPEROFFICE_ENVIRONMENT": environment})
+    assert settings.system_user.login_url == f"https://{environment.lower()}.superoffice.com"
+
+
+def test_a_login_url_overrides_the_environment_and_an_api_url_overrides_discovery(
+        system_user_env):
+    settings = Settings.from_env({**system_user_env,
+                                  "SUPEROFFICE_LOGIN_URL": "http://127.0.0.1:8090/",
+                                  "SUPEROFFICE_API_URL": "https://sod2.superoffice.com/Cust12345/api/v1"})
+    assert settings.system_user.login_url == "http://127.0.0.1:8090"
+    assert settings.superoffice_api_url == "https://sod2.superoffice.com/Cust12345/api/v1"
+
+
+@pytest.mark.parametrize("variable", ["SUPEROFFICE_CONTEXT_IDENTIFIER", "SUPEROFFICE_CLIENT_SECRET",
+                                      "SUPEROFFICE_SYSTEM_USER_TOKEN",
+                                      "SUPEROFFICE_PRIVATE_KEY_FILE"])
+def test_each_missing_system_user_setting_is_named(system_user_env, variable):
+    assert error_for(without(system_user_env, variable)).variable == variable
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("SUPEROFFICE_ENVIRONMENT", "production"),
+    ("SUPEROFFICE_CONTEXT_IDENTIFIER", "12345"),
+    ("SUPEROFFICE_PRIVATE_KEY_FILE", "/no/such/key.pem"),
+    ("SUPEROFFICE_TOKEN_CERTIFICATE_FILE", "/no/such/cert.pem"),
+    ("SUPEROFFICE_LOGIN_URL", "sod.superoffice.com"),
+])
+def test_an_invalid_system_user_setting_is_named(system_user_env, variable, value):
+    assert error_for({**system_user_env, variable: value}).variable == variable
+
+
+def test_a_system_user_and_a_fixed_token_together_are_refused(system_user_env):
+    error = error_for({**system_user_env, "SUPEROFFICE_TICKET": TICKET})
+    assert error.variable == "SUPEROFFICE_TICKET"
+
+
+def test_no_crm_settings_at_all_names_the_system_user_token():
+    error = error_for(without(REQUIRED, "SUPEROFFICE_API_URL", "SUPEROFFICE_ACCESS_TOKEN"))
+    assert error.variable == "SUPEROFFICE_SYSTEM_USER_TOKEN"
+    assert "SUPEROFFICE_API_URL" in error.problem  # and says what on-site needs
