@@ -4,6 +4,7 @@ the commands live in connector/commands/, one module per group."""
 import click
 
 from connector.commands.config import config
+from connector.commands.doctor import doctor
 from connector.commands.export import export
 from connector.commands.jobs import jobs
 from connector.commands.reconcile import reconcile
@@ -13,9 +14,9 @@ from connector.commands.worker import worker
 
 @click.group()
 def main():
-    """GDPR consent management for SuperOffice: run the worker, check the config, look after
-    jobs, reconcile, export."""
+    """GDPR consent management for SuperOffice: run the worker, check the config and the
+    outside parts (doctor), look after jobs, reconcile, export."""
 
 
-for command in (config, worker, jobs, reconcile, status, export):
+for command in (config, worker, jobs, reconcile, status, export, doctor):
     main.add_command(command)

@@ -1,14 +1,18 @@
 """The ``consent-connector`` subcommands, one module per command group; connector/cli.py
 registers them. A command's docstring is its --help."""
 
+import logging
 import os
 import sys
 
 import click
 
-from connector.exceptions import ConfigError, SettingsError
+from connector.exceptions import ConfigError, CRMError, SettingsError
 from connector.services import Services, build_services
 from connector.settings import Settings
+
+
+log = logging.getLogger(__name__)
 
 
 def services_or_exit() -> Services:
@@ -19,3 +23,25 @@ def services_or_exit() -> Services:
     except (SettingsError, ConfigError) as error:
         click.echo(f"consent-connector: cannot start:\n{error}", err=True)
         sys.exit(2)
+
+
+def crm_or_exit(services: Services) -> None:
+    """Sign in and ask the CRM who the connector is. Exit with status 2 and the reason (which
+    names the setting) when that fails for good: bad key, revoked token, wrong address, or an
+    associate other than SUPEROFFICE_ASSOCIATE_ID. A passing failure (CRM or login down) is
+    logged and the process starts: its jobs wait."""
+    try:
+        principal = services.crm.current_principal()
+    except CRMError as error:
+        if error.permanent:
+            click.echo(f"consent-connector: cannot start: the CRM refused: {error}", err=True)
+            sys.exit(2)
+        log.warning("crm.unavailable_at_start reason=%s", error)
+        return
+    configured = services.settings.associate_id
+    if configured is not None and configured != principal.associate_id:
+        click.echo(f"consent-connector: cannot start: the CRM says the connector is associate "
+                   f"{principal.associate_id}, but SUPEROFFICE_ASSOCIATE_ID is {configured}: "
+                   f"its own consent writes would be taken for a CRM user's", err=True)
+        sys.exit(2)
+    log.info("crm.signed_in associate=%s", principal.associate_id)

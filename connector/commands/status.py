@@ -1,4 +1,5 @@
-"""``consent-connector status``: queues, workers, failures, reconciliation, config, webhook.
+"""``consent-connector status``: queues, workers, failures, config, tenant, webhooks,
+reconciliation.
 
 The command prints one section after the other. A section is a function
 ``section(services) -> list[str]``: a heading line, then its lines indented by two spaces. Add a
@@ -52,7 +53,7 @@ def webhooks_section(services: Services) -> list[str]:
                 "      new persons are found only by the reconciliation, up to RECONCILE_INTERVAL "
                 "minutes late.",
                 "      Once the connector answers again, set it Active:",
-                f"      PATCH $SUPEROFFICE_API_URL/Webhook/{hook.id} with {{\"State\": \"Active\"}}",
+                f"      PATCH <the tenant's API>/Webhook/{hook.id} with {{\"State\": \"Active\"}}",
                 "      (Content-Type: application/json and the connector's credentials).",
             ]
     active = [h for h in relevant if h.state == "Active"]
@@ -61,6 +62,23 @@ def webhooks_section(services: Services) -> list[str]:
     others = len(hooks) - len(relevant)
     if others:
         lines.append(f"  ({others} other webhook(s) not sending {WEBHOOK_EVENT} not shown)")
+    return lines
+
+
+def tenant_section(services: Services) -> list[str]:
+    """Where the CRM tenant is and whether its API is up (SuperOffice's state API)."""
+    lines = ["CRM tenant"]
+    try:
+        state = services.crm.tenant_state()
+    except CRMError as error:
+        return lines + [f"  state unknown: {error}"]
+    if state is None:
+        return lines + [f"  address      {services.settings.superoffice_api_url} "
+                        f"(SUPEROFFICE_API_URL, fixed)"]
+    lines.append(f"  {state.context_identifier:<12} {state.state} at {state.api_url}")
+    if not state.is_running:
+        lines.append("               its API is not available: jobs wait until it runs again")
+    lines.append(f"  valid until  {_show(state.valid_until)} (SuperOffice's state API)")
     return lines
 
 
@@ -130,7 +148,7 @@ def config_section(services: Services) -> list[str]:
     return lines
 
 
-SECTIONS: list[Callable] = [queues_section, config_section, webhooks_section,
+SECTIONS: list[Callable] = [queues_section, config_section, tenant_section, webhooks_section,
                             reconciliation_section]
 """The sections ``status`` prints, in order."""
 
@@ -138,7 +156,7 @@ SECTIONS: list[Callable] = [queues_section, config_section, webhooks_section,
 @click.command()
 def status():
     """Show how the connector is doing: queues, workers and failures, the purposes config in
-    force, the CRM's webhooks and the last reconciliation."""
+    force, the CRM tenant's state, its webhooks and the last reconciliation."""
     services = services_or_exit()
     for index, section in enumerate(SECTIONS):
         if index:

@@ -90,6 +90,27 @@ class CRMListItem:
     active: bool = True
 
 
+@dataclass(frozen=True)
+class Principal:
+    """Who the connector is in the CRM: the associate its writes are made as."""
+
+    associate_id: int
+    context_identifier: str | None = None
+
+
+@dataclass(frozen=True)
+class TenantState:
+    """Where the CRM tenant is and whether its API is up (SuperOffice Online's state API)."""
+
+    context_identifier: str
+    state: str
+    is_running: bool
+    api_url: str | None
+    """The REST base the connector calls."""
+    valid_until: str
+    """ISO UTC time until which this holds."""
+
+
 class CRMClient(Protocol):
     """What the connector asks of a CRM. Every method raises ``connector.exceptions.CRMError``
     (``PersonNotFoundError`` for a person that does not exist); ``permanent`` says whether a
@@ -118,3 +139,11 @@ class CRMClient(Protocol):
     def consent_lists(self) -> dict[str, list[CRMListItem]]:
         """The CRM's purposes, legal bases and sources, by kind (``purposes``,
         ``legal_bases``, ``sources``)."""
+
+    def current_principal(self) -> Principal:
+        """Sign in if needed and ask the CRM who the connector is: the check that the
+        credentials and the API address work."""
+
+    def tenant_state(self) -> TenantState | None:
+        """The tenant's state as last looked up (looking it up if nobody has), or None when
+        the API address is fixed by configuration."""

@@ -100,7 +100,7 @@ class Mailer:
         """
         if self.server is None:
             return str(self._write_outbox(message))
-        self._send(message)
+        self._converse(message)
         log.info("mail %s accepted by %s:%d", message.get("Message-ID", "?"),
                  self.server.host, self.server.port)
         return "smtp"
@@ -110,7 +110,18 @@ class Mailer:
     def _context(self) -> ssl.SSLContext:
         return self.ssl_context or ssl.create_default_context()
 
-    def _send(self, message: EmailMessage) -> None:
+    def check(self) -> None:
+        """Open a session with the mail server as ``deliver`` would (connect, EHLO, STARTTLS,
+        login) and hang up without sending anything; nothing to check for the outbox.
+
+        Raises:
+            MailError: as ``deliver`` would.
+        """
+        if self.server is not None:
+            self._converse(None)
+
+    def _converse(self, message: EmailMessage | None) -> None:
+        """One SMTP session: connect, secure, log in and, given a message, send it."""
         server = self.server
         assert server is not None
         where = f"{server.host}:{server.port}"
@@ -127,7 +138,7 @@ class Mailer:
                 connection.ehlo()
             if server.username is not None:
                 connection.login(server.username, server.password or "")
-            refused = connection.send_message(message)
+            refused = connection.send_message(message) if message is not None else {}
             accepted = True
         # 1. The server hung up (also how smtplib reports a read timeout): try again later.
         except smtplib.SMTPServerDisconnected as exc:

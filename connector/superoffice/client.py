@@ -25,7 +25,7 @@ import requests
 
 from connector import __version__, defaults
 from connector.crm.types import (COMMENT_MAX_LENGTH, CRMListItem, Person, PersonListing,
-                                 ShipmentType, WebhookInfo)
+                                 Principal, ShipmentType, TenantState, WebhookInfo)
 from connector.emails import hide_emails
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.settings import Settings
@@ -83,6 +83,8 @@ class Endpoint(Protocol):
     def api_url(self) -> str: ...
 
     def relocate(self, stale: str) -> str: ...
+
+    def state(self) -> TenantState | None: ...
 
 
 class SuperOfficeClient:
@@ -300,6 +302,37 @@ class SuperOfficeClient:
             lists[kind] = [parse_list_item(row, where=f"{list_name} item {i}")
                            for i, row in enumerate(rows)]
         return lists
+
+    def current_principal(self) -> Principal:
+        """Who the connector is: ``GET {api_url}/User/currentPrincipal``, which "returns the
+        current session info" without calling an agent (v1User_GetCurrentPrincipal.md). It
+        signs in first when needed, so it checks the credentials and the address at once.
+
+        Raises:
+            CRMError: the call failed, or the answer has no AssociateId.
+        """
+        response = self._call("GET", "User/currentPrincipal", (200,),
+                              subject="the current principal", action="asking who the connector is",
+                              not_found="GET User/currentPrincipal")
+        try:
+            body = response.json()
+        except ValueError:
+            raise unreadable("a current principal that is not JSON") from None
+        associate_id = body.get("AssociateId") if isinstance(body, Mapping) else None
+        if not isinstance(associate_id, int) or isinstance(associate_id, bool):
+            raise unreadable("a current principal without AssociateId")
+        context = body.get("DatabaseContextIdentifier")
+        return Principal(associate_id=associate_id,
+                         context_identifier=context if isinstance(context, str) else None)
+
+    def tenant_state(self) -> TenantState | None:
+        """The tenant's state from SuperOffice's state API (shared, looked up when nobody
+        has), or None for a fixed SUPEROFFICE_API_URL.
+
+        Raises:
+            CRMError: (transient) the state API cannot be reached.
+        """
+        return self._endpoint.state()
 
     def _list_person_archive(self, odata_filter: str | None, page_size: int,
                              sleep: Callable[[float], None]) -> Iterator[PersonListing]:

@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timedelta
 
 import redis
 import requests
 
 from connector import __version__, defaults, keys
+from connector.crm.types import TenantState
 from connector.exceptions import CRMError, TenantUnavailableError
 from connector.superoffice.parse import parse_date
 from connector.times import now, utc
@@ -32,19 +33,6 @@ RUNNING_STATES = ("Running", "OnlineMaintenance")
 
 GONE_STATES = ("Deleted", "Deleting", "DeleteFailed")
 """States after which the tenant will not come back: jobs fail rather than wait."""
-
-
-@dataclass(frozen=True)
-class TenantState:
-    """One answer of the state API."""
-
-    context_identifier: str
-    state: str
-    is_running: bool
-    api_url: str | None
-    """The REST base, ``<Api>/v1``."""
-    valid_until: str
-    """ISO UTC time until which the answer holds."""
 
 
 def parse_tenant_state(body: object, context_identifier: str) -> TenantState:
@@ -109,6 +97,10 @@ class FixedEndpoint:
         """The configured address."""
         return self._api_url
 
+    def state(self) -> None:
+        """A fixed address has no state to look up."""
+        return None
+
     def relocate(self, stale: str) -> str:
         """A fixed address cannot move: return it unchanged."""
         return self._api_url
@@ -161,6 +153,14 @@ class DiscoveredEndpoint:
             return self._usable(state)
         log.info("superoffice.tenant_relocating context=%s", self.context_identifier)
         return self._usable(self.look_up())
+
+    def state(self) -> TenantState:
+        """The shared answer, else a fresh look-up.
+
+        Raises:
+            CRMError: (transient) the state API cannot be reached.
+        """
+        return self.cached() or self.look_up()
 
     def cached(self) -> TenantState | None:
         """The shared answer, while it holds."""

@@ -1,0 +1,230 @@
+"""``consent-connector doctor``: check every outside part the connector needs, one line each.
+
+A check is a function ``check(services) -> Check``; CHECKS lists them in order. A failed check
+says what is wrong and which setting to fix; the command exits 1 when any failed. Nothing is
+changed anywhere: no consent is written and no mail is sent.
+"""
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import click
+import redis
+import requests
+
+from connector import defaults
+from connector.commands import services_or_exit
+from connector.config_diff import diff_config
+from connector.exceptions import CRMError, MailError, SettingsError
+from connector.services import Services
+from connector.superoffice.system_user import SystemUserLogin
+
+WEBHOOK_EVENT = "person.created"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check: ``fix`` names what to change when it failed."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def sign_in_check(services: Services) -> Check:
+    """Sign in to SuperOffice afresh as the system user (key, secret, token, the JWT's
+    certificate); on-site, a fixed token has nothing to sign in with."""
+    settings = services.settings
+    system_user = settings.system_user
+    if system_user is None:
+        variable = ("SUPEROFFICE_ACCESS_TOKEN" if settings.superoffice_access_token
+                    else "SUPEROFFICE_TICKET")
+        return Check("sign-in", True, f"a fixed {variable} (on-site); the API check tries it")
+    try:
+        ticket = SystemUserLogin(system_user).sign_in()
+    except SettingsError as error:
+        return Check("sign-in", False, str(error), error.variable)
+    except CRMError as error:
+        return Check("sign-in", False, str(error), getattr(error, "setting", None) or
+                     "SUPEROFFICE_LOGIN_URL (SuperOffice's login did not answer)")
+    where = (f"certificate {system_user.token_certificate_file}"
+             if system_user.token_certificate_file else "the environment's published keys")
+    named = f"; the JWT names {ticket.api_url}" if ticket.api_url else ""
+    return Check("sign-in", True, f"system user of {system_user.context_identifier} at "
+                                  f"{system_user.login_url}: ticket issued, JWT valid ({where}){named}")
+
+
+def tenant_check(services: Services) -> Check:
+    """Where the tenant is and whether it runs (SuperOffice's state API)."""
+    try:
+        state = services.crm.tenant_state()
+    except CRMError as error:
+        return Check("tenant", False, str(error), "SUPEROFFICE_ENVIRONMENT / SUPEROFFICE_LOGIN_URL")
+    if state is None:
+        return Check("tenant", True, f"fixed SUPEROFFICE_API_URL {services.settings.superoffice_api_url}")
+    detail = f"{state.context_identifier} {state.state} at {state.api_url} (until {state.valid_until})"
+    if not state.is_running:
+        return Check("tenant", False, detail + ": its API is not available now",
+                     "nothing — wait for SuperOffice; jobs wait meanwhile")
+    return Check("tenant", True, detail)
+
+
+def api_check(services: Services) -> Check:
+    """Ask the CRM who the connector is, and compare with SUPEROFFICE_ASSOCIATE_ID (the
+    associate whose consent changes the connector does not take for a user's)."""
+    try:
+        principal = services.crm.current_principal()
+    except CRMError as error:
+        return Check("API", False, str(error), _setting_in(str(error)) or "SUPEROFFICE_API_URL")
+    configured = services.settings.associate_id
+    if configured is None:
+        return Check("API", False, f"the connector is associate {principal.associate_id}, but "
+                                   f"SUPEROFFICE_ASSOCIATE_ID is unset: its own consent writes "
+                                   f"would come back as a CRM user's changes",
+                     f"SUPEROFFICE_ASSOCIATE_ID={principal.associate_id}")
+    if configured != principal.associate_id:
+        return Check("API", False, f"the connector is associate {principal.associate_id}, not "
+                                   f"{configured}", f"SUPEROFFICE_ASSOCIATE_ID={principal.associate_id}")
+    return Check("API", True, f"the connector is associate {principal.associate_id} "
+                              f"(SUPEROFFICE_ASSOCIATE_ID)")
+
+
+def consent_lists_check(services: Services) -> Check:
+    """The CRM has every purpose, legal basis and source the purposes file uses (config diff)."""
+    try:
+        lists = services.crm.consent_lists()
+    except CRMError as error:
+        return Check("consent lists", False, f"could not read them: {error}",
+                     _setting_in(str(error)) or "the CRM's lists (consent-connector config diff)")
+    differences = diff_config(services.config, lists)
+    problems = [d.message for d in differences if d.problem]
+    if problems:
+        return Check("consent lists", False, f"{len(problems)} problem(s), first: {problems[0]}",
+                     f"{services.live_config.path} or the CRM's lists (consent-connector config diff)")
+    return Check("consent lists", True, f"{services.live_config.path} matches the CRM's lists "
+                                        f"({len(differences)} note(s): consent-connector config diff)")
+
+
+def webhooks_check(services: Services) -> Check:
+    """A webhook sends person.created to this connector and is Active."""
+    try:
+        hooks = services.crm.list_webhooks()
+    except CRMError as error:
+        if error.status == 403:
+            return Check("webhooks", False, "the CRM refused to list webhooks (403)",
+                         "ask SuperOffice to grant the app the Webhook API")
+        return Check("webhooks", False, f"could not list them: {error}", "SUPEROFFICE_API_URL")
+    target = services.settings.public_base_url
+    ours = [h for h in hooks if WEBHOOK_EVENT in h.events and h.target_url.startswith(target)]
+    listing = ", ".join(f"#{h.id} {h.state}" for h in ours)
+    if not ours:
+        return Check("webhooks", False, f"none sends {WEBHOOK_EVENT} to {target}",
+                     "register it (README, \"Registering the webhook\")")
+    if not any(h.state == "Active" for h in ours):
+        return Check("webhooks", False, f"{listing}: none is Active",
+                     f"PATCH Webhook/{ours[0].id} with {{\"State\": \"Active\"}}")
+    return Check("webhooks", True, f"{listing} → {target}")
+
+
+def smtp_check(services: Services) -> Check:
+    """A session with the mail server: connect, EHLO, STARTTLS, login; no mail is sent."""
+    mailer = services.mailer
+    if mailer.server is None:
+        return Check("SMTP", True, f"no SMTP_URL: mails are written to {mailer.outbox_dir}")
+    where = f"{mailer.server.host}:{mailer.server.port} ({mailer.server.security})"
+    try:
+        mailer.check()
+    except MailError as error:
+        return Check("SMTP", False, str(error), "SMTP_URL")
+    login = " and login" if mailer.server.username else ""
+    return Check("SMTP", True, f"{where}: EHLO{login} OK, no mail sent")
+
+
+def redis_check(services: Services) -> Check:
+    """Redis answers, keeps what it is given (noeviction) and persists it."""
+    try:
+        memory = services.redis.info("memory")
+        persistence = services.redis.info("persistence")
+        try:
+            saves = services.redis.config_get("save").get("save", "")
+        except redis.ResponseError:  # CONFIG renamed or refused, as on many managed services
+            saves = None
+    except redis.RedisError as error:
+        return Check("Redis", False, f"unreachable ({type(error).__name__})", "REDIS_URL")
+    problems = decide_redis_problems(memory, persistence, saves)
+    if problems:
+        return Check("Redis", False, "; ".join(problems),
+                     "the Redis server's config (README, \"Running Redis\")")
+    return Check("Redis", True, f"maxmemory-policy {memory.get('maxmemory_policy')}, "
+                                f"persistence {_persistence(persistence, saves)}")
+
+
+def public_url_check(services: Services) -> Check:
+    """PUBLIC_BASE_URL reaches this connector's web process (the links in mails use it)."""
+    url = services.settings.public_base_url + "/healthz"
+    try:
+        response = requests.get(url, timeout=defaults.CRM_TIMEOUT, allow_redirects=False)
+    except requests.exceptions.RequestException as error:
+        return Check("public URL", False, f"{url}: {type(error).__name__}", "PUBLIC_BASE_URL")
+    body = response.json() if "json" in response.headers.get("Content-Type", "") else None
+    if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
+        return Check("public URL", False, f"{url} answered {response.status_code}, not the "
+                                          f"connector's health check", "PUBLIC_BASE_URL")
+    return Check("public URL", True, f"{url} answers")
+
+
+def decide_redis_problems(memory: Mapping, persistence: Mapping,
+                          saves: str | None) -> list[str]:
+    """What is wrong with a Redis server for the connector, from ``INFO memory``, ``INFO
+    persistence`` and ``CONFIG GET save`` (None when CONFIG is refused)."""
+    problems = []
+    policy = memory.get("maxmemory_policy")
+    if policy != "noeviction":
+        problems.append(f"maxmemory-policy is {policy}: Redis may evict queued jobs; "
+                        f"set noeviction")
+    if not persistence.get("aof_enabled") and not saves:
+        unknown = " (CONFIG GET save was refused)" if saves is None else ""
+        problems.append(f"no AOF and no RDB snapshots{unknown}: a restart loses accepted "
+                        f"webhooks; set appendonly yes")
+    return problems
+
+
+CHECKS: list[Callable[[Services], Check]] = [sign_in_check, tenant_check, api_check,
+                                             consent_lists_check, webhooks_check, smtp_check,
+                                             redis_check, public_url_check]
+"""The checks ``doctor`` runs, in order."""
+
+
+@click.command()
+def doctor():
+    """Check that every outside part works: signs in to SuperOffice, reads the tenant's state,
+    asks who the connector is, compares the purposes file with the CRM's lists, lists the
+    webhooks, opens an SMTP session (no mail), checks Redis's memory policy and persistence,
+    and that PUBLIC_BASE_URL answers. One line per check; exits 1 if any failed."""
+    services = services_or_exit()
+    results = [check(services) for check in CHECKS]
+    width = max(len(r.name) for r in results)
+    for result in results:
+        click.echo(f"{'✓' if result.ok else '✗'} {result.name:<{width}}  {result.detail}")
+        if not result.ok:
+            click.echo(f"  {'':<{width}}  → fix: {result.fix}")
+    failed = sum(not r.ok for r in results)
+    click.echo(f"{len(results) - failed} of {len(results)} checks passed.")
+    sys.exit(1 if failed else 0)
+
+
+def _persistence(persistence: Mapping, saves: str | None) -> str:
+    parts = ["AOF"] if persistence.get("aof_enabled") else []
+    if saves:
+        parts.append(f"RDB ({saves})")
+    return " and ".join(parts) or "unknown"
+
+
+def _setting_in(message: str) -> str | None:
+    """The first SUPEROFFICE_* setting an error message names, if any."""
+    for word in message.replace("/", " ").replace(",", " ").split():
+        if word.startswith("SUPEROFFICE_"):
+            return word.strip(".()")
+    return None
