@@ -1,11 +1,13 @@
 """``make demo``: the whole system on embedded defaults, checked from the outside.
 
-1. Start the sandbox CRM, the web process (gunicorn) and a worker, with Redis embedded
-   and mail written to DATA_DIR/outbox.
+1. Start the sandbox CRM, then the web process (gunicorn) and a worker, with Redis embedded
+   and mail written to DATA_DIR/outbox. The connector signs in to the sandbox as a system
+   user, as it does to SuperOffice Online (key pair and certificate in DATA_DIR/sandbox).
 2. Register the connector's webhook in the CRM, as an operator would.
 3. Create sample persons in the CRM (with and without email, one through the web form).
 4. Wait until each has its consents written back and, when it has an email address, its
-   confirmation mail; open the mail's link. Print it all; exit 0 only if all of it happened.
+   confirmation mail; open the mail's link. Run ``consent-connector doctor``. Print it all;
+   exit 0 only if all of it happened.
 
 With SERVE=1 everything keeps running afterwards, until Ctrl-C.
 """
@@ -29,7 +31,7 @@ from connector.redis_connection import ensure_embedded_server, stop_embedded_ser
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "Cust12345"
-CONNECTOR_TOKEN, CONNECTOR_ASSOCIATE = "demo-connector-token", 9
+CONNECTOR_ASSOCIATE = 9
 WEBFORM_TOKEN, WEBFORM_ASSOCIATE = "demo-webform-token", 42
 USER_TOKEN, USER_ASSOCIATE = "demo-user-token", 7
 TIMEOUT = 60.0
@@ -64,11 +66,18 @@ def main() -> int:
     web_root = f"http://127.0.0.1:{web_port}"
     webhook_secret = secrets.token_urlsafe(24)
     admin_token = secrets.token_urlsafe(18)
+    system_user_token = f"consent-connector-{secrets.token_hex(4)}"
+    client_secret = secrets.token_hex(16)
+    sandbox_dir = data_dir / "sandbox"
 
     env = {
         **os.environ,
-        "SUPEROFFICE_API_URL": f"{crm_root}/{TENANT}/api/v1",
-        "SUPEROFFICE_ACCESS_TOKEN": CONNECTOR_TOKEN,
+        "SUPEROFFICE_CONTEXT_IDENTIFIER": TENANT,
+        "SUPEROFFICE_LOGIN_URL": crm_root,
+        "SUPEROFFICE_CLIENT_SECRET": client_secret,
+        "SUPEROFFICE_SYSTEM_USER_TOKEN": system_user_token,
+        "SUPEROFFICE_PRIVATE_KEY_FILE": str(sandbox_dir / "app-private-key.pem"),
+        "SUPEROFFICE_TOKEN_CERTIFICATE_FILE": str(sandbox_dir / "superoffice-token-certificate.pem"),
         "SUPEROFFICE_WEBHOOK_SECRET": webhook_secret,
         "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
         "MAIL_FROM": "privacy@example.com",
@@ -78,7 +87,8 @@ def main() -> int:
         "DATA_DIR": str(data_dir),
         "RETRY_INTERVALS": "2,5,10",
     }
-    for unset in ("REDIS_URL", "SMTP_URL"):  # the demo runs on embedded defaults
+    for unset in ("REDIS_URL", "SMTP_URL", "SUPEROFFICE_API_URL", "SUPEROFFICE_ACCESS_TOKEN",
+                  "SUPEROFFICE_TICKET"):  # the demo runs on embedded defaults
         env.pop(unset, None)
 
     print(f"Demo data in {data_dir}")
@@ -86,22 +96,26 @@ def main() -> int:
     ensure_embedded_server(data_dir)
     processes = []
     try:
-        processes.append(_start("sandbox CRM", [sys.executable, "-m", "sandbox", "--port",
-                                str(crm_port), "--token", f"{CONNECTOR_TOKEN}={CONNECTOR_ASSOCIATE}",
-                                "--token", f"{WEBFORM_TOKEN}={WEBFORM_ASSOCIATE}",
-                                "--token", f"{USER_TOKEN}={USER_ASSOCIATE}"], env, data_dir))
+        processes.append(_start("sandbox CRM", [
+            sys.executable, "-m", "sandbox", "--port", str(crm_port), "--data-dir",
+            str(sandbox_dir), "--system-user", f"{system_user_token}={CONNECTOR_ASSOCIATE}",
+            "--client-secret", client_secret, "--token", f"{WEBFORM_TOKEN}={WEBFORM_ASSOCIATE}",
+            "--token", f"{USER_TOKEN}={USER_ASSOCIATE}"], env, data_dir))
+        _wait_for_http(f"{crm_root}/", "sandbox CRM")  # its key files exist from here on
         processes.append(_start("web", [sys.executable, "-m", "gunicorn", "--preload", "--bind",
                                 f"127.0.0.1:{web_port}", "--workers", "2",
                                 "connector.web.app:create_app_from_env()"], env, data_dir))
         processes.append(_start("worker", [sys.executable, "-m", "connector", "worker"],
                                 env, data_dir))
-        _wait_for_http(f"{crm_root}/", "sandbox CRM")
         _wait_for_http(f"{web_root}/readyz", "web")
 
         crm = requests.Session()
         crm.headers["Accept"] = "application/json"
         _register_webhook(crm, crm_root, web_root, webhook_secret)
         ok = _create_and_check(crm, crm_root, data_dir / "outbox")
+        ok = _sign_ins_and_doctor(crm_root, env) and ok
+        print("\nDemo OK: every person got their consents, and doctor found nothing wrong"
+              if ok else "\nDEMO FAILED")
         if serve and ok:
             _print_urls(crm_root, web_root, data_dir, admin_token)
             signal.pause()
@@ -178,8 +192,20 @@ def _create_and_check(crm: requests.Session, crm_root: str, outbox: Path) -> boo
         consents = _wait_for_consents(crm, crm_root, person_id)
         mail = _wait_for_mail(outbox, sample.email) if sample.email else None
         all_ok &= _report(crm_root, sample, person_id, consents, mail)
-    print("\nDemo OK: every person got their consents" if all_ok else "\nDEMO FAILED")
     return all_ok
+
+
+def _sign_ins_and_doctor(crm_root: str, env: dict) -> bool:
+    """Say how the connector signed in, then run ``consent-connector doctor``."""
+    sign_ins = requests.get(f"{crm_root}/__sandbox/sign-ins", timeout=10).json()
+    good = sum(1 for attempt in sign_ins if attempt["successful"])
+    print(f"\nThe connector signed in as a system user {good} time(s) "
+          f"({len(sign_ins) - good} refused); web and worker share the ticket.")
+    print("\n$ consent-connector doctor")
+    doctor = subprocess.run([sys.executable, "-m", "connector", "doctor"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=TIMEOUT)
+    print((doctor.stdout + doctor.stderr).rstrip())
+    return doctor.returncode == 0
 
 
 def _wait_for_consents(crm: requests.Session, crm_root: str, person_id: int) -> list[dict]:

@@ -32,6 +32,7 @@ from sandbox.store import (
     Person,
     Store,
     UnknownKeyError,
+    now_text,
 )
 from sandbox.webhooks import Dispatcher, send_test_event
 
@@ -330,7 +331,6 @@ def patch_person(person_id: int):
         except ValueError as exc:
             return error(400, str(exc))
         if changes:
-            from sandbox.store import now_text
             person.updated = now_text()
             person.updated_by = g.associate_id
     if changes:
@@ -435,14 +435,36 @@ def _matches(person: Person, column: str, op: str, raw: str) -> bool:
     return {"eq": left == right, "ne": left != right, "ge": left >= right, "le": left <= right}[op]
 
 
+def display_value(value: Any) -> Any:
+    """Return an archive cell as SLIM mode's display value: integers as the default English
+    culture shows them (``1,234``); strings (dates are ISO strings) and booleans as they are."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return value
+
+
+def archive_row(person: Person, columns: list[str], logical: bool) -> dict:
+    """Return one OData row: PrimaryKey (always the raw id), EntityName and the columns, as
+    logical values or display values."""
+    cells = {c: _ARCHIVE_COLUMNS[c](person) for c in columns}
+    if not logical:
+        cells = {name: display_value(value) for name, value in cells.items()}
+    return {"PrimaryKey": person.person_id, "EntityName": "person", **cells}
+
+
 @api.get("/Person")
 def list_persons():
     """GET Person → OData list over the Person archive (a small subset of SuperOffice's).
 
     Supports ``$select`` and ``$orderBy`` over :data:`_ARCHIVE_COLUMNS`, ``$filter`` as
     ``col op 'value'`` clauses joined by ``and`` (ops: afterTime, beforeTime, after, before,
-    eq, ne, gt, ge, lt, le), ``$top`` and ``$skip``; anything else answers 400.
+    eq, ne, gt, ge, lt, le), ``$top``, ``$skip`` and ``$output``; anything else answers 400.
+    Columns come as SLIM mode's display values ("just the display values",
+    v1PersonEntity_GetAll.md) unless ``$output=Logical`` asks for logical ones.
     """
+    output = request.args.get("$output", "Display").strip().lower()
+    if output not in ("display", "logical"):
+        return error(400, f"Unknown $output '{request.args['$output']}': Logical or Display")
     select = [c.strip() for c in request.args.get("$select", "personId,fullName").split(",") if c.strip()]
     clauses = []
     for part in filter(None, re.split(r"\s+and\s+", request.args.get("$filter", "").strip())):
@@ -470,8 +492,7 @@ def list_persons():
         "odata.metadata": f"{request.host_url.rstrip('/')}/{g.tenant}/api/v1/archive$metadata",
         "odata.nextLink": (f"{base}?{urlencode({**request.args, '$skip': skip + top})}"
                            if skip + top < len(rows) else None),
-        "value": [{"PrimaryKey": p.person_id, "EntityName": "person",
-                   **{c: _ARCHIVE_COLUMNS[c](p) for c in select}} for p in page],
+        "value": [archive_row(p, select, output == "logical") for p in page],
     }
     return jsonify(body)
 

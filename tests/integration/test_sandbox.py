@@ -175,7 +175,7 @@ def test_person_list_filters_on_registered_time_and_pages(crm):
               "$top": 2}
     page = api(base, "GET", "Person", params=params).json()
     assert [r["PrimaryKey"] for r in page["value"]] == [1, 2]
-    assert page["value"][0] == {"PrimaryKey": 1, "EntityName": "person", "personId": 1, "personRegisteredDate": since}
+    assert page["value"][0] == {"PrimaryKey": 1, "EntityName": "person", "personId": "1", "personRegisteredDate": since}
     rest = requests.get(page["odata.nextLink"], headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()
     assert [r["PrimaryKey"] for r in rest["value"]] == [3] and rest["odata.nextLink"] is None
     none = api(base, "GET", "Person", params={"$filter": "personRegisteredDate afterTime '2999-01-01T00:00:00'"})
