@@ -591,38 +591,151 @@ def webhook_json(hook) -> dict:
     }
 
 
-@api.post("/Webhook")
-def post_webhook():
-    """POST Webhook → 200 with the saved webhook, after a test POST to TargetUrl answered 200.
+WEBHOOK_STATES = ("Active", "Stopped", "TooManyErrors")
+
+
+def webhook_fields(body: dict, default_state: str) -> dict:
+    """Validate a Webhook carrier's Name, Events, TargetUrl, Secret and State; return them
+    under the Webhook record's attribute names.
 
     SuperOffice requires an https TargetUrl; the sandbox also accepts http:// because
     its receivers run on localhost without certificates.
+
+    Raises:
+        ValueError: a field is missing or malformed; the message says which.
     """
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return error(400, "Request body must be a Webhook JSON object")
     name = str(body.get("Name") or "").strip()
     target = str(body.get("TargetUrl") or "").strip()
     events = body.get("Events")
     if not name or not target:
-        return error(400, "Name and TargetUrl are required")
+        raise ValueError("Name and TargetUrl are required")
     if not target.startswith(("http://", "https://")):
-        return error(400, f"TargetUrl must be an http(s) URL, got '{target}'")
+        raise ValueError(f"TargetUrl must be an http(s) URL, got '{target}'")
     if not isinstance(events, list) or not events or not all(isinstance(e, str) for e in events):
-        return error(400, "Events must be a non-empty list of event names")
-    state = str(body.get("State") or "Active")
-    if state not in ("Active", "Stopped", "TooManyErrors"):
-        return error(400, f"Unknown webhook State '{state}'")
+        raise ValueError("Events must be a non-empty list of event names")
+    state = str(body.get("State") or default_state)
+    if state not in WEBHOOK_STATES:
+        raise ValueError(f"Unknown webhook State '{state}'")
+    return {"name": name, "events": list(events), "target_url": target,
+            "secret": str(body.get("Secret") or ""), "state": state}
+
+
+@api.post("/Webhook")
+def post_webhook():
+    """POST Webhook → 200 with the saved webhook, after a test POST to TargetUrl answered 200
+    (the test event "is fired when the webhook is being registered", webhooks/reference/test-event.md)."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, "Request body must be a Webhook JSON object")
+    try:
+        fields = webhook_fields(body, default_state="Active")
+    except ValueError as exc:
+        return error(400, str(exc))
     store = _store()
-    hook = store.add_webhook(name=name, events=events, target_url=target,
-                             secret=str(body.get("Secret") or ""), state="Stopped",
-                             type_=str(body.get("Type") or "webhook"), associate_id=g.associate_id)
+    hook = store.add_webhook(name=fields["name"], events=fields["events"],
+                             target_url=fields["target_url"], secret=fields["secret"],
+                             state="Stopped", type_=str(body.get("Type") or "webhook"),
+                             associate_id=g.associate_id)
     problem = send_test_event(hook, _sandbox()["tenant"], _sandbox()["webhook_timeout"])
     if problem:
         with store.lock:
             store.webhooks.pop(hook.webhook_id, None)
         return error(400, problem)
-    hook.state = state
+    hook.state = fields["state"]
+    return jsonify(webhook_json(hook)), 200
+
+
+def _webhook_or_404(webhook_id: int):
+    hook = _store().webhooks.get(webhook_id)
+    if hook is None:
+        abort(404, f"Webhook {webhook_id} not found")
+    return hook
+
+
+def _save_webhook(hook, fields: dict) -> None:
+    """Write validated fields to the webhook; setting it Active starts its count of
+    consecutive failed attempts afresh, so an operator can re-activate a webhook that went
+    TooManyErrors (sandbox/webhooks.py counts them)."""
+    with _store().lock:
+        if fields["state"] == "Active":
+            hook.failed_attempts = 0
+        for attribute, value in fields.items():
+            setattr(hook, attribute, value)
+        hook.updated = now_text()
+        hook.updated_associate_id = g.associate_id
+
+
+@api.put("/Webhook/<int:webhook_id>")
+def put_webhook(webhook_id: int):
+    """PUT Webhook/{id} → 200 with the webhook, its Name, Events, TargetUrl, Secret and State
+    replaced (v1Webhook_PutWebhook.md); 400 for a missing or malformed entity, 404 when unknown.
+    A body without State keeps the webhook's State. No test event: that is for registration."""
+    hook = _webhook_or_404(webhook_id)
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return error(400, "Request body must be a Webhook JSON object")
+    try:
+        fields = webhook_fields(body, default_state=hook.state)
+    except ValueError as exc:
+        return error(400, str(exc))
+    if body.get("Type"):
+        fields["type"] = str(body["Type"])
+    _save_webhook(hook, fields)
+    return jsonify(webhook_json(hook)), 200
+
+
+#: Webhook properties PATCH may change: lower-case path → carrier name.
+_WEBHOOK_PATCHABLE = {"name": "Name", "events": "Events", "targeturl": "TargetUrl",
+                      "secret": "Secret", "state": "State"}
+
+
+def _apply_webhook_patch(carrier: dict, operations: list) -> dict:
+    """Apply RFC 6902 operations (add/replace/remove/test) to a Webhook carrier's patchable
+    properties; return the patched carrier. Paths are case-insensitive, the leading slash
+    optional (v1Webhook_PatchWebhook.md).
+
+    Raises:
+        PatchConflict: a 'test' operation found another value.
+        ValueError: an operation is malformed or names a property the sandbox cannot patch.
+    """
+    patched = dict(carrier)
+    for op in operations:
+        if not isinstance(op, dict) or op.get("op") not in ("add", "replace", "remove", "test"):
+            raise ValueError(f"Unsupported JSON Patch operation {op!r}")
+        path = str(op.get("path") or "").strip("/").lower()
+        if path not in _WEBHOOK_PATCHABLE:
+            raise ValueError(f"The sandbox cannot patch '{op.get('path')}'")
+        name = _WEBHOOK_PATCHABLE[path]
+        if op["op"] == "test":
+            if patched[name] != op.get("value"):
+                raise PatchConflict(f"test failed at {op['path']}")
+        elif op["op"] == "remove":
+            if name != "Secret":
+                raise ValueError(f"{name} cannot be removed")
+            patched[name] = ""
+        else:
+            patched[name] = op.get("value")
+    return patched
+
+
+@api.patch("/Webhook/<int:webhook_id>")
+def patch_webhook(webhook_id: int):
+    """PATCH Webhook/{id} with a JSON Patch array or a JSON Merge Patch object → 200 with the
+    webhook (v1Webhook_PatchWebhook.md); a failed 'test' answers 409, 404 when unknown."""
+    hook = _webhook_or_404(webhook_id)
+    body = request.get_json(silent=True, force=True)
+    if isinstance(body, dict):
+        body = [{"op": "replace", "path": f"/{name}", "value": value} for name, value in body.items()]
+    if not isinstance(body, list):
+        return error(400, "Body must be a JSON Patch array or a JSON Merge Patch object")
+    try:
+        fields = webhook_fields(_apply_webhook_patch(webhook_json(hook), body),
+                                default_state=hook.state)
+    except PatchConflict as exc:
+        return error(409, f"Update blocked: {exc}")
+    except ValueError as exc:
+        return error(400, str(exc))
+    _save_webhook(hook, fields)
     return jsonify(webhook_json(hook)), 200
 
 
@@ -637,10 +750,7 @@ def get_webhooks():
 @api.get("/Webhook/<int:webhook_id>")
 def get_webhook(webhook_id: int):
     """GET Webhook/{id} → the webhook, 404 when unknown."""
-    hook = _store().webhooks.get(webhook_id)
-    if hook is None:
-        abort(404, f"Webhook {webhook_id} not found")
-    return jsonify(webhook_json(hook))
+    return jsonify(webhook_json(_webhook_or_404(webhook_id)))
 
 
 @api.delete("/Webhook/<int:webhook_id>")
