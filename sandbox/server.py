@@ -1,20 +1,29 @@
-"""The sandbox CRM's Flask app: SuperOffice's REST shapes under ``/{tenant}/api/v1``.
+"""The sandbox CRM's Flask app: SuperOffice Online's REST shapes over real HTTP.
 
-Three parts, one app:
+Four parts, one app:
 
-* the API (``/{tenant}/api/v1/...``) — what the connector talks to, with the same
-  URLs, auth headers, status codes and JSON as SuperOffice Online;
-* sandbox controls (``/__sandbox/...``) — faults, reset, delivery and call logs; not
-  part of SuperOffice, no auth;
+* the tenant's API (``/{tenant}/api/v1/...``, after a move ``/{farm}/{tenant}/api/v1/...``)
+  — what the connector talks to, with the same URLs, auth headers, status codes and JSON as
+  SuperOffice Online;
+* SuperOffice's services at the server root: the system user sign-in
+  (``/Login/api/PartnerSystemUser/Authenticate``), the token-signing keys
+  (``/login/.well-known/jwks``) and the tenant state API (``/api/state/{tenant}``);
+* sandbox controls (``/__sandbox/...``) — faults, reset, delivery, call and sign-in logs,
+  tickets, tenant state and moves; not part of SuperOffice, no auth;
 * a person card (``/`` and ``/{tenant}/person/{id}``) to look at what was written.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,6 +31,8 @@ from flask import Blueprint, Flask, abort, current_app, g, jsonify, render_templ
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
+from sandbox.keys import SandboxKeys
+from sandbox.login import NETSERVER_SERVICES, TICKET_TTL, SignInRefused, SystemUserLogin
 from sandbox.store import (
     COMMENT_MAX,
     CUSTOMER_LANGUAGES,
@@ -34,11 +45,19 @@ from sandbox.store import (
     UnknownKeyError,
     now_text,
 )
+from sandbox.tenant import TenantPlace
 from sandbox.webhooks import Dispatcher, send_test_event
 
 api = Blueprint("api", __name__, url_prefix="/<tenant>/api/v1")
+api_root = Blueprint("api_root", __name__, url_prefix="/<tenant>")
+online = Blueprint("online", __name__)
 controls = Blueprint("controls", __name__, url_prefix="/__sandbox")
 pages = Blueprint("pages", __name__)
+
+#: The tenant's API after a move: the same blueprints under ``/<farm>``.
+FARM_PREFIX = "/<farm>"
+#: Associate id of the default system user (the demo's "consent-connector").
+DEFAULT_SYSTEM_USER_ASSOCIATE = 9
 
 
 def create_sandbox_app(
@@ -49,21 +68,41 @@ def create_sandbox_app(
     associates: dict[int, str] | None = None,
     retry_delays: tuple[float, ...] | None = None,
     webhook_timeout: float = 10.0,
+    data_dir: Path | None = None,
+    system_users: dict[str, int] | None = None,
+    client_secret: str | None = None,
+    ticket_ttl: float = TICKET_TTL,
+    ticket_sliding: bool = True,
+    state_valid_for: float = 300,
 ) -> Flask:
     """Build the sandbox CRM app.
 
     Args:
         tenant: the context identifier in every API path (``Cust12345``).
         tokens: accepted Bearer tokens / SOTickets → the caller's associate id.
-        app_token: when set, every API call must send it as ``SO-AppToken``.
+        app_token: when set, every call with one of ``tokens`` must send it as ``SO-AppToken``.
         associates: associate id → name shown as CreatedBy / on the person card.
         retry_delays: pauses before the 2nd and 3rd webhook attempt; default (1, 4).
         webhook_timeout: seconds a webhook receiver gets to answer.
+        data_dir: where the key files live (made when missing); None: a fresh temporary folder.
+        system_users: system user token → associate id; default one
+            ``consent-connector-<random>`` → 9.
+        client_secret: the app's client secret (ApplicationToken, and SO-AppToken with a
+            ticket); default: a random one.
+        ticket_ttl: seconds a system user ticket lives (6 h, as in SuperOffice).
+        ticket_sliding: each accepted call moves the ticket's expiry to now + ``ticket_ttl``
+            (SuperOffice's behaviour); False lets it lapse ``ticket_ttl`` after issue.
+        state_valid_for: seconds the state API's ValidUntil lies ahead.
     """
     app = Flask(__name__)
     app.json.sort_keys = False
     store = Store(associates)
     dispatcher_args = {} if retry_delays is None else {"retry_delays": retry_delays}
+    keys = SandboxKeys.load_or_create(Path(data_dir) if data_dir is not None else _temporary_dir(app))
+    login = SystemUserLogin(
+        tenant, keys, system_users if system_users is not None else default_system_users(),
+        client_secret or secrets.token_urlsafe(24), ticket_ttl=ticket_ttl,
+        ticket_sliding=ticket_sliding)
     app.extensions["sandbox"] = {
         "tenant": tenant,
         "tokens": dict(tokens if tokens is not None else {"token": 9}),
@@ -71,12 +110,55 @@ def create_sandbox_app(
         "store": store,
         "dispatcher": Dispatcher(store, tenant, timeout=webhook_timeout, **dispatcher_args),
         "webhook_timeout": webhook_timeout,
+        "keys": keys,
+        "login": login,
+        "place": TenantPlace(tenant),
+        "state_valid_for": state_valid_for,
     }
-    app.register_blueprint(api)
-    app.register_blueprint(controls)
-    app.register_blueprint(pages)
+    _register_blueprints(app)
     app.register_error_handler(HTTPException, _http_error)
     return app
+
+
+def _register_blueprints(app: Flask) -> None:
+    """Register every blueprint; the tenant's API also once more under ``/<farm>``, so each
+    route has one implementation for the initial endpoint and for a moved one."""
+    app.register_blueprint(api)
+    app.register_blueprint(api, name="api_farm", url_prefix=FARM_PREFIX + api.url_prefix)
+    app.register_blueprint(api_root)
+    app.register_blueprint(api_root, name="api_root_farm",
+                           url_prefix=FARM_PREFIX + api_root.url_prefix)
+    app.register_blueprint(online)
+    app.register_blueprint(controls)
+    app.register_blueprint(pages)
+
+
+def _temporary_dir(app: Flask) -> Path:
+    """A fresh folder for the key files, removed when ``app`` is collected or at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="sandbox-keys-"))
+    weakref.finalize(app, shutil.rmtree, folder, ignore_errors=True)
+    return folder
+
+
+def default_system_users() -> dict[str, int]:
+    """One system user, ``consent-connector-<8 random characters>`` → associate 9 (SuperOffice's
+    system user tokens look like ``Application Name-<random characters>``, auth-application/index.md)."""
+    return {f"consent-connector-{secrets.token_hex(4)}": DEFAULT_SYSTEM_USER_ASSOCIATE}
+
+
+def connector_settings(app: Flask, root_url: str) -> dict[str, str]:
+    """Return what a connector needs to sign in to this sandbox as its first system user."""
+    sandbox = app.extensions["sandbox"]
+    login: SystemUserLogin = sandbox["login"]
+    keys: SandboxKeys = sandbox["keys"]
+    return {
+        "SUPEROFFICE_CONTEXT_IDENTIFIER": sandbox["tenant"],
+        "SUPEROFFICE_LOGIN_URL": root_url.rstrip("/"),
+        "SUPEROFFICE_CLIENT_SECRET": login.client_secret,
+        "SUPEROFFICE_SYSTEM_USER_TOKEN": next(iter(login.system_users), ""),
+        "SUPEROFFICE_PRIVATE_KEY_FILE": str(keys.app_private_key_file),
+        "SUPEROFFICE_TOKEN_CERTIFICATE_FILE": str(keys.token_certificate_file),
+    }
 
 
 def _sandbox() -> dict[str, Any]:
@@ -85,6 +167,23 @@ def _sandbox() -> dict[str, Any]:
 
 def _store() -> Store:
     return _sandbox()["store"]
+
+
+def _login() -> SystemUserLogin:
+    return _sandbox()["login"]
+
+
+def _place() -> TenantPlace:
+    return _sandbox()["place"]
+
+
+def _root_url() -> str:
+    return request.host_url.rstrip("/")
+
+
+def current_endpoint() -> str:
+    """The tenant's endpoint as this request's host reaches it (``http://host:port[/farm]/tenant``)."""
+    return _place().endpoint(_root_url())
 
 
 def error(status: int, message: str, **headers: str):
@@ -96,8 +195,10 @@ def error(status: int, message: str, **headers: str):
 
 
 _ERROR_TYPES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed",
-                409: "Conflict",
+                409: "Conflict", 421: "MisdirectedRequest",
                 429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable"}
+#: Seconds a caller is told to wait while the tenant's APIs are not available.
+UNAVAILABLE_RETRY_AFTER = 30
 
 
 def _http_error(exc: HTTPException):
@@ -111,39 +212,92 @@ def _http_error(exc: HTTPException):
 
 # ---------------------------------------------------------------- API gatekeeping
 @api.url_value_preprocessor
+@api_root.url_value_preprocessor
 def _pop_tenant(endpoint, values):
     g.tenant = values.pop("tenant", None) if values else None
+    g.farm = values.pop("farm", None) if values else None
+
+
+def _tenant_gate():
+    """Answer for a request that cannot reach the tenant's API, else None.
+
+    Unknown tenant → 404; an endpoint the tenant is not served at (its old one after a move)
+    → 421 Misdirected Request; a State whose APIs are not available (status-page.md) → 503.
+    """
+    place = _place()
+    if g.tenant != place.tenant:
+        return error(404, f"Unknown tenant '{g.tenant}'")
+    if g.farm != place.farm:
+        return error(421, f"Misdirected Request: tenant {place.tenant} is served at "
+                          f"{current_endpoint()}; ask the state API /api/state/{place.tenant}")
+    if not place.is_running:
+        return error(503, f"APIs are not available: the tenant's State is {place.state}",
+                     **{"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+    return None
+
+
+def _injected_fault():
+    """Take the first queued fault matching this call; answer its status (after its delay)."""
+    fault = _store().take_fault(request.method, request.path)
+    if fault is None:
+        return None
+    if fault.delay:
+        time.sleep(fault.delay)
+    if fault.status:
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        return error(fault.status, f"Injected fault: HTTP {fault.status}", **headers)
+    return None
+
+
+def _unauthorized(message: str):
+    return error(401, message, **{"WWW-Authenticate": "Bearer"})
+
+
+def _ticket_caller(ticket: str):
+    """Authenticate a system user ticket: it needs ``SO-AppToken: <client secret>``
+    (auth-application/index.md) and must be unexpired. Sets g.associate_id or answers 401."""
+    login = _login()
+    if not secrets.compare_digest(request.headers.get("SO-AppToken", ""), login.client_secret):
+        return error(401, "Missing or invalid SO-AppToken header")
+    associate_id = login.accept_ticket(ticket)
+    if associate_id is None:
+        return _unauthorized("Invalid or expired credentials")
+    g.associate_id = associate_id
+    return None
+
+
+def _token_caller(scheme: str, credential: str):
+    """Authenticate one of the sandbox's static tokens (Bearer or SOTicket)."""
+    sandbox = _sandbox()
+    if sandbox["app_token"] and request.headers.get("SO-AppToken") != sandbox["app_token"]:
+        return error(401, "Missing or invalid SO-AppToken header")
+    if scheme not in ("bearer", "soticket") or not credential:
+        return _unauthorized("Authorization required: send 'Bearer <token>' or 'SOTicket <ticket>'")
+    associate_id = sandbox["tokens"].get(credential)
+    if associate_id is None:
+        return _unauthorized("Invalid or expired credentials")
+    g.associate_id = associate_id
+    return None
 
 
 @api.before_request
 def _gatekeeper():
-    """Tenant, injected faults, then auth — in that order, like Online's front door."""
-    sandbox = _sandbox()
+    """Tenant and endpoint, tenant State, injected faults, then auth — in that order, like
+    Online's front door."""
     g.associate_id = None
-    if g.tenant != sandbox["tenant"]:
-        return error(404, f"Unknown tenant '{g.tenant}'")
-    fault = sandbox["store"].take_fault(request.method, request.path)
-    if fault is not None:
-        if fault.delay:
-            time.sleep(fault.delay)
-        if fault.status:
-            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            return error(fault.status, f"Injected fault: HTTP {fault.status}", **headers)
-    if sandbox["app_token"] and request.headers.get("SO-AppToken") != sandbox["app_token"]:
-        return error(401, "Missing or invalid SO-AppToken header")
+    refusal = _tenant_gate() or _injected_fault()
+    if refusal is not None:
+        return refusal
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() not in ("bearer", "soticket") or not credential.strip():
-        return error(401, "Authorization required: send 'Bearer <token>' or 'SOTicket <ticket>'",
-                     **{"WWW-Authenticate": "Bearer"})
-    associate_id = sandbox["tokens"].get(credential.strip())
-    if associate_id is None:
-        return error(401, "Invalid or expired credentials", **{"WWW-Authenticate": "Bearer"})
-    g.associate_id = associate_id
+    scheme, credential = scheme.lower(), credential.strip()
+    if scheme == "soticket" and _login().is_ticket(credential):
+        return _ticket_caller(credential)
+    return _token_caller(scheme, credential)
 
 
 @api.after_app_request
 def _log_call(response):
-    if "/api/" in request.path:
+    if "/api/v1/" in request.path:
         _store().log_call({
             "time": time.time(),
             "method": request.method,
@@ -216,7 +370,7 @@ def person_json(person: Person) -> dict:
         "Interests": [],
         "ShipmentTypes": shipment_types_json(person),
         "Consents": [consent_json(r) for r in store.consents_of(person.person_id)],
-        "_Links": {"Self": request.host_url.rstrip("/") + f"/{g.tenant}/api/v1/Person/{person.person_id}"},
+        "_Links": {"Self": f"{current_endpoint()}/api/v1/Person/{person.person_id}"},
     }
 
 
@@ -489,7 +643,7 @@ def list_persons():
     page = rows[skip:skip + top]
     base = request.base_url
     body = {
-        "odata.metadata": f"{request.host_url.rstrip('/')}/{g.tenant}/api/v1/archive$metadata",
+        "odata.metadata": f"{current_endpoint()}/api/v1/archive$metadata",
         "odata.nextLink": (f"{base}?{urlencode({**request.args, '$skip': skip + top})}"
                            if skip + top < len(rows) else None),
         "value": [archive_row(p, select, output == "logical") for p in page],
@@ -762,6 +916,57 @@ def delete_webhook(webhook_id: int):
     return "", 204
 
 
+# ---------------------------------------------------------------- SuperOffice services at the root
+@online.post("/Login/api/PartnerSystemUser/Authenticate")
+def authenticate_system_user():
+    """Exchange a signed system user token for a JWT carrying a ticket (get-system-user-ticket.md).
+
+    A refusal is still HTTP 200, with IsSuccessful false and the reason in ErrorMessage (the
+    documented response shape); only a body that is not a JSON object answers 400.
+    """
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict):
+        return error(400, "Request body must be a JSON object with SignedSystemToken, "
+                          "ApplicationToken, ContextIdentifier and ReturnTokenType")
+    try:
+        token = _login().authenticate(body, current_endpoint())
+    except SignInRefused as refused:
+        return jsonify({"IsSuccessful": False, "Token": None, "ErrorMessage": str(refused)})
+    return jsonify({"IsSuccessful": True, "Token": token, "ErrorMessage": None})
+
+
+@online.get("/login/.well-known/jwks")
+def jwks():
+    """The public keys SuperOffice signs tokens with (validate-security-tokens.md, jwks_uri)."""
+    return jsonify({"keys": [_sandbox()["keys"].jwk()]})
+
+
+@online.get("/api/state/<context_id>")
+def tenant_state(context_id: str):
+    """The state API (check-status.md, status-page.md): where a tenant is served and whether
+    it runs. An unknown context identifier has State Unknown and no endpoint."""
+    place = _place()
+    valid_until = place.valid_until(_sandbox()["state_valid_for"])
+    if context_id != place.tenant:
+        return jsonify({"ContextIdentifier": context_id, "Endpoint": None, "State": "Unknown",
+                        "IsRunning": False, "ValidUntil": valid_until, "Api": None})
+    endpoint = current_endpoint()
+    return jsonify({"ContextIdentifier": context_id, "Endpoint": endpoint, "State": place.state,
+                    "IsRunning": place.is_running, "ValidUntil": valid_until,
+                    "Api": f"{endpoint}/api"})
+
+
+@api_root.get("/api")
+def api_versions():
+    """The state API's "Api" link: the tenant's API version block (status-page.md, "API")."""
+    refusal = _tenant_gate()
+    if refusal is not None:
+        return refusal
+    endpoint = current_endpoint()
+    return jsonify({"v1": f"{endpoint}/api/v1/", "Version": "v1", "NetServerVersion": "10.3.0.0",
+                    "NetServer": "SuperOffice sandbox", "Services": NETSERVER_SERVICES})
+
+
 # ---------------------------------------------------------------- sandbox controls
 @controls.post("/faults")
 def add_fault():
@@ -795,9 +1000,60 @@ def clear_faults():
 
 @controls.post("/reset")
 def reset():
-    """Forget persons, webhooks, deliveries, calls and faults."""
+    """Forget persons, webhooks, deliveries, calls and faults; forget tickets, revocations and
+    sign-ins (keys and system users stay); put the tenant back at its initial endpoint, Running."""
     _store().reset()
+    _login().reset()
+    _place().reset()
     return "", 204
+
+
+@controls.get("/sign-ins")
+def sign_ins():
+    """The sign-in log: one {time, successful, error} per Authenticate request."""
+    return jsonify(_login().sign_in_log())
+
+
+@controls.post("/tickets/expire")
+def expire_tickets():
+    """Let every issued system user ticket lapse now."""
+    return jsonify({"expired": _login().expire_tickets()})
+
+
+@controls.post("/system-users/revoke")
+def revoke_system_user():
+    """Revoke a system user ({"token": ...}; default: all): sign-ins refused, tickets lapse."""
+    body = request.get_json(silent=True, force=True) or {}
+    token = body.get("token") if isinstance(body, dict) else None
+    try:
+        revoked = _login().revoke(token)
+    except KeyError:
+        return error(404, f"Unknown system user token '{token}'")
+    return jsonify({"revoked": revoked})
+
+
+@controls.post("/tenant/state")
+def set_tenant_state():
+    """Set the tenant's State ({"State": "OfflineMaintenance"}); names from status-page.md."""
+    body = request.get_json(silent=True) or {}
+    try:
+        _place().set_state(body.get("State") if isinstance(body, dict) else None)
+    except ValueError as exc:
+        return error(400, str(exc))
+    return jsonify({"State": _place().state, "IsRunning": _place().is_running})
+
+
+@controls.post("/tenant/move")
+def move_tenant():
+    """Move the tenant to another farm ({"farm": "sod7"}; default the next sod<N>): its API is
+    then served at <root>/<farm>/<tenant>, and every other endpoint answers 421."""
+    body = request.get_json(silent=True, force=True) or {}
+    try:
+        _place().move(body.get("farm") if isinstance(body, dict) else None)
+    except ValueError as exc:
+        return error(400, str(exc))
+    endpoint = current_endpoint()
+    return jsonify({"Endpoint": endpoint, "Api": f"{endpoint}/api"})
 
 
 @controls.get("/deliveries")

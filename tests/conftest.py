@@ -161,7 +161,38 @@ class SandboxClient:
         return requests.get(f"{self.base_url}/__sandbox/calls", timeout=5).json()
 
     def reset(self):
+        """Empty the sandbox; it also puts the tenant back at its initial endpoint."""
         requests.post(f"{self.base_url}/__sandbox/reset", timeout=5).raise_for_status()
+        self.api_url = f"{self.base_url}/{TENANT}/api/v1"
+
+    def sign_ins(self) -> list[dict]:
+        """The system user sign-in log: {time, successful, error} per attempt."""
+        return requests.get(f"{self.base_url}/__sandbox/sign-ins", timeout=5).json()
+
+    def expire_tickets(self):
+        """Let every system user ticket the sandbox issued lapse now."""
+        requests.post(f"{self.base_url}/__sandbox/tickets/expire", timeout=5).raise_for_status()
+
+    def revoke_system_user(self, token: str | None = None):
+        """Revoke one system user (default: all): its sign-ins are refused, its tickets lapse."""
+        body = {"token": token} if token is not None else {}
+        requests.post(f"{self.base_url}/__sandbox/system-users/revoke", json=body,
+                      timeout=5).raise_for_status()
+
+    def set_tenant_state(self, state: str):
+        """Set the tenant's State, as the state API reports it (e.g. OfflineMaintenance)."""
+        requests.post(f"{self.base_url}/__sandbox/tenant/state", json={"State": state},
+                      timeout=5).raise_for_status()
+
+    def move_tenant(self, farm: str | None = None) -> dict:
+        """Move the tenant to another farm; return {Endpoint, Api}. This helper's CRM-user calls
+        follow the move."""
+        body = {"farm": farm} if farm is not None else {}
+        response = requests.post(f"{self.base_url}/__sandbox/tenant/move", json=body, timeout=5)
+        response.raise_for_status()
+        moved = response.json()
+        self.api_url = f"{moved['Endpoint']}/api/v1"
+        return moved
 
 
 @pytest.fixture(scope="session")
