@@ -1,14 +1,30 @@
-"""Command line: ``python -m sandbox --port 8090 --token demo-token=9``."""
+"""Command line: ``python -m sandbox --port 8090 --token demo-token=9``.
+
+Key files, the client secret and the default system user live in ``--data-dir``
+(``var/sandbox``), so a restart keeps them and a connector's settings stay valid.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
+from pathlib import Path
 
 from werkzeug.serving import make_server
 
-from sandbox.server import create_sandbox_app
+from sandbox.keys import load_or_create_secret
+from sandbox.login import TICKET_TTL
+from sandbox.server import (
+    DEFAULT_SYSTEM_USER_ASSOCIATE,
+    connector_settings,
+    create_sandbox_app,
+    default_system_users,
+)
+
+CLIENT_SECRET_FILE = "client-secret.txt"
+SYSTEM_USER_FILE = "system-user-token.txt"
 
 
 def parse_tokens(items: list[str]) -> dict[str, int]:
@@ -22,8 +38,20 @@ def parse_tokens(items: list[str]) -> dict[str, int]:
     return tokens
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the sandbox CRM until interrupted."""
+def persisted_system_users(data_dir: Path) -> dict[str, int]:
+    """The default system user, made once and kept in ``data_dir``."""
+    token = load_or_create_secret(data_dir / SYSTEM_USER_FILE,
+                                  lambda: next(iter(default_system_users())))
+    return {token: DEFAULT_SYSTEM_USER_ASSOCIATE}
+
+
+def persisted_client_secret(data_dir: Path) -> str:
+    """The app's client secret, generated once and kept in ``data_dir``."""
+    return load_or_create_secret(data_dir / CLIENT_SECRET_FILE, lambda: secrets.token_urlsafe(24))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the command line parser."""
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8090)
@@ -32,17 +60,42 @@ def main(argv: list[str] | None = None) -> int:
                         help="accepted Bearer token/SOTicket and its associate id (repeatable); "
                              "also read from SANDBOX_TOKENS='a=9,b=42'")
     parser.add_argument("--app-token", default=os.environ.get("SANDBOX_APP_TOKEN"),
-                        help="require this SO-AppToken header on every API call")
+                        help="require this SO-AppToken header on every call with a --token")
+    parser.add_argument("--data-dir", type=Path, default=Path("var/sandbox"),
+                        help="where keys, client secret and default system user are kept")
+    parser.add_argument("--system-user", action="append", default=[], metavar="TOKEN=ASSOCIATE_ID",
+                        help="a system user token and its associate id (repeatable); default one "
+                             "consent-connector-<random>=9, kept in the data dir")
+    parser.add_argument("--client-secret",
+                        help="the app's client secret; default generated once, kept in the data dir")
+    parser.add_argument("--ticket-ttl", type=float, default=TICKET_TTL, metavar="SECONDS",
+                        help="lifetime of a system user ticket (default 6 h)")
+    parser.add_argument("--fixed-ticket-lifetime", action="store_true",
+                        help="tickets lapse --ticket-ttl after issue, not after their last use")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the sandbox CRM until interrupted."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     env_tokens = [t for t in os.environ.get("SANDBOX_TOKENS", "").split(",") if t.strip()]
     try:
         tokens = parse_tokens(env_tokens + args.token)
+        system_users = parse_tokens(args.system_user)
     except ValueError as exc:
         parser.error(str(exc))
-    app = create_sandbox_app(args.tenant, tokens or {"demo-token": 9}, app_token=args.app_token)
+    data_dir = args.data_dir
+    app = create_sandbox_app(
+        args.tenant, tokens or {"demo-token": 9}, app_token=args.app_token, data_dir=data_dir,
+        system_users=system_users or persisted_system_users(data_dir),
+        client_secret=args.client_secret or persisted_client_secret(data_dir),
+        ticket_ttl=args.ticket_ttl, ticket_sliding=not args.fixed_ticket_lifetime)
     server = make_server(args.host, args.port, app, threaded=True)
-    print(f"sandbox CRM listening on http://{args.host}:{server.server_port}/{args.tenant}/api/v1",
-          flush=True)
+    root_url = f"http://{args.host}:{server.server_port}"
+    print(f"sandbox CRM listening on {root_url}/{args.tenant}/api/v1", flush=True)
+    for name, value in connector_settings(app, root_url).items():
+        print(f"{name}={value}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

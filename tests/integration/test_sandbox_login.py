@@ -1,11 +1,15 @@
 """The sandbox's system user flow over real HTTP: a signed system user token is exchanged for a
 JWT at /Login/api/PartnerSystemUser/Authenticate, the JWT validates with the certificate file
 and the JWKS, and its ticket opens the tenant's API with the client secret as SO-AppToken.
-Also the ticket lifetimes and the sandbox controls for tickets and system users."""
+Also the ticket lifetimes, the sandbox controls for tickets and system users, and the CLI."""
 
 from __future__ import annotations
 
 import base64
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -20,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sandbox.server import connector_settings, create_sandbox_app, run_in_thread, stop_server
 
+ROOT = Path(__file__).resolve().parents[2]
 TENANT = "Cust12345"
 SYSTEM_USER = "Consent Connector-pzqc70604i"
 OTHER_SYSTEM_USER = "Other App-8k8Q7DmBgo"
@@ -296,3 +301,50 @@ def test_a_restart_with_the_same_data_dir_keeps_the_keys(tmp_path):
     finally:
         second.close()
 
+
+# ---------------------------------------------------------------- command line
+def start_cli(data_dir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
+    """Start ``python -m sandbox`` on a free port; return it and the settings it printed."""
+    process = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", "0", "--data-dir",
+                                str(data_dir)], cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    listening = process.stdout.readline()
+    assert "listening on http://127.0.0.1:" in listening, listening
+    settings = dict(process.stdout.readline().strip().split("=", 1) for _ in range(6))
+    return process, settings
+
+
+def stop_cli(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    process.stdout.close()
+
+
+def test_the_command_line_prints_settings_a_connector_can_sign_in_with_and_keeps_them(tmp_path):
+    process, settings = start_cli(tmp_path / "sandbox")
+    try:
+        assert set(settings) == {"SUPEROFFICE_CONTEXT_IDENTIFIER", "SUPEROFFICE_LOGIN_URL",
+                                 "SUPEROFFICE_CLIENT_SECRET", "SUPEROFFICE_SYSTEM_USER_TOKEN",
+                                 "SUPEROFFICE_PRIVATE_KEY_FILE", "SUPEROFFICE_TOKEN_CERTIFICATE_FILE"}
+        assert settings["SUPEROFFICE_SYSTEM_USER_TOKEN"].startswith("consent-connector-")
+        key = serialization.load_pem_private_key(
+            Path(settings["SUPEROFFICE_PRIVATE_KEY_FILE"]).read_bytes(), password=None)
+        answer = requests.post(
+            f"{settings['SUPEROFFICE_LOGIN_URL']}/Login/api/PartnerSystemUser/Authenticate", timeout=10,
+            json={"SignedSystemToken": sign(settings["SUPEROFFICE_SYSTEM_USER_TOKEN"], key),
+                  "ApplicationToken": settings["SUPEROFFICE_CLIENT_SECRET"],
+                  "ContextIdentifier": settings["SUPEROFFICE_CONTEXT_IDENTIFIER"],
+                  "ReturnTokenType": "JWT"}).json()
+        assert answer["IsSuccessful"] is True
+        claims = jwt.decode(answer["Token"], options={"verify_signature": False})
+        assert claims[CLAIM + "associateid"] == "9"
+    finally:
+        stop_cli(process)
+    again, settings_again = start_cli(tmp_path / "sandbox")
+    stop_cli(again)
+    unchanged = ("SUPEROFFICE_CLIENT_SECRET", "SUPEROFFICE_SYSTEM_USER_TOKEN",
+                 "SUPEROFFICE_PRIVATE_KEY_FILE", "SUPEROFFICE_TOKEN_CERTIFICATE_FILE")
+    assert {name: settings_again[name] for name in unchanged} == {name: settings[name] for name in unchanged}
