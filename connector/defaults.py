@@ -82,12 +82,14 @@ hammering the login. Changing any of those settings starts afresh."""
 SIGN_IN_LOCK_WAIT = 30.0
 """Seconds a process waits for another one's sign-in to finish before its job is retried."""
 
-TENANT_STATE_MIN_AGE = 30
-"""Fewest seconds a tenant state answer is kept, whatever its ValidUntil says."""
+TENANT_STATE_MIN_AGE = 5
+"""Fewest seconds a tenant state answer is kept, whatever its ValidUntil says: one look-up
+serves every process, so this only bounds a ValidUntil already past."""
 
 TENANT_STATE_MAX_AGE = 3600
 """Most seconds a tenant state answer is kept, whatever its ValidUntil says (a moved tenant
 is also noticed at once by the 421 its old address answers)."""
 
 TENANT_UNAVAILABLE_RETRY_AFTER = 60
-"""Seconds a job waits before trying a tenant that is offline for maintenance or upgrading."""
+"""Most seconds a job waits before trying again a tenant that is offline for maintenance or
+upgrading (sooner when the state API's ValidUntil says to look again sooner)."""

@@ -60,8 +60,10 @@ def parse_tenant_state(body: object, context_identifier: str) -> TenantState:
     )
 
 
-def decide_tenant_availability(state: TenantState) -> TenantUnavailableError | None:
-    """The error a call to this tenant meets now, or None when its API is available."""
+def decide_tenant_availability(state: TenantState, at: datetime) -> TenantUnavailableError | None:
+    """The error a call to this tenant meets at ``at``, or None when its API is available. A
+    job waits until the answer's ValidUntil ("when to check next time", status-page.md),
+    within TENANT_STATE_MIN_AGE and TENANT_UNAVAILABLE_RETRY_AFTER."""
     if state.is_running and state.api_url:
         return None
     if state.state in GONE_STATES:
@@ -71,14 +73,16 @@ def decide_tenant_availability(state: TenantState) -> TenantUnavailableError | N
     return TenantUnavailableError(
         f"tenant {state.context_identifier} is {state.state} (SuperOffice's state API); "
         f"jobs wait until it runs again", state=state.state,
-        retry_after=defaults.TENANT_UNAVAILABLE_RETRY_AFTER)
+        retry_after=min(cache_seconds(state, at), defaults.TENANT_UNAVAILABLE_RETRY_AFTER))
 
 
 def cache_seconds(state: TenantState, at: datetime) -> int:
     """How long to keep an answer: until its ValidUntil, within TENANT_STATE_MIN_AGE and
-    TENANT_STATE_MAX_AGE, and at most a minute while the tenant is not running."""
+    TENANT_STATE_MAX_AGE, and at most TENANT_UNAVAILABLE_RETRY_AFTER while the tenant is not
+    running."""
     left = (datetime.fromisoformat(state.valid_until) - at).total_seconds()
-    longest = defaults.TENANT_STATE_MAX_AGE if state.is_running else 60
+    longest = (defaults.TENANT_STATE_MAX_AGE if state.is_running
+               else defaults.TENANT_UNAVAILABLE_RETRY_AFTER)
     return int(min(max(left, defaults.TENANT_STATE_MIN_AGE), longest))
 
 
@@ -199,7 +203,7 @@ class DiscoveredEndpoint:
 
     @staticmethod
     def _usable(state: TenantState) -> str:
-        error = decide_tenant_availability(state)
+        error = decide_tenant_availability(state, now())
         if error is not None:
             raise error
         return state.api_url

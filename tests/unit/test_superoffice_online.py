@@ -141,7 +141,7 @@ def test_the_state_apis_answer_gives_the_rest_base_and_validity():
     assert state.is_running and state.state == "Running"
     assert datetime.fromisoformat(state.valid_until) == datetime(2020, 10, 5, 9, 52, 1, 934296,
                                                                  tzinfo=UTC)
-    assert decide_tenant_availability(state) is None
+    assert decide_tenant_availability(state, datetime(2020, 10, 5, 9, 0, tzinfo=UTC)) is None
 
 
 def test_an_answer_about_another_tenant_is_not_taken():
@@ -151,18 +151,23 @@ def test_an_answer_about_another_tenant_is_not_taken():
 
 @pytest.mark.parametrize("state", ["OfflineMaintenance", "Upgrading", "Suspended", "Provisioning",
                                    "MigrationPending", "Unknown"])
-def test_a_tenant_that_is_not_running_makes_jobs_wait(state):
-    error = decide_tenant_availability(
-        parse_tenant_state({**STATE, "State": state, "IsRunning": False}, "Cust12345"))
+def test_a_tenant_that_is_not_running_makes_jobs_wait_until_valid_until(state):
+    answer = parse_tenant_state({**STATE, "State": state, "IsRunning": False}, "Cust12345")
+    valid_until = datetime.fromisoformat(answer.valid_until)
 
-    assert isinstance(error, TenantUnavailableError) and not error.permanent
-    assert error.retry_after == defaults.TENANT_UNAVAILABLE_RETRY_AFTER and error.state == state
+    soon = decide_tenant_availability(answer, valid_until - timedelta(seconds=20))
+    later = decide_tenant_availability(answer, valid_until - timedelta(hours=1))
+
+    assert isinstance(soon, TenantUnavailableError) and not soon.permanent
+    assert soon.retry_after == 20 and soon.state == state
+    assert later.retry_after == defaults.TENANT_UNAVAILABLE_RETRY_AFTER
 
 
 @pytest.mark.parametrize("state", ["Deleted", "Deleting", "DeleteFailed"])
 def test_a_deleted_tenant_fails_jobs_naming_the_context_identifier(state):
     error = decide_tenant_availability(
-        parse_tenant_state({**STATE, "State": state, "IsRunning": False}, "Cust12345"))
+        parse_tenant_state({**STATE, "State": state, "IsRunning": False}, "Cust12345"),
+        datetime(2020, 10, 5, 9, 0, tzinfo=UTC))
 
     assert error.permanent and "SUPEROFFICE_CONTEXT_IDENTIFIER" in str(error)
 
@@ -177,4 +182,4 @@ def test_an_answer_is_kept_until_valid_until_within_bounds():
     assert cache_seconds(state(600), at) == 600
     assert cache_seconds(state(-5), at) == defaults.TENANT_STATE_MIN_AGE
     assert cache_seconds(state(10 ** 6), at) == defaults.TENANT_STATE_MAX_AGE
-    assert cache_seconds(state(600, running=False), at) == 60
+    assert cache_seconds(state(600, running=False), at) == defaults.TENANT_UNAVAILABLE_RETRY_AFTER
