@@ -45,7 +45,7 @@ class Services:
 def build_services(settings: Settings, *, connection: redis.Redis | None = None,
                    crm: CRMClient | None = None,
                    redis_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT) -> Services:
-    """Build every service from the settings.
+    """Build every service from the settings (the CRM client reads the system user's key file).
 
     Args:
         settings: the validated settings.
@@ -56,6 +56,7 @@ def build_services(settings: Settings, *, connection: redis.Redis | None = None,
 
     Raises:
         ConfigError: the purposes file is invalid.
+        SettingsError: the system user's key or certificate file cannot be used.
         ValueError: SMTP_URL is malformed (the message names it).
     """
     connection = connection or connect(settings, socket_timeout=redis_timeout)

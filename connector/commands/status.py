@@ -53,7 +53,8 @@ def webhooks_section(services: Services) -> list[str]:
                 "      new persons are found only by the reconciliation, up to RECONCILE_INTERVAL "
                 "minutes late.",
                 "      Once the connector answers again, set it Active:",
-                f"      PATCH <the tenant's API>/Webhook/{hook.id} with {{\"State\": \"Active\"}}",
+                f"      PATCH {_api_address(services)}/Webhook/{hook.id} with "
+                f"{{\"State\": \"Active\"}}",
                 "      (Content-Type: application/json and the connector's credentials).",
             ]
     active = [h for h in relevant if h.state == "Active"]
@@ -176,6 +177,16 @@ def _schedule(connection: redis.Redis) -> str:
                 if job.next_enqueue_time and job.next_enqueue_time.year < 9999]
     next_at = f", next {_show(min(upcoming).isoformat())}" if upcoming else ""
     return f"every {minutes} min by {len(jobs)} worker(s){next_at}"
+
+
+def _api_address(services: Services) -> str:
+    """The tenant's REST base as configured or last looked up, for commands to copy."""
+    try:
+        state = services.crm.tenant_state()
+    except CRMError:
+        state = None
+    return (state.api_url if state and state.api_url else
+            services.settings.superoffice_api_url or "<the tenant's API>")
 
 
 def _show(iso: str | None) -> str:

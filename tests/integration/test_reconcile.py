@@ -409,7 +409,7 @@ def test_status_shows_a_webhook_in_too_many_errors_and_the_last_pass(fast_crm, e
     out = result.stdout
     assert f"#{broken} 'consent-connector': TooManyErrors → {failing.url}" in out
     assert "gave up on it after 9 failed deliveries in a row" in out
-    assert f"PATCH $SUPEROFFICE_API_URL/Webhook/{broken} with {{\"State\": \"Active\"}}" in out
+    assert f"PATCH {crm.api_url}/Webhook/{broken} with {{\"State\": \"Active\"}}" in out
     assert f"#{working} 'consent-connector (new)': Active → {healthy.url}" in out
     assert "1 other webhook(s) not sending person.created not shown" in out
     assert "s3cret" not in out

@@ -77,4 +77,4 @@ def test_procfile_web_stops_at_once_on_a_missing_setting(tmp_path):
     process = subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True,
                              text=True, timeout=60)
     assert process.returncode == 2
-    assert "SUPEROFFICE_ACCESS_TOKEN: required" in process.stderr
+    assert "SUPEROFFICE_SYSTEM_USER_TOKEN: required" in process.stderr
