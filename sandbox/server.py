@@ -263,6 +263,7 @@ def _ticket_caller(ticket: str):
     if associate_id is None:
         return _unauthorized("Invalid or expired credentials")
     g.associate_id = associate_id
+    g.system_user = True
     return None
 
 
@@ -285,6 +286,7 @@ def _gatekeeper():
     """Tenant and endpoint, tenant State, injected faults, then auth — in that order, like
     Online's front door."""
     g.associate_id = None
+    g.system_user = False
     refusal = _tenant_gate() or _injected_fault()
     if refusal is not None:
         return refusal
@@ -506,6 +508,24 @@ def _fire(event: str, person: Person, changes: list[str]) -> None:
         field_values={"person_id": person.person_id,
                       "contact_id": person.contact["ContactId"] if person.contact else 0},
     )
+
+
+# ---------------------------------------------------------------- User
+@api.get("/User/currentPrincipal")
+def current_principal():
+    """GET User/currentPrincipal → the caller's SoPrincipalCarrier, "just the current session
+    info" (v1User_GetCurrentPrincipal.md); a system user ticket's caller is a SystemAssociate."""
+    name = _store().associate_name(g.associate_id)
+    return jsonify({
+        "UserType": "SystemAssociate" if g.system_user else "InternalAssociate",
+        "Associate": name, "AssociateId": g.associate_id, "IsPerson": False, "PersonId": 0,
+        "CountryId": 0, "HomeCountryId": 0, "ContactId": 0, "GroupId": 0, "BusinessId": 0,
+        "CategoryId": 0, "ContactOwner": 0, "RoleId": 0, "RoleName": "", "RoleDescription": "",
+        "RoleType": "", "Licenses": [], "FullName": name, "EMailAddress": "",
+        "FunctionRights": [], "EjUserId": 0, "EjAccessLevel": 0, "EjUserStatus": "",
+        "ProvidedCredentials": [], "SecondaryGroups": [],
+        "DatabaseContextIdentifier": _place().tenant, "UserName": name,
+    })
 
 
 # ---------------------------------------------------------------- Person

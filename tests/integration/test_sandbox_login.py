@@ -302,6 +302,17 @@ def test_a_restart_with_the_same_data_dir_keeps_the_keys(tmp_path):
         second.close()
 
 
+# ---------------------------------------------------------------- who am I
+def test_the_current_principal_is_the_system_user_for_a_ticket_and_the_user_for_a_token(sandbox):
+    by_ticket = sandbox.call(sandbox.ticket(), "User/currentPrincipal")
+    assert by_ticket.status_code == 200
+    principal = by_ticket.json()
+    assert (principal["AssociateId"], principal["UserType"]) == (9, "SystemAssociate")
+    assert principal["DatabaseContextIdentifier"] == TENANT
+    by_token = requests.get(f"{sandbox.base}/{TENANT}/api/v1/User/currentPrincipal", timeout=5,
+                            headers={"Authorization": "Bearer static-token"}).json()
+    assert (by_token["AssociateId"], by_token["UserType"]) == (7, "InternalAssociate")
+
 # ---------------------------------------------------------------- command line
 def start_cli(data_dir: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     """Start ``python -m sandbox`` on a free port; return it and the settings it printed."""
@@ -348,3 +359,4 @@ def test_the_command_line_prints_settings_a_connector_can_sign_in_with_and_keeps
     unchanged = ("SUPEROFFICE_CLIENT_SECRET", "SUPEROFFICE_SYSTEM_USER_TOKEN",
                  "SUPEROFFICE_PRIVATE_KEY_FILE", "SUPEROFFICE_TOKEN_CERTIFICATE_FILE")
     assert {name: settings_again[name] for name in unchanged} == {name: settings[name] for name in unchanged}
+
