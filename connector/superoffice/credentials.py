@@ -154,7 +154,8 @@ class SystemUserCredentials:
     def _count_attempt(self) -> None:
         key = keys.sign_in_attempts(self._fingerprint)
         with self._redis.pipeline() as pipe:
-            count, _, ttl = pipe.incr(key).expire(key, 60, nx=True).ttl(key).execute()
+            # SET NX EX opens the minute's window (EXPIRE NX needs Redis 7; this works on 6).
+            _, count, ttl = pipe.set(key, 0, ex=60, nx=True).incr(key).ttl(key).execute()
         if count > defaults.SIGN_INS_PER_MINUTE:
             raise SignInError(f"more than {defaults.SIGN_INS_PER_MINUTE} sign-ins to SuperOffice "
                               f"in a minute; waiting before the next", retry_after=max(ttl, 1))
