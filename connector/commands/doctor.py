@@ -19,6 +19,7 @@ from connector.config_diff import diff_config
 from connector.exceptions import CRMError, MailError, SettingsError
 from connector.services import Services
 from connector.superoffice.system_user import SystemUserLogin
+from connector.times import readable
 
 WEBHOOK_EVENT = "person.created"
 
@@ -27,7 +28,6 @@ WEBHOOK_EVENT = "person.created"
 class Check:
     """The outcome of one check: ``fix`` names what to change when it failed."""
 
-    name: str
     ok: bool
     detail: str
     fix: str = ""
@@ -41,18 +41,18 @@ def sign_in_check(services: Services) -> Check:
     if system_user is None:
         variable = ("SUPEROFFICE_ACCESS_TOKEN" if settings.superoffice_access_token
                     else "SUPEROFFICE_TICKET")
-        return Check("sign-in", True, f"a fixed {variable} (on-site); the API check tries it")
+        return Check(True, f"a fixed {variable} (on-site); the API check tries it")
     try:
         ticket = SystemUserLogin(system_user).sign_in()
     except SettingsError as error:
-        return Check("sign-in", False, str(error), error.variable)
+        return Check(False, str(error), error.variable)
     except CRMError as error:
-        return Check("sign-in", False, str(error), getattr(error, "setting", None) or
+        return Check(False, str(error), getattr(error, "setting", None) or
                      "SUPEROFFICE_LOGIN_URL (SuperOffice's login did not answer)")
     where = (f"certificate {system_user.token_certificate_file}"
              if system_user.token_certificate_file else "the environment's published keys")
     named = f"; the JWT names {ticket.api_url}" if ticket.api_url else ""
-    return Check("sign-in", True, f"system user of {system_user.context_identifier} at "
+    return Check(True, f"system user of {system_user.context_identifier} at "
                                   f"{system_user.login_url}: ticket issued, JWT valid ({where}){named}")
 
 
@@ -61,14 +61,15 @@ def tenant_check(services: Services) -> Check:
     try:
         state = services.crm.tenant_state()
     except CRMError as error:
-        return Check("tenant", False, str(error), "SUPEROFFICE_ENVIRONMENT / SUPEROFFICE_LOGIN_URL")
+        return Check(False, str(error), "SUPEROFFICE_ENVIRONMENT / SUPEROFFICE_LOGIN_URL")
     if state is None:
-        return Check("tenant", True, f"fixed SUPEROFFICE_API_URL {services.settings.superoffice_api_url}")
-    detail = f"{state.context_identifier} {state.state} at {state.api_url} (until {state.valid_until})"
+        return Check(True, f"fixed SUPEROFFICE_API_URL {services.settings.superoffice_api_url}")
+    detail = (f"{state.context_identifier} {state.state} at {state.api_url} (state valid until "
+              f"{readable(state.valid_until)} UTC)")
     if not state.is_running:
-        return Check("tenant", False, detail + ": its API is not available now",
+        return Check(False, detail + ": its API is not available now",
                      "nothing — wait for SuperOffice; jobs wait meanwhile")
-    return Check("tenant", True, detail)
+    return Check(True, detail)
 
 
 def api_check(services: Services) -> Check:
@@ -77,17 +78,17 @@ def api_check(services: Services) -> Check:
     try:
         principal = services.crm.current_principal()
     except CRMError as error:
-        return Check("API", False, str(error), _setting_in(str(error)) or "SUPEROFFICE_API_URL")
+        return Check(False, str(error), _setting_in(str(error)) or "SUPEROFFICE_API_URL")
     configured = services.settings.associate_id
     if configured is None:
-        return Check("API", False, f"the connector is associate {principal.associate_id}, but "
+        return Check(False, f"the connector is associate {principal.associate_id}, but "
                                    f"SUPEROFFICE_ASSOCIATE_ID is unset: its own consent writes "
                                    f"would come back as a CRM user's changes",
                      f"SUPEROFFICE_ASSOCIATE_ID={principal.associate_id}")
     if configured != principal.associate_id:
-        return Check("API", False, f"the connector is associate {principal.associate_id}, not "
+        return Check(False, f"the connector is associate {principal.associate_id}, not "
                                    f"{configured}", f"SUPEROFFICE_ASSOCIATE_ID={principal.associate_id}")
-    return Check("API", True, f"the connector is associate {principal.associate_id} "
+    return Check(True, f"the connector is associate {principal.associate_id} "
                               f"(SUPEROFFICE_ASSOCIATE_ID)")
 
 
@@ -96,14 +97,14 @@ def consent_lists_check(services: Services) -> Check:
     try:
         lists = services.crm.consent_lists()
     except CRMError as error:
-        return Check("consent lists", False, f"could not read them: {error}",
+        return Check(False, f"could not read them: {error}",
                      _setting_in(str(error)) or "the CRM's lists (consent-connector config diff)")
     differences = diff_config(services.config, lists)
     problems = [d.message for d in differences if d.problem]
     if problems:
-        return Check("consent lists", False, f"{len(problems)} problem(s), first: {problems[0]}",
+        return Check(False, f"{len(problems)} problem(s), first: {problems[0]}",
                      f"{services.live_config.path} or the CRM's lists (consent-connector config diff)")
-    return Check("consent lists", True, f"{services.live_config.path} matches the CRM's lists "
+    return Check(True, f"{services.live_config.path} matches the CRM's lists "
                                         f"({len(differences)} note(s): consent-connector config diff)")
 
 
@@ -113,33 +114,34 @@ def webhooks_check(services: Services) -> Check:
         hooks = services.crm.list_webhooks()
     except CRMError as error:
         if error.status == 403:
-            return Check("webhooks", False, "the CRM refused to list webhooks (403)",
+            return Check(False, "the CRM refused to list webhooks (403)",
                          "ask SuperOffice to grant the app the Webhook API")
-        return Check("webhooks", False, f"could not list them: {error}", "SUPEROFFICE_API_URL")
+        return Check(False, f"could not list them: {error}",
+                     _setting_in(str(error)) or "SUPEROFFICE_API_URL")
     target = services.settings.public_base_url
     ours = [h for h in hooks if WEBHOOK_EVENT in h.events and h.target_url.startswith(target)]
     listing = ", ".join(f"#{h.id} {h.state}" for h in ours)
     if not ours:
-        return Check("webhooks", False, f"none sends {WEBHOOK_EVENT} to {target}",
+        return Check(False, f"none sends {WEBHOOK_EVENT} to {target}",
                      "register it (README, \"Registering the webhook\")")
     if not any(h.state == "Active" for h in ours):
-        return Check("webhooks", False, f"{listing}: none is Active",
+        return Check(False, f"{listing}: none is Active",
                      f"PATCH Webhook/{ours[0].id} with {{\"State\": \"Active\"}}")
-    return Check("webhooks", True, f"{listing} → {target}")
+    return Check(True, f"{listing} → {target}")
 
 
 def smtp_check(services: Services) -> Check:
     """A session with the mail server: connect, EHLO, STARTTLS, login; no mail is sent."""
     mailer = services.mailer
     if mailer.server is None:
-        return Check("SMTP", True, f"no SMTP_URL: mails are written to {mailer.outbox_dir}")
+        return Check(True, f"no SMTP_URL: mails are written to {mailer.outbox_dir}")
     where = f"{mailer.server.host}:{mailer.server.port} ({mailer.server.security})"
     try:
         mailer.check()
     except MailError as error:
-        return Check("SMTP", False, str(error), "SMTP_URL")
+        return Check(False, str(error), "SMTP_URL")
     login = " and login" if mailer.server.username else ""
-    return Check("SMTP", True, f"{where}: EHLO{login} OK, no mail sent")
+    return Check(True, f"{where}: EHLO{login} OK, no mail sent")
 
 
 def redis_check(services: Services) -> Check:
@@ -152,12 +154,12 @@ def redis_check(services: Services) -> Check:
         except redis.ResponseError:  # CONFIG renamed or refused, as on many managed services
             saves = None
     except redis.RedisError as error:
-        return Check("Redis", False, f"unreachable ({type(error).__name__})", "REDIS_URL")
+        return Check(False, f"unreachable ({type(error).__name__})", "REDIS_URL")
     problems = decide_redis_problems(memory, persistence, saves)
     if problems:
-        return Check("Redis", False, "; ".join(problems),
+        return Check(False, "; ".join(problems),
                      "the Redis server's config (README, \"Running Redis\")")
-    return Check("Redis", True, f"maxmemory-policy {memory.get('maxmemory_policy')}, "
+    return Check(True, f"maxmemory-policy {memory.get('maxmemory_policy')}, "
                                 f"persistence {_persistence(persistence, saves)}")
 
 
@@ -167,12 +169,12 @@ def public_url_check(services: Services) -> Check:
     try:
         response = requests.get(url, timeout=defaults.CRM_TIMEOUT, allow_redirects=False)
     except requests.exceptions.RequestException as error:
-        return Check("public URL", False, f"{url}: {type(error).__name__}", "PUBLIC_BASE_URL")
+        return Check(False, f"{url}: {type(error).__name__}", "PUBLIC_BASE_URL")
     body = response.json() if "json" in response.headers.get("Content-Type", "") else None
     if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
-        return Check("public URL", False, f"{url} answered {response.status_code}, not the "
+        return Check(False, f"{url} answered {response.status_code}, not the "
                                           f"connector's health check", "PUBLIC_BASE_URL")
-    return Check("public URL", True, f"{url} answers")
+    return Check(True, f"{url} answers")
 
 
 def decide_redis_problems(memory: Mapping, persistence: Mapping,
@@ -191,10 +193,26 @@ def decide_redis_problems(memory: Mapping, persistence: Mapping,
     return problems
 
 
-CHECKS: list[Callable[[Services], Check]] = [sign_in_check, tenant_check, api_check,
-                                             consent_lists_check, webhooks_check, smtp_check,
-                                             redis_check, public_url_check]
-"""The checks ``doctor`` runs, in order."""
+CHECKS: list[tuple[str, Callable[[Services], Check]]] = [
+    ("sign-in", sign_in_check), ("tenant", tenant_check), ("API", api_check),
+    ("consent lists", consent_lists_check), ("webhooks", webhooks_check),
+    ("SMTP", smtp_check), ("Redis", redis_check), ("public URL", public_url_check)]
+"""The checks ``doctor`` runs, by the name it prints, in order."""
+
+NEEDS_SIGN_IN = (api_check, consent_lists_check, webhooks_check)
+"""Checks that call the CRM's API: not run after a failed sign-in (they would only repeat it)."""
+
+
+def run_checks(services: Services) -> list[tuple[str, Check]]:
+    """Run CHECKS in order; the API checks only when the sign-in passed."""
+    results: list[tuple[str, Check]] = []
+    for name, check in CHECKS:
+        sign_in = results[0][1] if results else None
+        if check in NEEDS_SIGN_IN and sign_in is not None and not sign_in.ok:
+            results.append((name, Check(False, "not checked: the sign-in failed", sign_in.fix)))
+        else:
+            results.append((name, check(services)))
+    return results
 
 
 @click.command()
@@ -204,13 +222,13 @@ def doctor():
     webhooks, opens an SMTP session (no mail), checks Redis's memory policy and persistence,
     and that PUBLIC_BASE_URL answers. One line per check; exits 1 if any failed."""
     services = services_or_exit()
-    results = [check(services) for check in CHECKS]
-    width = max(len(r.name) for r in results)
-    for result in results:
-        click.echo(f"{'✓' if result.ok else '✗'} {result.name:<{width}}  {result.detail}")
+    results = run_checks(services)
+    width = max(len(name) for name, _ in results)
+    for name, result in results:
+        click.echo(f"{'✓' if result.ok else '✗'} {name:<{width}}  {result.detail}")
         if not result.ok:
             click.echo(f"  {'':<{width}}  → fix: {result.fix}")
-    failed = sum(not r.ok for r in results)
+    failed = sum(not result.ok for _, result in results)
     click.echo(f"{len(results) - failed} of {len(results)} checks passed.")
     sys.exit(1 if failed else 0)
 

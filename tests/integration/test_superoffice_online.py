@@ -7,18 +7,21 @@ database of their own; the connector signs in exactly as it would to SuperOffice
 
 import subprocess
 import sys
+import threading
 
 import pytest
 from rq.job import Job
 from rq.registry import FailedJobRegistry
+from werkzeug.serving import make_server
 
 from connector.keys import ONBOARDING
 from connector.queueing import enqueue_onboarding
 from connector.settings import Settings
+from connector.web.app import create_app
 from sandbox.server import connector_settings, create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, ROOT, TENANT, USER_ASSOCIATE, USER_TOKEN,
-                            SandboxClient, new_event_id, own_database, start_worker,
-                            stop_worker, wait_for)
+                            SandboxClient, free_port, new_event_id, own_database,
+                            start_worker, stop_worker, wait_for)
 
 SYSTEM_USER_TOKEN = "consent-connector-Ab12Cd34"
 
@@ -171,3 +174,41 @@ def test_a_tenant_in_maintenance_makes_jobs_wait_and_status_says_so(
                  what="the onboarding once the tenant runs again")
     finally:
         stop_worker(worker)
+
+
+def test_doctor_passes_on_a_healthy_setup_and_names_the_setting_on_a_broken_one(
+        online, connector_env, tmp_path):
+    app, client = online()
+    web_port = free_port()
+    env, db = online_env(connector_env, app, client, 9, tmp_path,
+                         PUBLIC_BASE_URL=f"http://127.0.0.1:{web_port}")
+    web = make_server("127.0.0.1", web_port, create_app(Settings.from_env(env)), threaded=True)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        hook = client.call("POST", "Webhook", json={
+            "Name": "consent-connector", "Events": ["person.created"], "State": "Active",
+            "TargetUrl": f"http://127.0.0.1:{web_port}/webhooks/superoffice",
+            "Secret": env["SUPEROFFICE_WEBHOOK_SECRET"].split(",")[0], "Type": "webhook"})
+        assert hook.status_code == 200, hook.text
+
+        healthy = cli(env, "doctor")
+        client.revoke_system_user()
+        broken = cli(env, "doctor")
+    finally:
+        web.shutdown()
+
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
+    assert "8 of 8 checks passed." in healthy.stdout
+    for line in ("✓ sign-in", "✓ tenant         Cust12345 Running", "✓ API            the "
+                 "connector is associate 9", "✓ webhooks", "✓ SMTP", "✓ Redis", "✓ public URL"):
+        assert line in healthy.stdout, healthy.stdout
+    assert broken.returncode == 1
+    assert "✗ sign-in        SuperOffice refused the system user sign-in" in broken.stdout
+    assert "→ fix: SUPEROFFICE_SYSTEM_USER_TOKEN" in broken.stdout
+    assert "✗ API            not checked: the sign-in failed" in broken.stdout
+    assert "sandbox-client-secret" not in healthy.stdout + broken.stdout
+
+
+def cli(env, *args):
+    return subprocess.run([sys.executable, "-m", "connector", *args], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
