@@ -268,13 +268,7 @@ class SuperOfficeClient:
             CRMError: the call failed or the answer is not a list of webhooks. SuperOffice
                 Online answers 403 when the app was not granted access to webhooks.
         """
-        response = self._call("GET", "Webhook", (200,),
-                              subject="the webhook list", action="listing webhooks",
-                              not_found="GET Webhook")
-        try:
-            body = response.json()
-        except ValueError:
-            raise unreadable("a webhook list that is not JSON") from None
+        body = self._get_json("Webhook", "the webhook list", action="listing webhooks")
         if not isinstance(body, list):
             raise unreadable("a webhook list that is not an array")
         return [parse_webhook(item, where=f"webhook list item {i}") for i, item in enumerate(body)]
@@ -289,14 +283,8 @@ class SuperOfficeClient:
         """
         lists = {}
         for kind, list_name in CONSENT_LISTS.items():
-            response = self._call("GET", f"List/{list_name}/Items", (200,),
-                                  subject=f"the {list_name} list",
-                                  action=f"reading the {list_name} list",
-                                  not_found=f"GET List/{list_name}/Items")
-            try:
-                rows = response.json()
-            except ValueError:
-                raise unreadable(f"a {list_name} list that is not JSON") from None
+            rows = self._get_json(f"List/{list_name}/Items", f"the {list_name} list",
+                                  action=f"reading the {list_name} list")
             if not isinstance(rows, list):
                 raise unreadable(f"a {list_name} list that is not an array of items")
             lists[kind] = [parse_list_item(row, where=f"{list_name} item {i}")
@@ -311,13 +299,8 @@ class SuperOfficeClient:
         Raises:
             CRMError: the call failed, or the answer has no AssociateId.
         """
-        response = self._call("GET", "User/currentPrincipal", (200,),
-                              subject="the current principal", action="asking who the connector is",
-                              not_found="GET User/currentPrincipal")
-        try:
-            body = response.json()
-        except ValueError:
-            raise unreadable("a current principal that is not JSON") from None
+        body = self._get_json("User/currentPrincipal", "the current principal",
+                              action="asking who the connector is")
         associate_id = body.get("AssociateId") if isinstance(body, Mapping) else None
         if not isinstance(associate_id, int) or isinstance(associate_id, bool):
             raise unreadable("a current principal without AssociateId")
@@ -333,6 +316,20 @@ class SuperOfficeClient:
             CRMError: (transient) the state API cannot be reached.
         """
         return self._endpoint.state()
+
+    def _get_json(self, path: str, subject: str, *, action: str) -> Any:
+        """GET ``{api_url}/{path}`` (not about a person: a 404 means a wrong address) and
+        return its JSON body.
+
+        Raises:
+            CRMError: the call failed or the body is not JSON.
+        """
+        response = self._call("GET", path, (200,), subject=subject, action=action,
+                              not_found=f"GET {path}")
+        try:
+            return response.json()
+        except ValueError:
+            raise unreadable(f"{subject} that is not JSON") from None
 
     def _list_person_archive(self, odata_filter: str | None, page_size: int,
                              sleep: Callable[[float], None]) -> Iterator[PersonListing]:
