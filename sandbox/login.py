@@ -181,7 +181,7 @@ class SystemUserLogin:
     def _authenticate(self, body: dict[str, Any], endpoint: str) -> str:
         if body.get("ContextIdentifier") != self.tenant:
             raise SignInRefused(f"Unknown ContextIdentifier '{body.get('ContextIdentifier')}'")
-        if not secrets.compare_digest(str(body.get("ApplicationToken") or ""), self.client_secret):
+        if not self.is_client_secret(str(body.get("ApplicationToken") or "")):
             raise SignInRefused("ApplicationToken is not this application's client secret")
         if str(body.get("ReturnTokenType") or "").upper() != "JWT":
             raise SignInRefused("ReturnTokenType must be 'JWT'")
@@ -200,6 +200,10 @@ class SystemUserLogin:
                                     issued=int(time.time()))
         return jwt.encode(claims, self.keys.token_signing_key, algorithm="RS256",
                           headers={"kid": self.keys.kid})
+
+    def is_client_secret(self, value: str) -> bool:
+        """Tell whether ``value`` is the app's client secret (compared in constant time)."""
+        return secrets.compare_digest(value.encode("utf-8"), self.client_secret.encode("utf-8"))
 
     def _issue(self, system_token: str, associate_id: int) -> Ticket:
         ticket = Ticket(new_ticket_value(), system_token, associate_id, time.time() + self.ticket_ttl)

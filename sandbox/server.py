@@ -257,7 +257,7 @@ def _ticket_caller(ticket: str):
     """Authenticate a system user ticket: it needs ``SO-AppToken: <client secret>``
     (auth-application/index.md) and must be unexpired. Sets g.associate_id or answers 401."""
     login = _login()
-    if not secrets.compare_digest(request.headers.get("SO-AppToken", ""), login.client_secret):
+    if not login.is_client_secret(request.headers.get("SO-AppToken", "")):
         return error(401, "Missing or invalid SO-AppToken header")
     associate_id = login.accept_ticket(ticket)
     if associate_id is None:

@@ -149,7 +149,8 @@ def test_the_ticket_opens_the_api_as_soticket_with_the_client_secret_as_app_toke
     assert created.status_code == 200 and created.json()["CreatedBy"]["AssociateId"] == 9
     without = sandbox.call(ticket, app_token=None)
     wrong = sandbox.call(ticket, app_token="not-the-secret")
-    assert without.status_code == wrong.status_code == 401
+    latin = sandbox.call(ticket, app_token="secret-\xe6")
+    assert without.status_code == wrong.status_code == latin.status_code == 401
     assert "SO-AppToken" in without.json()["Error"]
     unknown = sandbox.call("7T:never-issued")
     assert unknown.status_code == 401 and unknown.json()["Error"] == "Invalid or expired credentials"
@@ -174,6 +175,7 @@ def minutes_ago(minutes: float) -> datetime:
 @pytest.mark.parametrize("overrides, reason", [
     ({"ContextIdentifier": "Cust99999"}, "Unknown ContextIdentifier 'Cust99999'"),
     ({"ApplicationToken": "wrong"}, "ApplicationToken is not this application's client secret"),
+    ({"ApplicationToken": "hemmelighet-æøå"}, "ApplicationToken is not this application's client secret"),
     ({"ReturnTokenType": "SAML"}, "ReturnTokenType must be 'JWT'"),
     ({"SignedSystemToken": "no-dots-at-all"}, "SignedSystemToken must be"),
     ({"SignedSystemToken": "Nobody-123.202601011200.c2ln"}, "Unknown system user token"),
