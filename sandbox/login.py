@@ -154,12 +154,14 @@ class SystemUserLogin:
         self.ticket_ttl = ticket_ttl
         self.ticket_sliding = ticket_sliding
         self.lock = threading.RLock()
+        self.tickets: dict[str, Ticket] = {}
         self.reset()
 
     def reset(self) -> None:
-        """Forget tickets, revocations and the sign-in log (system users and keys stay)."""
+        """Forget revocations and the sign-in log. System users, keys and the tickets issued
+        stay: resetting the CRM's data does not sign the apps out (a revocation has already
+        made its system user's tickets lapse)."""
         with self.lock:
-            self.tickets: dict[str, Ticket] = {}
             self.revoked: set[str] = set()
             self.sign_ins: list[dict[str, Any]] = []
 

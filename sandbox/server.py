@@ -1020,8 +1020,9 @@ def clear_faults():
 
 @controls.post("/reset")
 def reset():
-    """Forget persons, webhooks, deliveries, calls and faults; forget tickets, revocations and
-    sign-ins (keys and system users stay); put the tenant back at its initial endpoint, Running."""
+    """Forget persons, webhooks, deliveries, calls and faults, revocations and sign-ins (keys,
+    system users and the tickets issued stay); put the tenant back at its initial endpoint,
+    Running."""
     _store().reset()
     _login().reset()
     _place().reset()

@@ -71,7 +71,9 @@ class Credentials(Protocol):
 
     def headers(self) -> dict[str, str]: ...
 
-    def renew(self, rejected: dict[str, str]) -> bool: ...
+    def renew(self, rejected: dict[str, str]) -> str | None: ...
+    """Replace credentials the CRM answered 401 to: ``"fresh"`` (signed in anew), ``"shared"``
+    (taken over from another process, possibly about to lapse too), None (cannot)."""
 
 
 class Endpoint(Protocol):
@@ -416,14 +418,17 @@ class SuperOfficeClient:
         """Make one call to ``{api_url}/{path}`` and return the answer if its status is
         expected, else raise the CRMError it means.
 
-        1. A 401 renews the credentials (a system user signs in again) and the call is made
-           once more; a second 401 is final.
+        1. A 401 renews the credentials (a system user signs in again, or takes the ticket
+           another process signed in for) and the call is made again; a 401 to a ticket just
+           signed in for is final.
         2. A tenant that moved (421 Misdirected Request, a redirect, or a host that refuses or
            does not resolve) is looked up again and the call made once more at the new address
            (docs/en/apps/tenant-status/status-page.md).
         """
         data = json.dumps(json_body).encode() if json_body is not None else None
-        renewed = relocated = False
+        renewal: str | None = None
+        renewals = 0
+        relocated = False
         while True:
             api_url = self._endpoint.api_url()
             credentials = self._credentials.headers()
@@ -442,9 +447,11 @@ class SuperOfficeClient:
             except requests.exceptions.RequestException as error:
                 raise self._transport_error(error, action) from None
             status = response.status_code
-            if status == 401 and not renewed and self._credentials.renew(credentials):
-                renewed = True
-                continue
+            if status == 401 and renewal != "fresh" and renewals < 3:
+                renewal = self._credentials.renew(credentials)
+                renewals += 1
+                if renewal:
+                    continue
             if ((status == 421 or 300 <= status < 400) and self._endpoint.discovered
                     and not relocated):
                 relocated = True
@@ -458,7 +465,7 @@ class SuperOfficeClient:
                            f"({api_url}) does not answer either — check SUPEROFFICE_API_URL",
                            status=404, permanent=True)
         raise self._error(response, subject=subject, action=action, person_id=person_id,
-                          not_found=not_found, patch=method == "PATCH", renewed=renewed)
+                          not_found=not_found, patch=method == "PATCH", renewal=renewal)
 
     def _send(self, method: str, url: str, headers: dict[str, str],
               data: bytes | None) -> requests.Response:
@@ -506,7 +513,7 @@ class SuperOfficeClient:
 
     def _error(self, response: requests.Response, *, subject: str, action: str,
                person_id: int | None, not_found: str | None = None,
-               patch: bool = False, renewed: bool = False) -> CRMError:
+               patch: bool = False, renewal: str | None = None) -> CRMError:
         """Map a status the call did not expect to a CRMError. A 404 means the person is gone
         on calls about a person (``person_id``), a wrong API URL on the others (``not_found``
         names what was asked for)."""
@@ -520,10 +527,13 @@ class SuperOfficeClient:
             text = _crm_error_text(response)
             detail = f": {text}" if text else ""
             return CRMError(f"CRM refused {subject} (400){detail}", status=400, permanent=True)
-        if status == 401 and renewed:
+        if status == 401 and renewal == "fresh":
             return CRMError(f"CRM rejected a ticket SuperOffice had just issued (401) — check "
                             f"SUPEROFFICE_CLIENT_SECRET (sent as SO-AppToken) ({action})",
                             status=401, permanent=True)
+        if status == 401 and renewal == "shared":
+            return CRMError(f"CRM rejected the shared ticket again (401); signing in on the next "
+                            f"attempt ({action})", status=401)
         if status in (401, 403):
             what = ("renew " if status == 401 else "check the rights of ") + self._credentials.variable
             return CRMError(f"CRM rejected the connector's credentials ({status}) — {what} / "

@@ -47,9 +47,9 @@ class FixedCredentials:
         """The headers that authenticate a call."""
         return dict(self._headers)
 
-    def renew(self, rejected: dict[str, str]) -> bool:
-        """A fixed credential cannot be renewed: return False (the 401 is permanent)."""
-        return False
+    def renew(self, rejected: dict[str, str]) -> str | None:
+        """A fixed credential cannot be renewed: return None (the 401 is permanent)."""
+        return None
 
     @property
     def api_url_hint(self) -> str | None:
@@ -99,13 +99,14 @@ class SystemUserCredentials:
         """
         if self._ticket is not None and self._clock() < self._expires:
             return self._ticket
-        if self._load_shared():
-            return self._ticket
-        return self._sign_in(rejected=None)
+        if not self._load_shared():
+            self._sign_in(rejected=None)
+        return self._ticket
 
-    def renew(self, rejected: dict[str, str]) -> bool:
-        """The CRM answered 401 to ``rejected`` headers: get a ticket other than that one (one
-        another process signed in for meanwhile, or a new sign-in). Return True.
+    def renew(self, rejected: dict[str, str]) -> str:
+        """The CRM answered 401 to ``rejected`` headers: get a ticket other than that one.
+        Return ``"shared"`` when another process had signed in meanwhile (its ticket may be
+        about to lapse too), ``"fresh"`` after a sign-in of our own.
 
         Raises:
             SignInError: permanent (SuperOffice refused, or refused within the last
@@ -113,8 +114,7 @@ class SystemUserCredentials:
                 sign-in took longer than SIGN_IN_LOCK_WAIT, or SIGN_INS_PER_MINUTE is spent.
         """
         stale = rejected.get("Authorization", "").removeprefix("SOTicket ")
-        self._sign_in(rejected=stale)
-        return True
+        return "fresh" if self._sign_in(rejected=stale) else "shared"
 
     @property
     def api_url_hint(self) -> str | None:
@@ -123,7 +123,9 @@ class SystemUserCredentials:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _sign_in(self, rejected: str | None) -> Ticket:
+    def _sign_in(self, rejected: str | None) -> bool:
+        """Make sure this process holds a ticket other than ``rejected``; True when it signed
+        in for it, False when another process had."""
         lock = self._redis.lock(keys.sign_in_lock(self._fingerprint),
                                 timeout=sum(self.login.timeout) * 2 + 5,
                                 blocking_timeout=defaults.SIGN_IN_LOCK_WAIT)
@@ -132,7 +134,7 @@ class SystemUserCredentials:
                               "finished; trying again later", retry_after=5)
         try:
             if self._load_shared() and self._ticket.value != rejected:
-                return self._ticket  # another process renewed it while we waited
+                return False  # another process renewed it while we waited
             refusal = self._redis.get(keys.sign_in_refused(self._fingerprint))
             if refusal is not None:
                 message, _, setting = refusal.decode().rpartition("\n")
@@ -147,7 +149,7 @@ class SystemUserCredentials:
                                     ex=defaults.SIGN_IN_REFUSED_PAUSE)
                 raise
             self._store(ticket)
-            return ticket
+            return True
         finally:
             lock.release()
 

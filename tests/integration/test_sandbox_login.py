@@ -287,8 +287,14 @@ def test_revoking_without_a_token_revokes_every_system_user_until_reset(sandbox)
     assert sandbox.call(other).status_code == 401
     assert sandbox.authenticate().json()["IsSuccessful"] is False
     sandbox.control("reset")
-    assert sandbox.call(other).status_code == 401  # reset forgets tickets too
+    assert sandbox.call(other).status_code == 401  # the revocation made it lapse for good
     assert sandbox.call(sandbox.ticket()).status_code == 200
+
+
+def test_a_reset_keeps_the_tickets_issued_so_a_running_connector_stays_signed_in(sandbox):
+    ticket = sandbox.ticket()
+    sandbox.control("reset")
+    assert sandbox.call(ticket).status_code == 200
 
 
 def test_a_restart_with_the_same_data_dir_keeps_the_keys(tmp_path):

@@ -35,7 +35,9 @@ class Tickets:
     def renew(self, rejected):
         self.renewals.append(rejected["Authorization"])
         self.number += 1
-        return True
+        return self.outcome
+
+    outcome = "fresh"
 
 
 class Moving:
@@ -85,6 +87,30 @@ def test_a_second_401_with_a_fresh_ticket_is_permanent_and_names_the_client_secr
 
     assert caught.value.permanent and "SUPEROFFICE_CLIENT_SECRET" in str(caught.value)
     assert len(tickets.renewals) == 1
+
+
+def test_a_ticket_taken_over_from_another_process_may_have_lapsed_too_so_it_is_renewed_again(crm):
+    crm.get(f"{OLD}/Person/12", status=401)
+    crm.get(f"{OLD}/Person/12", status=401)
+    crm.get(f"{OLD}/Person/12", json=PERSON)
+    tickets = Tickets()
+    tickets.outcome = "shared"
+
+    assert SuperOfficeClient(OLD, credentials=tickets).get_person(12).id == 12
+    assert tickets.renewals == ["SOTicket 1", "SOTicket 2"]
+
+
+def test_shared_tickets_that_keep_lapsing_make_the_job_wait_not_fail(crm):
+    for _ in range(4):
+        crm.get(f"{OLD}/Person/12", status=401)
+    tickets = Tickets()
+    tickets.outcome = "shared"
+
+    with pytest.raises(CRMError) as caught:
+        SuperOfficeClient(OLD, credentials=tickets).get_person(12)
+
+    assert (caught.value.status, caught.value.permanent) == (401, False)
+    assert len(tickets.renewals) == 3
 
 
 def test_a_fixed_token_is_not_retried_on_401(crm):
