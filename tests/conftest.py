@@ -22,11 +22,12 @@ from aiosmtpd.controller import Controller
 
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
 from connector.settings import Settings
-from sandbox.server import create_sandbox_app, run_in_thread, stop_server
+from sandbox.server import connector_settings, create_sandbox_app, run_in_thread, stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "Cust12345"
 CONNECTOR_TOKEN, CONNECTOR_ASSOCIATE = "connector-token", 9
+SYSTEM_USER_TOKEN = "consent-connector-Zz9Yy8Xx"
 WEBFORM_TOKEN, WEBFORM_ASSOCIATE = "webform-token", 42
 USER_TOKEN, USER_ASSOCIATE = "user-token", 7
 WEBHOOK_SECRETS = ("current-webhook-secret", "previous-webhook-secret")
@@ -196,16 +197,23 @@ class SandboxClient:
 
 
 @pytest.fixture(scope="session")
-def sandbox_server():
-    """The sandbox CRM served over real HTTP for the whole session."""
+def sandbox_server(tmp_path_factory):
+    """The sandbox CRM served over real HTTP for the whole session. The connector signs in to
+    it as a system user, as to SuperOffice Online (``connector_settings``); the static tokens
+    are the CRM users' and the tests' own."""
     app = create_sandbox_app(TENANT, {CONNECTOR_TOKEN: CONNECTOR_ASSOCIATE,
                                       WEBFORM_TOKEN: WEBFORM_ASSOCIATE,
                                       USER_TOKEN: USER_ASSOCIATE},
                              associates={CONNECTOR_ASSOCIATE: "consent-connector",
                                          WEBFORM_ASSOCIATE: "Web form",
-                                         USER_ASSOCIATE: "Sally Sales"})
+                                         USER_ASSOCIATE: "Sally Sales"},
+                             data_dir=tmp_path_factory.mktemp("sandbox-keys"),
+                             system_users={SYSTEM_USER_TOKEN: CONNECTOR_ASSOCIATE},
+                             client_secret="sandbox-client-secret")
     server, base_url = run_in_thread(app)
-    yield SandboxClient(base_url)
+    client = SandboxClient(base_url)
+    client.connector_settings = connector_settings(app, base_url)
+    yield client
     stop_server(server)
 
 
@@ -221,8 +229,7 @@ def connector_env(redis_url, smtp_server, sandbox_server, tmp_path_factory):
     """Environment variables of a connector process wired to the session's servers."""
     return {
         "REDIS_URL": redis_url,
-        "SUPEROFFICE_API_URL": sandbox_server.api_url,
-        "SUPEROFFICE_ACCESS_TOKEN": CONNECTOR_TOKEN,
+        **sandbox_server.connector_settings,
         "SUPEROFFICE_WEBHOOK_SECRET": ",".join(WEBHOOK_SECRETS),
         "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
         "SMTP_URL": smtp_server.url,
@@ -259,6 +266,16 @@ def stop_worker(process: subprocess.Popen) -> None:
         process.wait(10)
     except subprocess.TimeoutExpired:
         process.kill()
+
+
+def fixed_crm(env: dict[str, str], api_url: str, token: str = CONNECTOR_TOKEN) -> dict[str, str]:
+    """``env`` reaching the CRM at a fixed ``api_url`` with a fixed token (the on-site way),
+    for a sandbox of the test's own instead of the session's system user sign-in."""
+    online = ("SUPEROFFICE_CONTEXT_IDENTIFIER", "SUPEROFFICE_CLIENT_SECRET",
+              "SUPEROFFICE_SYSTEM_USER_TOKEN", "SUPEROFFICE_PRIVATE_KEY_FILE",
+              "SUPEROFFICE_LOGIN_URL", "SUPEROFFICE_TOKEN_CERTIFICATE_FILE")
+    return {key: value for key, value in env.items() if key not in online} | {
+        "SUPEROFFICE_API_URL": api_url, "SUPEROFFICE_ACCESS_TOKEN": token}
 
 
 def own_database(connector_env: dict[str, str], db: int,

@@ -30,7 +30,8 @@ from connector.exceptions import CRMError
 from connector.settings import Settings
 from sandbox.server import create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, USER_ASSOCIATE,
-                            USER_TOKEN, SandboxClient, new_event_id, start_worker, wait_for)
+                            USER_TOKEN, SandboxClient, fixed_crm, new_event_id, start_worker,
+                            wait_for)
 from connector.keys import ONBOARDING
 from connector.queueing import enqueue_onboarding
 from connector.keys import ONBOARDED as ONBOARDED_KEY
@@ -399,7 +400,7 @@ def test_status_shows_a_webhook_in_too_many_errors_and_the_last_pass(fast_crm, e
         assert app.extensions["sandbox"]["dispatcher"].wait_idle(10)
     working = register(crm, "consent-connector (new)", healthy)
     register(crm, "other app", healthy, events=("contact.created",))
-    env = env6 | {"SUPEROFFICE_API_URL": crm.api_url}
+    env = fixed_crm(env6, crm.api_url)
     # the persons whose events were lost:
     assert reconcile(build_services(Settings.from_env(env)))["queued"] == 9
 
@@ -418,7 +419,7 @@ def test_status_shows_a_webhook_in_too_many_errors_and_the_last_pass(fast_crm, e
 
 def test_status_still_reports_the_reconciliation_when_the_crm_is_unreachable(env6, db6):
     from tests.conftest import free_port
-    env = env6 | {"SUPEROFFICE_API_URL": f"http://127.0.0.1:{free_port()}/{TENANT}/api/v1"}
+    env = fixed_crm(env6, f"http://127.0.0.1:{free_port()}/{TENANT}/api/v1")
 
     result = cli(env, "status")
 

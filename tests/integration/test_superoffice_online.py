@@ -48,11 +48,9 @@ def online(tmp_path_factory):
 
 
 def online_env(connector_env, app, client, db, tmp_path, **settings):
-    """The connector's environment signing in to ``app`` as its system user (no fixed API URL
-    or token), on Redis database ``db``."""
-    env = {key: value for key, value in connector_env.items()
-           if key not in ("SUPEROFFICE_API_URL", "SUPEROFFICE_ACCESS_TOKEN")}
-    return own_database(env, db, DATA_DIR=str(tmp_path),
+    """The connector's environment signing in to ``app`` (not the session's sandbox) as its
+    system user, on Redis database ``db``."""
+    return own_database(connector_env, db, DATA_DIR=str(tmp_path),
                         **connector_settings(app, client.base_url), **settings)
 
 
