@@ -5,7 +5,6 @@ import re
 from datetime import datetime
 
 import pytest
-from rq import Queue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 

@@ -8,6 +8,7 @@ database of their own; the connector signs in exactly as it would to SuperOffice
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
 
 import pytest
 from rq.job import Job
@@ -58,24 +59,37 @@ def onboarded(client, person_ids) -> bool:
     return all("STORE" in client.consents(person_id) for person_id in person_ids)
 
 
+def queue_burst(client, db, env, count: int, *, put_delay: float) -> list[int]:
+    """Create ``count`` persons, make the CRM ``put_delay`` s slow to write each one's
+    consent (so the burst lasts), and queue their onboarding."""
+    person_ids = [client.create_person(f"Burst{n}", "Person", None) for n in range(count)]
+    client.fault(delay=put_delay, times=count, match="/Consent/", method="PUT")
+    settings = Settings.from_env(env)
+    for person_id in person_ids:
+        enqueue_onboarding(db, settings, person_id, new_event_id())
+    return person_ids
+
+
+@contextmanager
+def workers(env, count: int):
+    """``count`` worker processes for the duration of the block."""
+    processes = [start_worker(env) for _ in range(count)]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            stop_worker(process)
+
+
 def test_a_ticket_that_lapses_during_a_burst_is_renewed_once_per_lapse_not_once_per_worker(
         online, connector_env, tmp_path):
     app, client = online(ticket_ttl=5, ticket_sliding=False)
     env, db = online_env(connector_env, app, client, 5, tmp_path)
-    person_ids = [client.create_person(f"Burst{n}", "Person", None) for n in range(50)]
-    # A CRM slow to write makes the burst outlast two or three tickets.
-    client.fault(delay=0.6, times=50, match="/Consent/", method="PUT")
-    settings = Settings.from_env(env)
-    for person_id in person_ids:
-        enqueue_onboarding(db, settings, person_id, new_event_id())
+    person_ids = queue_burst(client, db, env, 50, put_delay=0.6)  # outlasts 2 or 3 tickets
 
-    workers = [start_worker(env) for _ in range(3)]
-    try:
+    with workers(env, 3):
         wait_for(lambda: onboarded(client, person_ids), timeout=120, interval=0.5,
                  what="all 50 persons to be onboarded")
-    finally:
-        for process in workers:
-            stop_worker(process)
 
     signed_in = sorted(a["time"] for a in client.sign_ins() if a["successful"])
     lapses_met = [c for c in client.calls() if c["status"] == 401]
@@ -92,22 +106,14 @@ def test_a_tenant_that_moves_during_a_burst_is_found_at_its_new_address(
         online, connector_env, tmp_path):
     app, client = online()
     env, db = online_env(connector_env, app, client, 6, tmp_path)
-    person_ids = [client.create_person(f"Moving{n}", "Person", None) for n in range(30)]
-    client.fault(delay=0.2, times=30, match="/Consent/", method="PUT")
-    settings = Settings.from_env(env)
-    for person_id in person_ids:
-        enqueue_onboarding(db, settings, person_id, new_event_id())
+    person_ids = queue_burst(client, db, env, 30, put_delay=0.2)
 
-    workers = [start_worker(env) for _ in range(2)]
-    try:
+    with workers(env, 2):
         wait_for(lambda: sum("STORE" in client.consents(p) for p in person_ids) >= 5,
                  what="the burst to be under way")
         moved = client.move_tenant()
         wait_for(lambda: onboarded(client, person_ids), timeout=60, interval=0.5,
                  what="all 30 persons to be onboarded")
-    finally:
-        for process in workers:
-            stop_worker(process)
 
     calls = client.calls()
     assert any(c["status"] == 421 for c in calls), "some call met the old address"
@@ -122,8 +128,7 @@ def test_a_revoked_system_user_token_fails_jobs_naming_it_after_a_bounded_number
         online, connector_env, tmp_path):
     app, client = online()
     env, db = online_env(connector_env, app, client, 7, tmp_path, RETRY_INTERVALS="1,1,1")
-    worker = start_worker(env)  # signs in at start
-    try:
+    with workers(env, 1):  # it signs in at start
         wait_for(lambda: client.sign_ins(), what="the worker to sign in")
         client.revoke_system_user()  # an administrator withdrew the app's consent
         settings = Settings.from_env(env)
@@ -132,8 +137,6 @@ def test_a_revoked_system_user_token_fails_jobs_naming_it_after_a_bounded_number
         registry = FailedJobRegistry(ONBOARDING, connection=db)
         wait_for(lambda: len(registry.get_job_ids()) == 10, timeout=60,
                  what="every job to fail")
-    finally:
-        stop_worker(worker)
 
     for job in jobs:
         reason = Job.fetch(job.id, connection=db).meta["reason"]
@@ -143,8 +146,7 @@ def test_a_revoked_system_user_token_fails_jobs_naming_it_after_a_bounded_number
     assert 1 <= len(attempts_after_revoke) <= 2, attempts_after_revoke  # not one per job
 
     # A worker started now refuses to start and says why.
-    refused = subprocess.run([sys.executable, "-m", "connector", "worker", "--burst"],
-                             env={**env}, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    refused = cli(env, "worker", "--burst")
     assert refused.returncode == 2
     assert "SUPEROFFICE_SYSTEM_USER_TOKEN" in refused.stderr
 
@@ -157,12 +159,10 @@ def test_a_tenant_in_maintenance_makes_jobs_wait_and_status_says_so(
     client.set_tenant_state("OfflineMaintenance")  # an upgrade starts
     job = enqueue_onboarding(db, Settings.from_env(env), person_id, new_event_id())
 
-    status = subprocess.run([sys.executable, "-m", "connector", "status"], env=env, cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    status = cli(env, "status")
     assert "OfflineMaintenance" in status.stdout and "jobs wait" in status.stdout
 
-    worker = start_worker(env)
-    try:
+    with workers(env, 1):
         wait_for(lambda: Job.fetch(job.id, connection=db).meta.get("attempts"),
                  what="a first attempt")
         reason = Job.fetch(job.id, connection=db).meta["reason"]
@@ -170,8 +170,6 @@ def test_a_tenant_in_maintenance_makes_jobs_wait_and_status_says_so(
         client.set_tenant_state("Running")  # the answer the connector holds lapses within 5 s
         wait_for(lambda: "STORE" in client.consents(person_id), timeout=90, interval=0.5,
                  what="the onboarding once the tenant runs again")
-    finally:
-        stop_worker(worker)
 
 
 def test_doctor_passes_on_a_healthy_setup_and_names_the_setting_on_a_broken_one(

@@ -6,7 +6,7 @@ import pytest
 from connector.config import CONSENT_CRM_KEY
 from connector.consent import (ConsentConfig, ConsentWrite, LegalBasis, Purpose, Source,
                                SourceRule, decide_defaults, default_comment, pick_text)
-from connector.crm.types import COMMENT_MAX_LENGTH, ConsentRecord
+from connector.crm.types import COMMENT_MAX_LENGTH
 from tests.factories import record, shipped_config
 
 
