@@ -13,7 +13,7 @@ import click
 import redis
 import requests
 
-from connector import defaults
+from connector import defaults, keys
 from connector.commands import services_or_exit
 from connector.config_diff import diff_config
 from connector.exceptions import CRMError, MailError, SettingsError
@@ -43,17 +43,25 @@ def sign_in_check(services: Services) -> Check:
                     else "SUPEROFFICE_TICKET")
         return Check(True, f"a fixed {variable} (on-site); the API check tries it")
     try:
-        ticket = SystemUserLogin(system_user).sign_in()
+        login = SystemUserLogin(system_user)
+        ticket = login.sign_in()
     except SettingsError as error:
         return Check(False, str(error), error.variable)
     except CRMError as error:
         return Check(False, str(error), getattr(error, "setting", None) or
                      "SUPEROFFICE_LOGIN_URL (SuperOffice's login did not answer)")
+    # SuperOffice signs in again (an administrator re-approved the app, say): the processes
+    # need not wait out the refusal they remember.
+    try:
+        forgotten = services.redis.delete(keys.sign_in_refused(login.fingerprint))
+    except redis.RedisError:
+        forgotten = 0  # the Redis check says what is wrong
     where = (f"certificate {system_user.token_certificate_file}"
              if system_user.token_certificate_file else "the environment's published keys")
     named = f"; the JWT names {ticket.api_url}" if ticket.api_url else ""
+    forgot = "; the refusal the workers remembered is forgotten" if forgotten else ""
     return Check(True, f"system user of {system_user.context_identifier} at "
-                                  f"{system_user.login_url}: ticket issued, JWT valid ({where}){named}")
+                       f"{system_user.login_url}: ticket issued, JWT valid ({where}){named}{forgot}")
 
 
 def tenant_check(services: Services) -> Check:

@@ -150,6 +150,13 @@ def test_a_revoked_system_user_token_fails_jobs_naming_it_after_a_bounded_number
     assert refused.returncode == 2
     assert "SUPEROFFICE_SYSTEM_USER_TOKEN" in refused.stderr
 
+    # The administrator approves the app again; doctor's sign-in lets the workers go on at
+    # once instead of after the 5 minutes they remember the refusal.
+    client.reset()
+    doctor = cli(env, "doctor")
+    assert "the refusal the workers remembered is forgotten" in doctor.stdout, doctor.stdout
+    assert cli(env, "worker", "--burst").returncode == 0
+
 
 def test_a_tenant_in_maintenance_makes_jobs_wait_and_status_says_so(
         online, connector_env, tmp_path):
