@@ -75,6 +75,14 @@ class PersonNotFoundError(CRMError):
         self.person_id = person_id
 
 
+class UnusableAddressError(ConnectorError):
+    """The person's email address in the CRM cannot be used (several addresses, a line break,
+    not an address): no mail goes out, and the job fails for support to see. The message never
+    quotes the address."""
+
+    permanent = True
+
+
 class SignInError(CRMError):
     """Signing in to SuperOffice as the system user failed. ``setting`` names what to fix when
     the sign-in was refused (permanent); while SuperOffice's login cannot be reached the error

@@ -14,6 +14,7 @@ from connector.consent import (ConsentConfig, ConsentWrite, Source, Subscription
                                decide_subscription_changes, fold_key,
                                resolve_subscription_choices)
 from connector.crm.types import ConsentRecord, Person
+from connector.emails import single_address
 from connector.ledger import Entry
 
 CONNECTOR, PERSON, CRM_USER = "connector", "person", "crm user"
@@ -42,10 +43,13 @@ class SubscriptionStep:
 
 @dataclass(frozen=True)
 class MailDecision:
-    """Whether a mail goes to the person; ``reason`` says why not (``""`` when it does)."""
+    """Whether a mail goes to the person; ``reason`` says why not (``""`` when it does).
+    ``unusable`` marks an address that is there but cannot be used: the job fails for support
+    to see, rather than ending quietly without a mail."""
 
     send: bool
     reason: str = ""
+    unusable: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,9 +91,16 @@ def decide_confirmation_mail(source: Source, person: Person) -> MailDecision:
 
 
 def decide_mail_to(person: Person) -> MailDecision:
-    """A mail can go to the person only when the CRM has an address for them."""
+    """A mail can go to the person only when the CRM has exactly one valid address for them
+    (emails.single_address)."""
     if not person.email:
         return MailDecision(False, "the person has no email address")
+    try:
+        single_address(person.email)
+    except ValueError as problem:
+        return MailDecision(False, f"the person's email address in the CRM cannot be used: "
+                                   f"{problem}; correct it in the CRM, then retry this job",
+                            unusable=True)
     return MailDecision(True)
 
 

@@ -76,12 +76,14 @@ class MailSink:
 
     def __init__(self):
         self.messages = []
+        self.recipients: list[str] = []  # every envelope recipient (RCPT TO), in order
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope):
         with self.lock:
             self.messages.append(message_from_bytes(envelope.original_content or envelope.content,
                                                     policy=policy.default))
+            self.recipients.extend(envelope.rcpt_tos)
         return "250 OK"
 
     def to(self, address: str):

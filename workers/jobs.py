@@ -11,7 +11,7 @@ from rq import get_current_job
 
 from connector import facts, metrics
 from connector.crm.types import ConsentRecord, Person
-from connector.exceptions import MailError, MailInProgressError
+from connector.exceptions import MailError, MailInProgressError, UnusableAddressError
 from connector.mail.confirmation import render_confirmation
 from connector.pending import clear_pending
 from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, plan_crm_changes,
@@ -55,6 +55,8 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
     4. Send the confirmation mail once, if the person has an address and their source asks
        for confirmation by mail.
     5. Remember the person as onboarded (the reconciliation skips them).
+    6. Fail (permanently, for support) when the CRM's address cannot be used: several
+       addresses or a line break in it must never reach a mail's envelope.
 
     Returns:
         A summary with CRM keys only (no personal data), kept as the job's result.
@@ -67,6 +69,8 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
     else:
         mail = f"not sent: {plan.mail.reason}"
     facts.mark_onboarded(services.redis, person_id)
+    if plan.mail.unusable:  # the consents are written; the mail waits for a usable address
+        raise UnusableAddressError(plan.mail.reason)
     return {"person_id": person_id, "written": [s.write.purpose.crm_key for s in plan.steps],
             "mail": mail}
 
@@ -120,6 +124,8 @@ def send_fresh_link_with(services: Services, person_id: int, job_id: str | None)
     """
     person = services.crm.get_person(person_id)
     decision = decide_mail_to(person)
+    if decision.unusable:
+        raise UnusableAddressError(decision.reason)
     if not decision.send:
         return f"not sent: {decision.reason}"
     _deliver_confirmation(services, person, person.consents, "fresh-link", job_id)

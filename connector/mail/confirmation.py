@@ -16,7 +16,7 @@ import jinja2
 from connector import i18n
 from connector.consent import ACTIVE, NOT_GIVEN, WITHDRAWN, ConsentConfig, describe_purposes
 from connector.crm.types import ConsentRecord, Person
-from connector.emails import sender_domain
+from connector.emails import sender_domain, single_address
 from connector.times import now
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -78,7 +78,7 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
 
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = sender
-    message["To"] = person.email
+    message["To"] = single_address(person.email)
     message["Subject"] = texts["subject"]
     message["Date"] = format_datetime(now())
     message["Message-ID"] = make_msgid(domain=domain)

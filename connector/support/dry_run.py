@@ -90,7 +90,7 @@ def _preferences(services: Services, person: Person, arguments: Mapping[str, Any
 def _fresh_link(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
     decision = decide_mail_to(person)
     return {"mail": ("would mail a fresh link to the person's address on record"
-                     if decision.send else f"no mail: {decision.reason}")}
+                     if decision.send else _no_mail(decision))}
 
 
 def _crm_changes(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
@@ -117,10 +117,16 @@ def _writes(steps) -> tuple[PlannedWrite, ...]:
 def _confirmation_mail(services: Services, person: Person, decision: MailDecision) -> str:
     """What sending the confirmation mail once would do now, without taking its claim."""
     if not decision.send:
-        return f"no mail: {decision.reason}"
+        return _no_mail(decision)
     state = facts.confirmation_mail_state(services.redis, person.id)
     if state == facts.SENT:
         return "no mail: the confirmation mail was sent before"
     if state is not None:
         return "no mail now: another attempt is sending the confirmation mail"
     return "would send the confirmation mail to the person's address on record"
+
+
+def _no_mail(decision: MailDecision) -> str:
+    """Why no mail would go out; an unusable address fails the job again."""
+    return (f"no mail, and the job would fail again: {decision.reason}" if decision.unusable
+            else f"no mail: {decision.reason}")

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from connector.crm.types import Person, ShipmentType
+from connector.emails import single_address
 from connector.plans import (CONNECTOR, CRM_USER, PERSON, decide_confirmation_mail,
                              decide_mail_to, mail_sent_entry, plan_crm_changes, plan_onboarding,
                              plan_preferences)
@@ -149,3 +150,24 @@ def test_a_mail_sent_is_recorded_with_the_links_token_and_the_message_id():
     assert (entry.action, entry.details) == ("mail.sent", {
         "mail": "fresh-link", "token_id": "tok", "message_id": "<1.2.3@example.com>",
         "actor": CONNECTOR, "job_id": "j4"})
+
+
+@pytest.mark.parametrize("address, problem", [
+    ("victim@example.com, other@evil.example", "more than one address"),
+    ("victim@example.com;other@evil.example", "more than one address"),
+    ("victim@example.com other@evil.example", "more than one address"),
+    ("victim@example.com\r\nBcc: other@evil.example", "line break"),
+    ("victim@example.com\n", "line break"),
+    ("not an address", "not a valid address"),
+    ("victim@localhost", "not a valid address"),
+])
+def test_an_unusable_address_sends_nothing_and_says_why_without_quoting_it(address, problem):
+    decision = decide_mail_to(replace(person(), email=address))
+
+    assert not decision.send and decision.unusable
+    assert problem in decision.reason and "victim" not in decision.reason
+
+
+def test_one_address_is_used_as_email_validator_normalises_it():
+    assert single_address(" Kari.Nordmann@Example.NO ") == "Kari.Nordmann@example.no"
+    assert decide_mail_to(replace(person(), email="kari@example.no")).send
