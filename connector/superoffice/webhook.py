@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields
+from marshmallow import EXCLUDE, Schema, fields, validate
 
 from connector.exceptions import SignatureError
 
@@ -21,6 +21,10 @@ TEST_HEADER = "X-Hook-Test"
 PERSON_CREATED = "person.created"
 PERSON_CONSENTED = "person.consented"
 PERSON_UNCONSENTED = "person.unconsented"
+
+MAX_ID = 2**31 - 1
+"""SuperOffice's ids are 32-bit integers (its database's int columns): anything larger or
+below 1 is not an id it sends."""
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -51,11 +55,15 @@ class WebhookEventSchema(Schema):
 
     EventId = fields.UUID(required=True)
     Event = fields.String(required=True)
-    PrimaryKey = fields.Integer(required=True, strict=True)
+    PrimaryKey = fields.Integer(required=True, strict=True,
+                                validate=validate.Range(min=1, max=MAX_ID,
+                                                        error="Must be a positive 32-bit id."))
     Entity = fields.String(load_default=None)
     Timestamp = fields.String(load_default=None)
     ContextIdentifier = fields.String(load_default=None, allow_none=True)
-    ChangedByAssociateId = fields.Integer(load_default=None, allow_none=True, strict=True)
+    # 0 is how SuperOffice's carriers say "no associate"; the loop guard only compares it.
+    ChangedByAssociateId = fields.Integer(load_default=None, allow_none=True, strict=True,
+                                          validate=validate.Range(min=0, max=MAX_ID))
     WebhookName = fields.String(load_default=None, allow_none=True)
     Changes = fields.List(fields.String(), load_default=list)
 
@@ -86,13 +94,13 @@ def parse_event(body: bytes) -> WebhookEvent:
     """
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise MalformedBodyError(f"body is not valid JSON: {error}") from None
+    except (ValueError, RecursionError) as error:
+        # ValueError covers invalid JSON, bytes that are not UTF-8, and an integer longer than
+        # Python's int-to-text limit (4,300 digits), which json.loads refuses too.
+        raise MalformedBodyError(f"body is not valid JSON: {str(error)[:200]}") from None
     if not isinstance(payload, dict):
         raise MalformedBodyError("body must be a JSON object")
     data = WebhookEventSchema().load(payload)
-    if data["PrimaryKey"] <= 0:
-        raise ValidationError({"PrimaryKey": ["Must be a positive id."]})
     return WebhookEvent(
         event_id=str(data["EventId"]),
         event=data["Event"],

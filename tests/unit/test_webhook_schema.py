@@ -151,10 +151,27 @@ def test_changed_by_associate_id_must_be_a_json_integer(associate):
     assert set(messages) == {"ChangedByAssociateId"}
 
 
-@pytest.mark.parametrize("primary_key", [0, -1, -4711])
-def test_primary_key_must_be_positive(primary_key):
+@pytest.mark.parametrize("primary_key", [0, -1, -4711, 2**31, 10**40])
+def test_primary_key_must_be_a_positive_32_bit_id(primary_key):
     messages = messages_of(body(PrimaryKey=primary_key))
-    assert messages == {"PrimaryKey": ["Must be a positive id."]}
+    assert messages == {"PrimaryKey": ["Must be a positive 32-bit id."]}
+
+
+@pytest.mark.parametrize("associate", [-1, 2**31, 10**40])
+def test_changed_by_associate_id_must_be_a_32_bit_id(associate):
+    assert set(messages_of(body(ChangedByAssociateId=associate))) == {"ChangedByAssociateId"}
+
+
+def test_the_largest_32_bit_ids_are_accepted():
+    event = parse_event(body(PrimaryKey=2**31 - 1, ChangedByAssociateId=2**31 - 1))
+    assert event.primary_key == 2**31 - 1
+
+
+@pytest.mark.parametrize("digits", [4301, 5000, 60000])
+def test_an_integer_longer_than_python_reads_is_malformed_json_not_a_crash(digits):
+    raw = body().replace(b'"PrimaryKey": 18', b'"PrimaryKey": ' + b"9" * digits)
+    with pytest.raises(MalformedBodyError):
+        parse_event(raw)
 
 
 @pytest.mark.parametrize("field", ["Event", "EventId", "PrimaryKey"])
