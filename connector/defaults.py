@@ -11,6 +11,11 @@ by the CRM's Retry-After when that is longer."""
 WEBHOOK_MAX_BYTES = 64 * 1024
 """Largest webhook body accepted. SuperOffice's events are a few hundred bytes."""
 
+WEBHOOK_MAX_AGE = 3600
+"""Seconds after its Timestamp an event is still taken. An older one is a replay (a signed body
+stays valid for ever) or a delivery so late that the reconciliation has it: it is answered
+200 "ignored: stale", so SuperOffice counts no failure, and logged and counted as stale."""
+
 EVENT_DEDUPE_TTL = 7 * 24 * 3600
 """Seconds an EventId is remembered, so a redelivered event is not queued twice."""
 

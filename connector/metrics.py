@@ -40,7 +40,8 @@ CRM_REQUESTS = METRICS_PREFIX + "crm_requests_total"
 CRM_SECONDS = METRICS_PREFIX + "crm_request_seconds"
 MAILS = METRICS_PREFIX + "mails_total"
 
-WEBHOOK_OUTCOMES = ("received", "queued", "duplicate", "ignored", "test", "rejected_signature",
+WEBHOOK_OUTCOMES = ("received", "queued", "duplicate", "ignored", "stale", "test",
+                    "rejected_signature",
                     "rejected_json", "rejected_schema", "rejected_too_large", "unavailable")
 """Outcomes of POST /webhooks/superoffice. ``received`` counts every request that reached the
 receiver; each then ends in exactly one of the others (``test`` is SuperOffice's

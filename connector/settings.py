@@ -71,6 +71,7 @@ class Settings:
     trusted_proxy_count: int = 0
     admin_token: str | None = None
     reconcile_interval: int = defaults.RECONCILE_INTERVAL
+    webhook_max_age: int = defaults.WEBHOOK_MAX_AGE
 
     def __repr__(self) -> str:
         return f"Settings(api_url={self.superoffice_api_url!r}, data_dir={str(self.data_dir)!r})"
@@ -134,6 +135,8 @@ class Settings:
             admin_token=env.secret("ADMIN_TOKEN", min_length=16),
             reconcile_interval=env.integer("RECONCILE_INTERVAL", minimum=0,
                                            default=defaults.RECONCILE_INTERVAL),
+            webhook_max_age=env.integer("WEBHOOK_MAX_AGE", minimum=60,
+                                        default=defaults.WEBHOOK_MAX_AGE),
         )
 
 

@@ -11,6 +11,7 @@ import hmac
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
@@ -59,7 +60,7 @@ class WebhookEventSchema(Schema):
                                 validate=validate.Range(min=1, max=MAX_ID,
                                                         error="Must be a positive 32-bit id."))
     Entity = fields.String(load_default=None)
-    Timestamp = fields.String(load_default=None)
+    Timestamp = fields.AwareDateTime(load_default=None, default_timezone=timezone.utc)
     ContextIdentifier = fields.String(load_default=None, allow_none=True)
     # 0 is how SuperOffice's carriers say "no associate"; the loop guard only compares it.
     ChangedByAssociateId = fields.Integer(load_default=None, allow_none=True, strict=True,
@@ -77,7 +78,8 @@ class WebhookEvent:
     primary_key: int
     changed_by_associate_id: int | None
     context: str | None
-    timestamp: str | None
+    timestamp: datetime | None
+    """When SuperOffice sent it (aware, UTC), if it said."""
 
 
 class MalformedBodyError(ValueError):

@@ -2,7 +2,8 @@
 
 Acts on person.created (onboarding) and person.consented / person.unconsented (recording a
 CRM user's change in the ledger). Answers (always JSON): 200 for every accepted event, the
-body saying queued, duplicate, ignored or test; 401 bad signature, 400 not JSON, 413 too large,
+body saying queued, duplicate, ignored (also for a stale one: older than WEBHOOK_MAX_AGE)
+or test; 401 bad signature, 400 not JSON, 413 too large,
 422 wrong fields, 503 (with Retry-After) when Redis cannot take it.
 
 SuperOffice counts only a 200 as delivered: any other answer, a 202 included, is a failed
@@ -12,6 +13,7 @@ docs/en/automation/webhook/dev/notification.md, "Error Handling for Webhooks").
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 import redis
 from flask import Blueprint, jsonify, request
@@ -25,6 +27,7 @@ from connector.queueing import enqueue_crm_changes, enqueue_onboarding
 from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PERSON_UNCONSENTED,
                                            SIGNATURE_HEADER, TEST_HEADER, MalformedBodyError,
                                            WebhookEvent, parse_event, verify_signature)
+from connector.times import now
 from connector.web.context import get_services
 
 # What each event we act on queues: new persons are onboarded; consent changes made by CRM
@@ -66,6 +69,10 @@ def receive_superoffice():
         return _answer(422, "rejected_schema", error="invalid_event",
                        message="the event lacks fields or has wrong values", fields=error.messages)
 
+    stale = decide_stale(event, now(), settings.webhook_max_age)
+    if stale:
+        log.warning("webhook.stale event_id=%s reason=%s", event.event_id, stale)
+        return _answer(200, "stale", status="ignored", event_id=event.event_id, reason=stale)
     enqueue, ignored_because = decide_webhook(event, settings.associate_id)
     if enqueue is None:
         return _ignored(event.event_id, ignored_because)
@@ -84,6 +91,19 @@ def receive_superoffice():
     log.info("webhook.queued event_id=%s person_id=%s job_id=%s",
              event.event_id, event.primary_key, job.id)
     return _answer(200, "queued", status="queued", event_id=event.event_id, job_id=job.id)
+
+
+def decide_stale(event: WebhookEvent, at: datetime, max_age: int) -> str:
+    """Why a signed event is too old to take ("" when it is not): sent more than ``max_age``
+    seconds before ``at``. A signature never expires, so an old body could be replayed after
+    its EventId left the dedupe window; the reconciliation finds whatever a late event was
+    about. An event without a Timestamp, or from a clock ahead of ours, is taken."""
+    if event.timestamp is None:
+        return ""
+    age = (at - event.timestamp).total_seconds()
+    if age <= max_age:
+        return ""
+    return f"stale: sent {int(age)} s ago, more than WEBHOOK_MAX_AGE ({max_age} s)"
 
 
 def decide_webhook(event: WebhookEvent, own_associate_id: int | None

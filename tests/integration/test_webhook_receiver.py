@@ -1,6 +1,7 @@
 """POST /webhooks/superoffice against a real Redis server: every answer of the receiver."""
 
 import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
@@ -34,10 +35,16 @@ def client(app):
 
 def event(name="person.created", person_id=123, event_id=None, changed_by=USER_ASSOCIATE, **extra):
     """A payload shaped like SuperOffice's (docs/api/webhooks)."""
-    return {"EventId": event_id or new_event_id(), "Timestamp": "2026-11-29T08:28:01.5732501Z",
+    return {"EventId": event_id or new_event_id(), "Timestamp": sent_now(),
             "Changes": ["person_id", "firstname"], "Event": name, "PrimaryKey": person_id,
             "Entity": "person", "ContextIdentifier": "Cust12345",
             "ChangedByAssociateId": changed_by, "WebhookName": "consent-connector", **extra}
+
+
+def sent_now(seconds_ago: float = 0) -> str:
+    """A Timestamp as SuperOffice writes it (seven fraction digits, Z), ``seconds_ago``."""
+    when = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
 
 
 def post(client, payload, secret=WEBHOOK_SECRETS[0], headers=None, raw: bytes | None = None):
@@ -205,3 +212,28 @@ def test_unknown_webhook_paths_get_404_as_json(client):
     response = client.post("/webhooks/hubspot", data=b"{}")
     assert response.status_code == 404
     assert response.json["error"] == "not_found"
+
+
+def test_an_event_older_than_webhook_max_age_is_a_replay_answered_200_and_not_queued(
+        client, redis_conn):
+    stale = post(client, event(Timestamp=sent_now(seconds_ago=3601)))
+    fresh = post(client, event(Timestamp=sent_now(seconds_ago=3500)))
+    from_2019 = post(client, event(Timestamp="2019-04-05T08:28:01.5732501Z"))
+
+    assert (stale.status_code, stale.json["status"]) == (200, "ignored")
+    assert stale.json["reason"].startswith("stale: sent 3601 s ago")
+    assert from_2019.status_code == 200 and from_2019.json["reason"].startswith("stale")
+    assert fresh.json["status"] == "queued"
+    assert len(queued(redis_conn)) == 1
+    assert metrics_of(client)['connector_webhooks_total{outcome="stale"}'] == 2.0
+
+
+def test_an_unreadable_timestamp_is_a_wrong_field(client, redis_conn):
+    response = post(client, event(Timestamp="yesterday"))
+    assert response.status_code == 422 and set(response.json["fields"]) == {"Timestamp"}
+
+
+def metrics_of(client) -> dict[str, float]:
+    lines = client.get("/metrics").get_data(as_text=True).splitlines()
+    return {name: float(value) for name, _, value in (line.rpartition(" ") for line in lines)
+            if name.startswith("connector_webhooks_total")}

@@ -3,13 +3,15 @@ connector/superoffice/fixtures/ (``webhook__<event>__<variant>.json``, the spec)
 receiver does with each: queue a job, or ignore the event and say why."""
 
 import json
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from connector.queueing import enqueue_crm_changes, enqueue_onboarding
 from connector.superoffice.webhook import parse_event
-from connector.web.webhooks import QUEUE_FOR_EVENT, decide_webhook
+from connector.web.webhooks import QUEUE_FOR_EVENT, decide_stale, decide_webhook
 
 FIXTURES = Path(__file__).resolve().parents[2] / "connector" / "superoffice" / "fixtures"
 CONNECTOR_ASSOCIATE = 9  # SUPEROFFICE_ASSOCIATE_ID in these tests
@@ -50,3 +52,14 @@ def test_events_the_connector_does_not_act_on_are_ignored_with_the_reason():
 def test_every_event_the_receiver_acts_on_has_a_recorded_payload():
     recorded = {json.loads(path.read_bytes())["Event"] for path in FIXTURES.glob("webhook__*.json")}
     assert set(QUEUE_FOR_EVENT) <= recorded
+
+
+def test_an_event_is_stale_only_past_webhook_max_age_and_never_without_a_timestamp():
+    event = parse_event(fixture_body("person_created__by_user"))
+    sent = event.timestamp
+
+    assert decide_stale(event, sent + timedelta(seconds=3600), 3600) == ""
+    assert decide_stale(event, sent + timedelta(seconds=3601), 3600).startswith(
+        "stale: sent 3601 s ago")
+    assert decide_stale(event, sent - timedelta(hours=2), 3600) == ""  # a clock ahead of ours
+    assert decide_stale(replace(event, timestamp=None), sent + timedelta(days=9), 3600) == ""

@@ -2,6 +2,7 @@
 
 import json
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 from marshmallow import ValidationError
@@ -48,7 +49,7 @@ def test_documented_payload_parses():
         primary_key=18,
         changed_by_associate_id=5,
         context="Cust54321",
-        timestamp="2018-04-05T08:28:01.5732501Z",
+        timestamp=datetime(2018, 4, 5, 8, 28, 1, 573250, tzinfo=timezone.utc),
     )
     assert type(event.event_id) is str
     assert type(event.primary_key) is int
