@@ -63,7 +63,9 @@ RECONCILE_INTERVAL = 15
 WORKER_MAINTENANCE_INTERVAL = 60
 """Seconds between a worker's maintenance rounds, in which jobs of workers that died
 (killed, crashed, machine lost) are found and retried. RQ notices such a job once its
-heartbeat is 90 s old, so it is retried within about 90 s plus this interval."""
+heartbeat is 90 s old, so it is retried within about 90 s plus this interval. An idle
+worker waits for a job no longer than this, so the promise holds on an idle system too.
+WORKER_MAINTENANCE_INTERVAL overrides it."""
 
 SYSTEM_USER_TICKET_LIFETIME = 6 * 3600
 """Seconds a system user ticket is kept: SuperOffice's tickets are "valid for 6 hours, with a

@@ -72,6 +72,7 @@ class Settings:
     admin_token: str | None = None
     reconcile_interval: int = defaults.RECONCILE_INTERVAL
     webhook_max_age: int = defaults.WEBHOOK_MAX_AGE
+    worker_maintenance_interval: int = defaults.WORKER_MAINTENANCE_INTERVAL
 
     def __repr__(self) -> str:
         return f"Settings(api_url={self.superoffice_api_url!r}, data_dir={str(self.data_dir)!r})"
@@ -137,6 +138,9 @@ class Settings:
                                            default=defaults.RECONCILE_INTERVAL),
             webhook_max_age=env.integer("WEBHOOK_MAX_AGE", minimum=60,
                                         default=defaults.WEBHOOK_MAX_AGE),
+            worker_maintenance_interval=env.integer(
+                "WORKER_MAINTENANCE_INTERVAL", minimum=1,
+                default=defaults.WORKER_MAINTENANCE_INTERVAL),
         )
 
 

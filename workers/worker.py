@@ -9,7 +9,6 @@ import os
 
 from rq import Worker
 
-from connector import defaults
 from connector.keys import QUEUE_NAMES
 from connector.services import Services, build_services
 from connector.settings import Settings
@@ -42,7 +41,16 @@ class ConnectorWorker(Worker):
         _services = services
         super().__init__(list(QUEUE_NAMES), connection=services.redis,
                          exception_handlers=[apply_retry_policy],
-                         maintenance_interval=defaults.WORKER_MAINTENANCE_INTERVAL, **kwargs)
+                         maintenance_interval=services.settings.worker_maintenance_interval,
+                         **kwargs)
+
+    @property
+    def dequeue_timeout(self) -> int:
+        """How long one wait for a job blocks: RQ runs its maintenance (which retries the jobs
+        of dead workers) only between two waits, and its own wait is 405 s, so an idle worker
+        found such a job up to 7 minutes late. Waiting no longer than the maintenance interval
+        keeps WORKER_MAINTENANCE_INTERVAL's promise on an idle system too."""
+        return self.maintenance_interval
 
     def execute_job(self, job, queue):
         current_services().live_config.refresh()

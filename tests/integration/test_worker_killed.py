@@ -58,3 +58,33 @@ def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
     finally:
         stop_worker(survivor)
     assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
+
+
+def test_an_idle_worker_retries_a_dead_workers_job_within_the_maintenance_interval(
+        sandbox, connector_env, tmp_path):
+    # RQ's own blocking wait for a job lasts 405 s, and its maintenance runs only between two
+    # waits: an idle worker found a dead worker's job up to 7 minutes late.
+    env, own_db = own_database(connector_env, 10, DATA_DIR=str(tmp_path), RETRY_INTERVALS="0",
+                               WORKER_MAINTENANCE_INTERVAL="3")
+    person_id = sandbox.create_person("Orphaned", "Job", None)
+    sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")
+    job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
+    doomed = start_worker(env)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
+    wait_for(lambda: sandbox.faults() == [], what="the job's GET to reach the slow CRM")
+    kill_hard(doomed)
+
+    survivor = start_worker(env)
+    try:
+        time.sleep(4)  # the survivor is up, has done its first maintenance and waits for jobs
+        # The dead worker's heartbeat lapses now instead of in 90 s:
+        registry = StartedJobRegistry(ONBOARDING, connection=own_db)
+        for member in own_db.zrange(registry.key, 0, -1):
+            own_db.zadd(registry.key, {member: time.time() - 1})
+        lapsed = time.monotonic()
+        wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30,
+                 what="the idle worker to retry the job")
+        assert time.monotonic() - lapsed < 3 * 3 + 5  # within the interval, not 405 s
+    finally:
+        stop_worker(survivor)
+    assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
