@@ -34,6 +34,10 @@ SMTP_TIMEOUT = 10.0
 JOB_TIMEOUT = 120
 """Seconds a job may run before RQ stops it."""
 
+PERSON_LOCK_WAIT = 30.0
+"""Seconds a job waits for another job of the same person to finish before it is retried
+later: a person's jobs run one at a time, so none writes what the other just wrote."""
+
 FAILED_JOB_TTL = 90 * 24 * 3600
 """Seconds a failed job stays in the failed registry for support staff to inspect and retry."""
 

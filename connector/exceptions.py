@@ -104,6 +104,17 @@ class TenantUnavailableError(CRMError):
         self.state = state
 
 
+class PersonBusyError(ConnectorError):
+    """Another job of the same person held their lock too long; this one is retried."""
+
+    retry_after = 5.0
+
+    def __init__(self, person_id: int):
+        super().__init__(f"another job of person {person_id} is still running; trying again "
+                         f"after it")
+        self.person_id = person_id
+
+
 class MailError(ConnectorError):
     """A mail could not be delivered. ``permanent`` when the server refused it for good (5xx)."""
 

@@ -31,6 +31,14 @@ ONBOARDED = PREFIX + "onboarded"
 CONFIRMATION_MAIL_PREFIX = PREFIX + "mail:confirmation:"
 """Redis string per person: "sending" while an attempt holds the claim, then "sent" for good."""
 
+PERSON_LOCK_PREFIX = PREFIX + "lock:person:"
+
+
+def person_lock(person_id: int) -> str:
+    """Redis lock per person, held while one of their jobs runs (workers.jobs.one_job_per_person)."""
+    return f"{PERSON_LOCK_PREFIX}{person_id}"
+
+
 # -- the person's page ---------------------------------------------------------------------------
 
 PENDING_PREFIX = PREFIX + "pending:person:"

@@ -4,14 +4,21 @@ nothing new and sends no second mail.
 
 The entry points (``onboard_person`` …) are what connector.queueing names; they run the
 ``*_with`` functions with the services the worker built (workers.worker.current_services).
-Tests call the ``*_with`` functions with services of their own.
+Tests call the ``*_with`` functions with services of their own. A person's jobs run one at a
+time (``one_job_per_person``).
 """
 
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import redis
 from rq import get_current_job
 
-from connector import facts, metrics
+from connector import defaults, facts, keys, metrics
 from connector.crm.types import ConsentRecord, Person
-from connector.exceptions import MailError, MailInProgressError, UnusableAddressError
+from connector.exceptions import (MailError, MailInProgressError, PersonBusyError,
+                                  UnusableAddressError)
 from connector.mail.confirmation import render_confirmation
 from connector.pending import clear_pending
 from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, plan_crm_changes,
@@ -19,6 +26,35 @@ from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, plan_
 from connector.services import Services
 from workers.worker import current_services
 
+
+Job = TypeVar("Job", bound=Callable[..., Any])
+
+
+def one_job_per_person(job: Job) -> Job:
+    """Run ``job(services, person_id, …)`` holding the person's lock in Redis, shared by every
+    worker: two events for one person (a redelivery, a person.created and a person.consented
+    close together) must not both read the person, both find a consent missing and both write
+    it. Waits up to PERSON_LOCK_WAIT for the person's other job; the lock is released on every
+    path and lapses by itself (JOB_TIMEOUT and a margin) if its worker dies.
+
+    Raises:
+        PersonBusyError: (transient) the other job did not finish in time; RQ retries this one.
+    """
+    @wraps(job)
+    def holding_the_persons_lock(services: Services, person_id: int, *args, **kwargs):
+        lock = services.redis.lock(keys.person_lock(person_id),
+                                   timeout=defaults.JOB_TIMEOUT + 30,
+                                   blocking_timeout=defaults.PERSON_LOCK_WAIT)
+        if not lock.acquire():
+            raise PersonBusyError(person_id)
+        try:
+            return job(services, person_id, *args, **kwargs)
+        finally:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                pass  # it lapsed while the job ran on: nothing of ours to release
+    return holding_the_persons_lock  # type: ignore[return-value]
 
 def onboard_person(person_id: int, event_id: str | None = None) -> dict:
     """Give a new person their default consents and one confirmation mail (onboard_with)."""
@@ -44,6 +80,7 @@ def send_fresh_link(person_id: int) -> str:
     return send_fresh_link_with(current_services(), person_id, _job_id())
 
 
+@one_job_per_person
 def onboard_with(services: Services, person_id: int, event_id: str | None,
                  job_id: str | None) -> dict:
     """Give a new person their default consents and one confirmation mail.
@@ -75,6 +112,7 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
             "mail": mail}
 
 
+@one_job_per_person
 def apply_preferences_with(services: Services, person_id: int, choices: dict[str, bool],
                            proof: dict[str, str], subscriptions: dict[str, bool] | None,
                            job_id: str | None) -> dict:
@@ -105,6 +143,7 @@ def apply_preferences_with(services: Services, person_id: int, choices: dict[str
             "shipment_types": plan.selection}
 
 
+@one_job_per_person
 def record_crm_changes_with(services: Services, person_id: int, event_id: str | None) -> dict:
     """Record in the ledger what a CRM user changed in the person's consents, so the history
     is complete and not only the connector's own writes (plans.plan_crm_changes). Running it
@@ -117,6 +156,7 @@ def record_crm_changes_with(services: Services, person_id: int, event_id: str | 
     return {"person_id": person_id, "recorded": [entry.details["purpose"] for entry in entries]}
 
 
+@one_job_per_person
 def send_fresh_link_with(services: Services, person_id: int, job_id: str | None) -> str:
     """Mail the person a fresh link to their page (they asked, from an expired one).
 
