@@ -45,6 +45,10 @@ MAIL_CLAIM_TTL = 600
 """Seconds an attempt holds the claim on sending a person's confirmation mail. A worker that
 died mid-send releases it when this runs out, so the mail is neither lost nor sent twice."""
 
+MAIL_ATTEMPT_MEMORY = 30 * 24 * 3600
+"""Seconds an interrupted attempt at a confirmation mail is remembered, so the attempt that
+sends it again says so in the ledger."""
+
 PENDING_CHOICE_TTL = 2 * 3600
 """Seconds a choice saved on the page is shown as "being saved" while its job runs (longer
 than the default retry schedule, about 80 minutes)."""

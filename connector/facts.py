@@ -4,7 +4,8 @@ onboarded; their confirmation mail went out. Kept in Redis (keys in connector.ke
 The confirmation mail goes out at most once however often its job runs: an attempt claims it
 (``claim_confirmation_mail``) before sending, releases the claim when delivery fails (so a
 retry sends it) and turns it into a lasting "sent" afterwards. A claim left by a worker that
-died mid-send runs out after MAIL_CLAIM_TTL.
+died mid-send runs out after MAIL_CLAIM_TTL; the next attempt then sends the mail again (it may
+have gone out before the worker died) and says so (``note_attempt``).
 """
 
 from collections.abc import Sequence
@@ -43,11 +44,24 @@ def claim_confirmation_mail(connection: redis.Redis, person_id: int) -> bool:
                                ex=defaults.MAIL_CLAIM_TTL))
 
 
+def note_attempt(connection: redis.Redis, person_id: int) -> bool:
+    """Note that an attempt (holding the claim) is about to send the confirmation mail. Return
+    True when an earlier attempt had noted the same and neither sent the mail nor gave the
+    claim back: its worker died in the middle, perhaps after the mail server took the mail, so
+    this one may send it a second time (at least once, never silently lost)."""
+    fresh = connection.set(keys.confirmation_mail_attempt(person_id), "1", nx=True,
+                           ex=defaults.MAIL_ATTEMPT_MEMORY)
+    return not fresh
+
+
 def release_confirmation_mail(connection: redis.Redis, person_id: int) -> None:
-    """Give the claim back after a failed delivery, so that a retry sends the mail."""
-    connection.delete(keys.confirmation_mail(person_id))
+    """Give the claim back after a failed delivery (nothing went out), so a retry sends it."""
+    connection.delete(keys.confirmation_mail(person_id), keys.confirmation_mail_attempt(person_id))
 
 
 def mark_confirmation_mail_sent(connection: redis.Redis, person_id: int) -> None:
     """Record for good that the person's confirmation mail went out."""
-    connection.set(keys.confirmation_mail(person_id), SENT)
+    with connection.pipeline() as pipeline:
+        pipeline.set(keys.confirmation_mail(person_id), SENT)
+        pipeline.delete(keys.confirmation_mail_attempt(person_id))
+        pipeline.execute()

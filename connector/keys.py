@@ -110,6 +110,12 @@ def confirmation_mail(person_id: int) -> str:
     return f"{CONFIRMATION_MAIL_PREFIX}{person_id}"
 
 
+def confirmation_mail_attempt(person_id: int) -> str:
+    """Redis string while an attempt at the person's confirmation mail has neither sent it
+    nor given it back: left behind by a worker that died mid-send (facts.note_attempt)."""
+    return f"{CONFIRMATION_MAIL_PREFIX}{person_id}:attempt"
+
+
 def pending(person_id: int) -> str:
     """The person's choices still being saved."""
     return f"{PENDING_PREFIX}{person_id}"

@@ -19,7 +19,7 @@ from connector import defaults, facts, keys, metrics
 from connector.crm.types import ConsentRecord, Person
 from connector.exceptions import (MailError, MailInProgressError, PersonBusyError,
                                   UnusableAddressError)
-from connector.mail.confirmation import render_confirmation
+from connector.mail.confirmation import confirmation_message_id, render_confirmation
 from connector.pending import clear_pending
 from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, plan_crm_changes,
                              plan_onboarding, plan_preferences)
@@ -185,14 +185,17 @@ def _send_confirmation_once(services: Services, person: Person,
                             consents: tuple[ConsentRecord, ...], job_id: str | None) -> str:
     """Send the person's confirmation mail unless it was sent before; say what happened.
 
-    The claim (connector.facts) makes the mail go out at most once, however often the job runs.
+    The claim (connector.facts) makes the mail go out once, however often the job runs; only a
+    worker that dies between the mail server's "accepted" and recording it can make the next
+    attempt send it again: with the same Message-ID, and the ledger says so.
     """
     if not facts.claim_confirmation_mail(services.redis, person.id):
         if facts.confirmation_mail_state(services.redis, person.id) == facts.SENT:
             return "already sent"
         raise MailInProgressError("confirmation mail is being sent by another attempt")
+    resent = facts.note_attempt(services.redis, person.id)
     try:
-        _deliver_confirmation(services, person, consents, "confirmation", job_id)
+        _deliver_confirmation(services, person, consents, "confirmation", job_id, resent)
     except MailError:
         facts.release_confirmation_mail(services.redis, person.id)
         raise
@@ -202,12 +205,15 @@ def _send_confirmation_once(services: Services, person: Person,
 
 def _deliver_confirmation(services: Services, person: Person,
                           consents: tuple[ConsentRecord, ...], kind: str,
-                          job_id: str | None) -> None:
-    """Make a fresh personal link, mail it with what we record, and note it in the ledger."""
+                          job_id: str | None, resent: bool = False) -> None:
+    """Make a fresh personal link, mail it with what we record, and note it in the ledger. The
+    one confirmation mail has a Message-ID of its own that every attempt repeats."""
     settings = services.settings
     link = services.links.make_link(settings.public_base_url, person.id)
+    message_id = (confirmation_message_id(person.id, settings.mail_from, settings.public_base_url)
+                  if kind == "confirmation" else None)
     message = render_confirmation(services.config, person, consents, link.url, link.expires,
-                                  settings.mail_from)
+                                  settings.mail_from, message_id=message_id)
     try:
         services.mailer.deliver(message)
     except MailError:
@@ -215,7 +221,7 @@ def _deliver_confirmation(services: Services, person: Person,
         raise
     metrics.count_mail(services.redis, "sent")
     services.ledger.record(person.id, mail_sent_entry(kind, link.token_id, message["Message-ID"],
-                                                      job_id))
+                                                      job_id, resent))
 
 
 def _job_id() -> str | None:

@@ -4,6 +4,7 @@ person, why and from where, with the link to their page, as text + HTML in their
 Privacy: nothing here logs, or puts into an exception message, a person's address or name.
 """
 
+import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 from email import policy
@@ -31,9 +32,18 @@ _environment = jinja2.Environment(
 )
 
 
+def confirmation_message_id(person_id: int, sender: str, installation: str) -> str:
+    """The Message-ID of a person's one confirmation mail: the same for every attempt, so a mail
+    sent again after an interrupted send is the same message to the recipient's mail program.
+    ``installation`` (e.g. PUBLIC_BASE_URL) keeps two tenants' persons of the same id apart."""
+    digest = hashlib.sha256(installation.encode()).hexdigest()[:10]
+    return f"<confirmation.{person_id}.{digest}@{sender_domain(sender)}>"
+
+
 def render_confirmation(config: ConsentConfig, person: Person, consents: Sequence[ConsentRecord],
                         link: str, link_expires: datetime, sender: str,
-                        company: str | None = None) -> EmailMessage:
+                        company: str | None = None,
+                        message_id: str | None = None) -> EmailMessage:
     """Build the mail that tells a person what we record about them, why, and from where.
 
     Args:
@@ -44,6 +54,7 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
         link_expires: when the link stops working; shown as a date in the mail's language.
         sender: the From header, e.g. ``"Acme privacy <privacy@acme.example>"``.
         company: the controller's name for the intro and signature; None to leave it out.
+        message_id: the Message-ID (``confirmation_message_id``); a new one when None.
 
     Returns:
         A multipart/alternative message (text, then HTML) with policy SMTP, ready to deliver.
@@ -81,7 +92,7 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
     message["To"] = single_address(person.email)
     message["Subject"] = texts["subject"]
     message["Date"] = format_datetime(now())
-    message["Message-ID"] = make_msgid(domain=domain)
+    message["Message-ID"] = message_id or make_msgid(domain=domain)
     message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
     message["X-Auto-Response-Suppress"] = "All"    # the same, for Exchange
     message.set_content(text)

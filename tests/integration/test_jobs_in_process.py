@@ -6,7 +6,7 @@ from email import message_from_bytes, policy
 
 import pytest
 
-from connector import facts
+from connector import facts, keys
 from connector.crm.types import ConsentRecord, Person, ShipmentType
 from connector.exceptions import MailError, MailInProgressError
 from connector.pending import mark_pending, pending_choices
@@ -125,3 +125,40 @@ def test_a_fresh_link_goes_only_to_an_address_on_record(services):
         "not sent: the person has no email address")
     assert len(outbox(services)) == 1
     assert actions(services) == ["mail.sent"]
+
+
+def test_a_mail_whose_sender_died_mid_send_goes_again_with_the_same_message_id_and_says_so(
+        services):
+    first = onboard_with(services, PERSON.id, "e1", "j1")
+    message_id = read(outbox(services)[0])["Message-ID"]
+    # A worker that died after the mail server took the mail, before it recorded "sent":
+    # its claim has lapsed (MAIL_CLAIM_TTL), its note of the attempt is still there.
+    services.redis.delete(keys.confirmation_mail(PERSON.id))
+    services.redis.set(keys.confirmation_mail_attempt(PERSON.id), "1")
+
+    again = onboard_with(services, PERSON.id, "e1", "j2")
+
+    assert (first["mail"], again["mail"]) == ("sent", "sent")
+    mails = [read(path) for path in outbox(services)]
+    assert [m["Message-ID"] for m in mails] == [message_id, message_id]  # one message to the reader
+    assert message_id.startswith(f"<confirmation.{PERSON.id}.")
+    sent = [e for e in services.ledger.entries(PERSON.id) if e["action"] == "mail.sent"]
+    assert "note" not in sent[0]
+    assert sent[1]["note"] == "sent again after an interrupted send"
+    assert facts.confirmation_mail_state(services.redis, PERSON.id) == facts.SENT
+    assert not services.redis.exists(keys.confirmation_mail_attempt(PERSON.id))
+
+
+def test_a_refused_delivery_forgets_its_attempt_so_the_retry_is_no_resend(services):
+    refusing = replace(services, mailer=RefusingMailer())
+    with pytest.raises(MailError):
+        onboard_with(refusing, PERSON.id, "e1", "j1")
+
+    onboard_with(services, PERSON.id, "e1", "j2")
+
+    sent = [e for e in services.ledger.entries(PERSON.id) if e["action"] == "mail.sent"]
+    assert len(sent) == 1 and "note" not in sent[0]
+
+
+def read(path):
+    return message_from_bytes(path.read_bytes(), policy=policy.default)
