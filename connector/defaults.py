@@ -41,6 +41,14 @@ later: a person's jobs run one at a time, so none writes what the other just wro
 FAILED_JOB_TTL = 90 * 24 * 3600
 """Seconds a failed job stays in the failed registry for support staff to inspect and retry."""
 
+WORKER_HEARTBEAT_INTERVAL = 30
+"""Most seconds between two heartbeats of a worker, idle or busy (RQ beats while a job runs
+every 30 s; an idle worker waits for a job no longer than this)."""
+
+WORKER_SILENCE = 60
+"""Seconds without a heartbeat after which a worker counts as gone (/readyz?workers=1,
+doctor): two missed WORKER_HEARTBEAT_INTERVALs."""
+
 MAIL_CLAIM_TTL = 600
 """Seconds an attempt holds the claim on sending a person's confirmation mail. A worker that
 died mid-send releases it when this runs out, so the mail is neither lost nor sent twice."""

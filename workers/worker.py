@@ -9,6 +9,7 @@ import os
 
 from rq import Worker
 
+from connector import defaults
 from connector.keys import QUEUE_NAMES
 from connector.services import Services, build_services
 from connector.settings import Settings
@@ -49,8 +50,9 @@ class ConnectorWorker(Worker):
         """How long one wait for a job blocks: RQ runs its maintenance (which retries the jobs
         of dead workers) only between two waits, and its own wait is 405 s, so an idle worker
         found such a job up to 7 minutes late. Waiting no longer than the maintenance interval
-        keeps WORKER_MAINTENANCE_INTERVAL's promise on an idle system too."""
-        return self.maintenance_interval
+        keeps WORKER_MAINTENANCE_INTERVAL's promise on an idle system too, and a heartbeat
+        goes out at least every WORKER_HEARTBEAT_INTERVAL (/readyz?workers=1 counts them)."""
+        return min(self.maintenance_interval, defaults.WORKER_HEARTBEAT_INTERVAL)
 
     def execute_job(self, job, queue):
         current_services().live_config.refresh()

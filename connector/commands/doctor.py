@@ -19,6 +19,7 @@ from connector.config_diff import diff_config
 from connector.exceptions import CRMError, MailError, SettingsError
 from connector.services import Services
 from connector.superoffice.system_user import SystemUserLogin
+from connector.support.jobs import workers_alive
 from connector.times import readable
 
 WEBHOOK_EVENT = "person.created"
@@ -171,6 +172,18 @@ def redis_check(services: Services) -> Check:
                                 f"persistence {_persistence(persistence, saves)}")
 
 
+def workers_check(services: Services) -> Check:
+    """At least one worker sent a heartbeat in the last WORKER_SILENCE seconds."""
+    try:
+        alive = workers_alive(services.redis)
+    except redis.RedisError as error:
+        return Check(False, f"Redis unreachable ({type(error).__name__})", "REDIS_URL")
+    if not alive:
+        return Check(False, f"no worker has sent a heartbeat in {defaults.WORKER_SILENCE} s: "
+                            f"jobs wait", "start `consent-connector worker` (Procfile: worker)")
+    return Check(True, f"{alive} alive (a heartbeat in the last {defaults.WORKER_SILENCE} s)")
+
+
 def public_url_check(services: Services) -> Check:
     """PUBLIC_BASE_URL reaches this connector's web process (the links in mails use it)."""
     url = services.settings.public_base_url + "/healthz"
@@ -204,7 +217,8 @@ def decide_redis_problems(memory: Mapping, persistence: Mapping,
 CHECKS: list[tuple[str, Callable[[Services], Check]]] = [
     ("sign-in", sign_in_check), ("tenant", tenant_check), ("API", api_check),
     ("consent lists", consent_lists_check), ("webhooks", webhooks_check),
-    ("SMTP", smtp_check), ("Redis", redis_check), ("public URL", public_url_check)]
+    ("SMTP", smtp_check), ("Redis", redis_check), ("workers", workers_check),
+    ("public URL", public_url_check)]
 """The checks ``doctor`` runs, by the name it prints, in order."""
 
 NEEDS_SIGN_IN = (api_check, consent_lists_check, webhooks_check)

@@ -21,9 +21,11 @@ from typing import Any
 
 import redis
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq import Worker
 from rq.job import Job
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
+from connector import defaults
 from connector.emails import hide_emails
 from connector.exceptions import JobNotFailedError, JobNotFoundError
 from connector.keys import QUEUE_NAMES
@@ -439,3 +441,22 @@ def purge_failed(connection: redis.Redis, older_than: timedelta,
                 registry.remove(job, delete_job=True)
                 purged.append(PurgedJob(job.id, person_of(job), step_of(job), failed_at))
     return purged
+
+
+def decide_workers_alive(heartbeats: Iterable[datetime | None], at: datetime,
+                         max_silence: float) -> int:
+    """How many workers sent a heartbeat in the ``max_silence`` seconds before ``at``: a worker
+    that stopped (or died) without saying so is not alive, whatever RQ's list says."""
+    return sum(1 for beat in heartbeats
+               if beat is not None and (at - utc(beat)).total_seconds() <= max_silence)
+
+
+def workers_alive(connection: redis.Redis,
+                  max_silence: float = defaults.WORKER_SILENCE) -> int:
+    """How many of the connector's workers are alive now (decide_workers_alive).
+
+    Raises:
+        redis.RedisError: Redis cannot be read.
+    """
+    return decide_workers_alive((w.last_heartbeat for w in Worker.all(connection=connection)),
+                                now(), max_silence)

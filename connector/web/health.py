@@ -4,7 +4,8 @@
 - ``GET /readyz``: it can do its work: Redis answers (webhooks can be queued) and a purposes
   config is in force. 200 ``{"status": "ok", "redis": "ok", "config": "ok",
   "config_version": "<first 12 hex digits of the SHA-256 of the file in force>"}``, else 503
-  with what is wrong in ``redis`` / ``config``.
+  with what is wrong in ``redis`` / ``config``. ``GET /readyz?workers=1`` also needs a worker
+  that sent a heartbeat in the last WORKER_SILENCE seconds (``"workers": "2 alive"``).
 
 An edit of the purposes file that was refused leaves the last good config in force: the
 process stays ready (200) and says so in ``config_file``, e.g.
@@ -18,8 +19,10 @@ import redis
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client.exposition import choose_encoder
 
+from connector import defaults
 from connector.config import config_version
 from connector.metrics import RedisCollector
+from connector.support.jobs import workers_alive
 from connector.web.context import get_services
 
 bp = Blueprint("health", __name__)
@@ -34,7 +37,8 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Redis answers and a purposes config is in force; 503 naming what is wrong otherwise."""
+    """Redis answers and a purposes config is in force; 503 naming what is wrong otherwise.
+    With ``?workers=1``, also at least one worker sent a heartbeat in the last minute."""
     services = get_services()
     body: dict[str, str] = {}
     try:
@@ -57,6 +61,11 @@ def readyz():
                                f"{live.version} is in force")
 
     ready = body["redis"] == "ok" and body["config"] == "ok"
+    if request.args.get("workers") == "1" and body["redis"] == "ok":
+        alive = workers_alive(services.redis)
+        body["workers"] = (f"{alive} alive" if alive else
+                           f"none has sent a heartbeat in {defaults.WORKER_SILENCE} s: jobs wait")
+        ready = ready and alive > 0
     return jsonify(status="ok" if ready else "unavailable", **body), 200 if ready else 503
 
 

@@ -22,7 +22,9 @@ from connector import metrics
 from connector.web.app import create_app
 from connector.logs import GUNICORN_ACCESS_LOG_FORMAT
 from connector.settings import Settings
-from tests.conftest import ROOT, free_port, new_event_id, wait_for
+from connector.support.jobs import decide_workers_alive
+from connector.times import now
+from tests.conftest import ROOT, free_port, new_event_id, start_worker, stop_worker, wait_for
 from connector.keys import HISTORY, ONBOARDING, PREFERENCES
 from connector.queueing import enqueue_onboarding
 
@@ -263,3 +265,25 @@ def _answers(url: str) -> bool:
         return requests.get(url, timeout=1).status_code == 200
     except requests.RequestException:
         return False
+
+
+def test_readyz_with_workers_needs_a_worker_with_a_recent_heartbeat(
+        connector_env, tmp_path, client, db8):
+    assert client.get("/readyz").status_code == 200  # without ?workers=1 workers do not count
+    lonely = client.get("/readyz?workers=1")
+    assert lonely.status_code == 503
+    assert lonely.json["workers"].startswith("none has sent a heartbeat in 60 s")
+
+    env = connector_env | {"REDIS_URL": f"{connector_env['REDIS_URL']}?db=8",
+                           "DATA_DIR": str(tmp_path)}
+    worker = start_worker(env)
+    try:
+        wait_for(lambda: client.get("/readyz?workers=1").status_code == 200,
+                 what="the worker's heartbeat")
+        assert client.get("/readyz?workers=1").json["workers"] == "1 alive"
+    finally:
+        stop_worker(worker)
+    # A worker that stopped without deregistering (killed) still counts until its heartbeat
+    # is a minute old: the decision is on the heartbeat, not on RQ's list.
+    assert decide_workers_alive([now() - timedelta(seconds=61), None], now(), 60) == 0
+    assert decide_workers_alive([now() - timedelta(seconds=5)], now(), 60) == 1

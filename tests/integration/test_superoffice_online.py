@@ -18,6 +18,7 @@ from werkzeug.serving import make_server
 from connector.keys import ONBOARDING
 from connector.queueing import enqueue_onboarding
 from connector.settings import Settings
+from connector.support.jobs import workers_alive
 from connector.web.app import create_app
 from sandbox.server import connector_settings, create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, ROOT, TENANT, USER_ASSOCIATE, USER_TOKEN,
@@ -194,16 +195,19 @@ def test_doctor_passes_on_a_healthy_setup_and_names_the_setting_on_a_broken_one(
             "Secret": env["SUPEROFFICE_WEBHOOK_SECRET"].split(",")[0], "Type": "webhook"})
         assert hook.status_code == 200, hook.text
 
-        healthy = cli(env, "doctor")
+        with workers(env, 1):
+            wait_for(lambda: workers_alive(db), what="the worker's first heartbeat")
+            healthy = cli(env, "doctor")
         client.revoke_system_user()
         broken = cli(env, "doctor")
     finally:
         web.shutdown()
 
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert "8 of 8 checks passed." in healthy.stdout
+    assert "9 of 9 checks passed." in healthy.stdout
     for line in ("✓ sign-in", "✓ tenant         Cust12345 Running", "✓ API            the "
-                 "connector is associate 9", "✓ webhooks", "✓ SMTP", "✓ Redis", "✓ public URL"):
+                 "connector is associate 9", "✓ webhooks", "✓ SMTP", "✓ Redis", "✓ workers",
+                 "✓ public URL"):
         assert line in healthy.stdout, healthy.stdout
     assert broken.returncode == 1
     assert "✗ sign-in        SuperOffice refused the system user sign-in" in broken.stdout
