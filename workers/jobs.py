@@ -35,7 +35,8 @@ def one_job_per_person(job: Job) -> Job:
     worker: two events for one person (a redelivery, a person.created and a person.consented
     close together) must not both read the person, both find a consent missing and both write
     it. Waits up to PERSON_LOCK_WAIT for the person's other job; the lock is released on every
-    path and lapses by itself (JOB_TIMEOUT and a margin) if its worker dies.
+    path and lapses by itself (JOB_TIMEOUT and a margin) if its worker dies. The lock holds the
+    job's id: the retry of a job whose worker died takes over the lock its dead attempt left.
 
     Raises:
         PersonBusyError: (transient) the other job did not finish in time; RQ retries this one.
@@ -45,7 +46,11 @@ def one_job_per_person(job: Job) -> Job:
         lock = services.redis.lock(keys.person_lock(person_id),
                                    timeout=defaults.JOB_TIMEOUT + 30,
                                    blocking_timeout=defaults.PERSON_LOCK_WAIT)
-        if not lock.acquire():
+        token = _job_id()
+        lock.local.token = token.encode() if token else None
+        if lock.owned():
+            lock.reacquire()  # left by this job's own attempt, whose worker died
+        elif not lock.acquire(token=token):
             raise PersonBusyError(person_id)
         try:
             return job(services, person_id, *args, **kwargs)
