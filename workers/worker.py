@@ -54,6 +54,14 @@ class ConnectorWorker(Worker):
         goes out at least every WORKER_HEARTBEAT_INTERVAL (/readyz?workers=1 counts them)."""
         return min(self.maintenance_interval, defaults.WORKER_HEARTBEAT_INTERVAL)
 
+    stopping = False
+    """True once a stop was asked for (SIGTERM, SIGINT): ``work`` then returned on purpose."""
+
+    def request_stop(self, signum, frame):
+        """Note the stop, then let RQ stop (warm shutdown: the job in hand finishes)."""
+        self.stopping = True
+        super().request_stop(signum, frame)
+
     def execute_job(self, job, queue):
         current_services().live_config.refresh()
         return super().execute_job(job, queue)

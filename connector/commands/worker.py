@@ -1,13 +1,21 @@
 """``consent-connector worker``: the process that runs the jobs."""
 
+import itertools
+import logging
 import os
+import signal
+import sys
+import time
 
 import click
+import redis
 
 from connector.commands import crm_or_exit, services_or_exit
 from connector.logs import configure_logging
 from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
 from workers.worker import ConnectorWorker
+
+log = logging.getLogger(__name__)
 
 
 @click.command()
@@ -23,7 +31,38 @@ def worker(burst: bool):
     reconcile_every = 0 if burst else services.settings.reconcile_interval
     cron = start_reconcile_cron(services.settings, reconcile_every) if reconcile_every else None
     try:
-        rq_worker.work(with_scheduler=True, burst=burst)
+        # RQ's loop quits on any error outside a job, such as a Redis connection lost while it
+        # records a job's outcome: ride out the outage and work on, unless asked to stop.
+        while True:
+            try:
+                rq_worker.work(with_scheduler=True, burst=burst)
+            except redis.RedisError as error:  # RQ's own teardown needs Redis too
+                log.error("worker.redis_lost error=%s", type(error).__name__)
+            if burst or rq_worker.stopping:
+                break
+            log.error("worker.stopped_unexpectedly restarting once Redis answers")
+            wait_for_redis(services.redis)
+            rq_worker = ConnectorWorker(services)
     finally:
         if cron is not None:
             stop_reconcile_cron(cron)
+
+
+RESTART_WAITS = (1, 2, 5, 10, 30)
+"""Seconds between two looks at Redis while it does not answer, then 30 s each."""
+
+
+def wait_for_redis(connection: redis.Redis) -> None:
+    """Return once Redis answers (at the earliest after RESTART_WAITS[0], so a loop that quits
+    at once for another reason does not spin); a SIGTERM or SIGINT meanwhile ends the process."""
+    for handled in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(handled, lambda signum, frame: sys.exit(0))
+    for attempt in itertools.count():
+        time.sleep(RESTART_WAITS[min(attempt, len(RESTART_WAITS) - 1)])
+        try:
+            connection.ping()
+        except redis.RedisError as error:
+            log.warning("worker.redis_unavailable error=%s", type(error).__name__)
+            continue
+        log.info("worker.redis_back")
+        return

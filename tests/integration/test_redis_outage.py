@@ -1,0 +1,54 @@
+"""A worker busy with a job when Redis goes away (a restart, a failover) rides out the outage
+and works on when Redis is back, instead of quitting with "found an unhandled exception"."""
+
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from rq.job import JobStatus
+
+from connector.queueing import enqueue_onboarding
+from connector.redis_connection import ensure_embedded_server, stop_embedded_server
+from connector.settings import Settings
+from tests.conftest import new_event_id, start_worker, stop_worker, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis server of this test's own (append-only, like production should be), which the
+    test stops and starts."""
+    folder = tmp_path / "redis"
+    url = ensure_embedded_server(folder)
+    yield folder, url
+    stop_embedded_server(folder)
+
+
+def test_a_busy_worker_rides_out_a_redis_restart_and_works_on(sandbox, connector_env, own_redis,
+                                                              tmp_path):
+    folder, url = own_redis
+    env = connector_env | {"REDIS_URL": url, "DATA_DIR": str(tmp_path), "RETRY_INTERVALS": "1"}
+    connection = redis.Redis.from_url(url)
+    settings = Settings.from_env(env)
+    first = sandbox.create_person("During", "Outage", None)
+    sandbox.fault(delay=3, times=1, match=f"Person/{first}", method="GET")  # busy for 3 s
+    worker = start_worker(env)
+    try:
+        job = enqueue_onboarding(connection, settings, first, new_event_id())
+        wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job")
+        stop_embedded_server(folder)  # Redis goes away while the job waits on the CRM
+        time.sleep(5)
+        assert worker.poll() is None, Path(worker.log_path).read_text()[-2000:]
+        ensure_embedded_server(folder)  # back, with its append-only file
+
+        second = sandbox.create_person("After", "Outage", None)
+        later = enqueue_onboarding(redis.Redis.from_url(url), settings, second, new_event_id())
+        wait_for(lambda: later.get_status(refresh=True) == JobStatus.FINISHED, timeout=60,
+                 what="a job queued after the outage to be done")
+        assert worker.poll() is None
+    finally:
+        stop_worker(worker)
+    assert "STORE" in sandbox.consents(second)
+    assert "worker.redis_back" in Path(worker.log_path).read_text()
