@@ -5,8 +5,9 @@ workers that a slow or idle client cannot hold.
 gunicorn's sync workers serve one connection at a time and rely on a buffering proxy in front
 (gunicorn's deployment docs): without one, a few clients that connect and send nothing hold
 every worker, and SuperOffice's webhooks wait (and fail) behind them. gthread workers hand a
-connection that sends nothing within a few seconds back to their poller, so the threads stay
-free; `timeout` still restarts a worker whose thread hangs.
+connection that sends nothing within 5 s back to their poller, so a thread is held at most that
+long, and WEB_THREADS threads per process take that many such clients before anyone waits;
+`timeout` still restarts a worker whose thread hangs.
 """
 
 import os
@@ -14,7 +15,7 @@ import os
 from connector.logs import GUNICORN_ACCESS_LOG_FORMAT, gunicorn_logconfig
 
 worker_class = "gthread"
-threads = int(os.environ.get("WEB_THREADS", "8"))
+threads = int(os.environ.get("WEB_THREADS", "16"))
 keepalive = 5  # seconds an idle kept-alive connection stays open
 timeout = 30
 
