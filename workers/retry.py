@@ -10,7 +10,10 @@ import math
 import random
 
 from rq.exceptions import AbandonedJobError
-from rq.job import Job
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.utils import parse_composite_key
 from rq.timeouts import JobTimeoutException
 
 from connector import defaults
@@ -55,4 +58,22 @@ def apply_retry_policy(job: Job, exc_type, error: BaseException, traceback) -> b
     job.save_meta()
     count_job(job.connection, job.meta.get("step") or OTHER,
               "retried" if job.retries_left else "failed")
+    return True
+
+
+def retry_interrupted(job: Job) -> bool:
+    """Queue again at once a job this process had in hand when Redis went away, instead of
+    leaving it "started" until its heartbeat lapses (90 s and a maintenance round). The
+    attempt is recorded as a dead worker's ("the worker stopped in the middle of this job");
+    the retry is not counted against the job's retries, as the job itself did not fail.
+    Return False when the job is no longer started: it finished, or another worker took it.
+    """
+    registry = StartedJobRegistry(job.origin, connection=job.connection)
+    mine = [member for member in job.connection.zrange(registry.key, 0, -1)
+            if parse_composite_key(member.decode())[0] == job.id]
+    if not mine or job.get_status(refresh=True) != JobStatus.STARTED:
+        return False
+    apply_retry_policy(job, AbandonedJobError, AbandonedJobError(), None)
+    job.connection.zrem(registry.key, *mine)
+    Queue(job.origin, connection=job.connection).enqueue_job(job)
     return True

@@ -57,11 +57,18 @@ class ConnectorWorker(Worker):
     stopping = False
     """True once a stop was asked for (SIGTERM, SIGINT): ``work`` then returned on purpose."""
 
+    job_in_hand = None
+    """The job being executed, until its execution is over: what to retry when RQ's loop
+    quits in the middle (workers.retry.retry_interrupted)."""
+
     def request_stop(self, signum, frame):
         """Note the stop, then let RQ stop (warm shutdown: the job in hand finishes)."""
         self.stopping = True
         super().request_stop(signum, frame)
 
     def execute_job(self, job, queue):
+        self.job_in_hand = job
         current_services().live_config.refresh()
-        return super().execute_job(job, queue)
+        outcome = super().execute_job(job, queue)
+        self.job_in_hand = None
+        return outcome

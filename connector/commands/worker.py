@@ -13,6 +13,7 @@ import redis
 from connector.commands import crm_or_exit, services_or_exit
 from connector.logs import configure_logging
 from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
+from workers.retry import retry_interrupted
 from workers.worker import ConnectorWorker
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ def worker(burst: bool):
                 break
             log.error("worker.stopped_unexpectedly restarting once Redis answers")
             wait_for_redis(services.redis)
+            if rq_worker.job_in_hand is not None and retry_interrupted(rq_worker.job_in_hand):
+                log.info("worker.job_retried job_id=%s", rq_worker.job_in_hand.id)
             rq_worker = ConnectorWorker(services)
     finally:
         if cron is not None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 
 from connector.queueing import enqueue_onboarding
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
@@ -42,6 +42,13 @@ def test_a_busy_worker_rides_out_a_redis_restart_and_works_on(sandbox, connector
         time.sleep(5)
         assert worker.poll() is None, Path(worker.log_path).read_text()[-2000:]
         ensure_embedded_server(folder)  # back, with its append-only file
+
+        # The job in hand when Redis went away is retried at once (not after 90 s) and done.
+        wait_for(lambda: Job.fetch(job.id, connection=redis.Redis.from_url(url)).get_status()
+                 == JobStatus.FINISHED, timeout=30, what="the interrupted job to be done")
+        reason = Job.fetch(job.id, connection=redis.Redis.from_url(url)).meta["reason"]
+        assert reason == "the worker stopped in the middle of this job (killed or crashed)"
+        assert "STORE" in sandbox.consents(first)
 
         second = sandbox.create_person("After", "Outage", None)
         later = enqueue_onboarding(redis.Redis.from_url(url), settings, second, new_event_id())
