@@ -123,10 +123,6 @@ class MailError(ConnectorError):
         self.permanent = permanent
 
 
-class MailInProgressError(MailError):
-    """Another attempt holds the claim on this person's confirmation mail; retry later."""
-
-
 class TokenError(ConnectorError):
     """A personal link's token is tampered with, malformed or expired.
 

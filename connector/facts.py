@@ -1,11 +1,12 @@
 """Things that happen once per person, and the proof that they did: the person was
 onboarded; their confirmation mail went out. Kept in Redis (keys in connector.keys).
 
-The confirmation mail goes out at most once however often its job runs: an attempt claims it
+The confirmation mail goes out once however often its job runs: an attempt claims it
 (``claim_confirmation_mail``) before sending, releases the claim when delivery fails (so a
 retry sends it) and turns it into a lasting "sent" afterwards. A claim left by a worker that
-died mid-send runs out after MAIL_CLAIM_TTL; the next attempt then sends the mail again (it may
-have gone out before the worker died) and says so (``note_attempt``).
+died mid-send is taken over by the person's next job (which holds the person's lock, so the
+holder cannot be alive), or runs out after MAIL_CLAIM_TTL; the mail then goes again (it may
+have gone out before the worker died) and the ledger says so (``note_attempt``).
 """
 
 from collections.abc import Sequence
@@ -42,6 +43,12 @@ def claim_confirmation_mail(connection: redis.Redis, person_id: int) -> bool:
     another attempt holds it (``confirmation_mail_state`` tells which)."""
     return bool(connection.set(keys.confirmation_mail(person_id), SENDING, nx=True,
                                ex=defaults.MAIL_CLAIM_TTL))
+
+
+def take_over_confirmation_mail(connection: redis.Redis, person_id: int) -> None:
+    """Take the claim an attempt left when it died mid-send. Only for the holder of the
+    person's lock (workers.jobs.one_job_per_person): no other attempt can be running then."""
+    connection.set(keys.confirmation_mail(person_id), SENDING, ex=defaults.MAIL_CLAIM_TTL)
 
 
 def note_attempt(connection: redis.Redis, person_id: int) -> bool:

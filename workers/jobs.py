@@ -17,8 +17,7 @@ from rq import get_current_job
 
 from connector import defaults, facts, keys, metrics
 from connector.crm.types import ConsentRecord, Person
-from connector.exceptions import (MailError, MailInProgressError, PersonBusyError,
-                                  UnusableAddressError)
+from connector.exceptions import MailError, PersonBusyError, UnusableAddressError
 from connector.mail.confirmation import confirmation_message_id, render_confirmation
 from connector.pending import clear_pending
 from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, plan_crm_changes,
@@ -191,14 +190,17 @@ def _send_confirmation_once(services: Services, person: Person,
     """Send the person's confirmation mail unless it was sent before; say what happened.
 
     The claim (connector.facts) makes the mail go out once, however often the job runs; only a
-    worker that dies between the mail server's "accepted" and recording it can make the next
-    attempt send it again: with the same Message-ID, and the ledger says so.
+    worker that dies between taking the claim and recording "sent" makes the next attempt send
+    it again (it may have gone out): with the same Message-ID, and the ledger says so.
     """
+    resent = False
     if not facts.claim_confirmation_mail(services.redis, person.id):
         if facts.confirmation_mail_state(services.redis, person.id) == facts.SENT:
             return "already sent"
-        raise MailInProgressError("confirmation mail is being sent by another attempt")
-    resent = facts.note_attempt(services.redis, person.id)
+        # We hold the person's lock: the attempt that holds the claim died mid-send.
+        facts.take_over_confirmation_mail(services.redis, person.id)
+        resent = True
+    resent = facts.note_attempt(services.redis, person.id) or resent
     try:
         _deliver_confirmation(services, person, consents, "confirmation", job_id, resent)
     except MailError:

@@ -17,6 +17,7 @@ from rq.utils import parse_composite_key
 from rq.timeouts import JobTimeoutException
 
 from connector import defaults
+from connector.keys import QUEUE_NAMES
 from connector.metrics import OTHER, count_job
 from connector.times import iso, now
 
@@ -77,3 +78,25 @@ def retry_interrupted(job: Job) -> bool:
     job.connection.zrem(registry.key, *mine)
     Queue(job.origin, connection=job.connection).enqueue_job(job)
     return True
+
+
+def requeue_lost(connection) -> list[str]:
+    """Queue again the jobs that say "queued" but are in no queue: a worker listening on
+    several queues takes a job with BLPOP (RQ's safer BLMOVE works on one queue only), so a
+    job popped as the connection broke is gone from its queue without being started. Run once
+    Redis is back after an outage; returns the ids queued again. A job another worker has just
+    taken is harmless to queue twice: jobs are idempotent and a person's run one at a time.
+    """
+    requeued = []
+    for name in QUEUE_NAMES:
+        queue = Queue(name, connection=connection)
+        waiting = set(queue.get_job_ids())
+        for key in connection.scan_iter(match=f"{Job.redis_job_namespace_prefix}*", count=500):
+            job_id = key.decode().removeprefix(Job.redis_job_namespace_prefix)
+            if job_id in waiting or ":" in job_id:
+                continue
+            origin, status = connection.hmget(key, "origin", "status")
+            if origin == name.encode() and status == JobStatus.QUEUED.value.encode():
+                queue.enqueue_job(Job.fetch(job_id, connection=connection))
+                requeued.append(job_id)
+    return requeued

@@ -5,15 +5,19 @@ hands them to ``ConnectorWorker``, before RQ forks a work horse per job: every j
 process uses them through ``current_services()``.
 """
 
+import logging
 import os
 
+import redis
 from rq import Worker
 
 from connector import defaults
 from connector.keys import QUEUE_NAMES
 from connector.services import Services, build_services
 from connector.settings import Settings
-from workers.retry import apply_retry_policy
+from workers.retry import apply_retry_policy, requeue_lost
+
+log = logging.getLogger(__name__)
 
 _services: Services | None = None
 
@@ -57,6 +61,10 @@ class ConnectorWorker(Worker):
     stopping = False
     """True once a stop was asked for (SIGTERM, SIGINT): ``work`` then returned on purpose."""
 
+    redis_lost = False
+    """True from a heartbeat that could not reach Redis until one that could: then jobs lost
+    in the outage are queued again (workers.retry.requeue_lost)."""
+
     job_in_hand = None
     """The job being executed, until its execution is over: what to retry when RQ's loop
     quits in the middle (workers.retry.retry_interrupted)."""
@@ -65,6 +73,21 @@ class ConnectorWorker(Worker):
         """Note the stop, then let RQ stop (warm shutdown: the job in hand finishes)."""
         self.stopping = True
         super().request_stop(signum, frame)
+
+    def heartbeat(self, *args, **kwargs):
+        """RQ's heartbeat (the first thing of each wait for a job), noticing a Redis outage:
+        RQ's wait rides it out by itself, but a job it popped as the connection broke is lost
+        from its queue, so the first heartbeat after the outage queues such jobs again."""
+        try:
+            outcome = super().heartbeat(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self.redis_lost = True
+            raise
+        if self.redis_lost:
+            self.redis_lost = False
+            for job_id in requeue_lost(self.connection):
+                log.warning("worker.job_requeued job_id=%s reason=lost_in_a_redis_outage", job_id)
+        return outcome
 
     def execute_job(self, job, queue):
         self.job_in_hand = job

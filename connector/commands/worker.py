@@ -46,6 +46,7 @@ def worker(burst: bool):
             if rq_worker.job_in_hand is not None and retry_interrupted(rq_worker.job_in_hand):
                 log.info("worker.job_retried job_id=%s", rq_worker.job_in_hand.id)
             rq_worker = ConnectorWorker(services)
+            rq_worker.redis_lost = True  # its first heartbeat looks for jobs lost meanwhile
     finally:
         if cron is not None:
             stop_reconcile_cron(cron)

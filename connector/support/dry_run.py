@@ -122,7 +122,8 @@ def _confirmation_mail(services: Services, person: Person, decision: MailDecisio
     if state == facts.SENT:
         return "no mail: the confirmation mail was sent before"
     if state is not None:
-        return "no mail now: another attempt is sending the confirmation mail"
+        return ("would send the confirmation mail again: an earlier attempt stopped while "
+                "sending it (it may have gone out)")
     return "would send the confirmation mail to the person's address on record"
 
 
