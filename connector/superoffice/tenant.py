@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from datetime import datetime, timedelta
 import redis
 import requests
 
-from connector import __version__, defaults, keys
+from connector import JSON_HEADERS, defaults, keys
 from connector.crm.types import TenantState
 from connector.exceptions import CRMError, TenantUnavailableError
 from connector.superoffice.parse import parse_date
@@ -134,6 +135,9 @@ class DiscoveredEndpoint:
         self._hint = hint
         self._session = session or requests.Session()
         self.timeout = timeout
+        self._known: tuple[TenantState, float] | None = None
+        """This process's copy of the answer and when (time.monotonic) it lapses: a CRM call
+        needs no Redis round trip, and while the state API is down it is not asked per call."""
 
     def __repr__(self) -> str:
         return f"DiscoveredEndpoint({self.state_url!r})"
@@ -146,8 +150,7 @@ class DiscoveredEndpoint:
             CRMError: (transient) the state API cannot be reached and no sign-in named an
                 address.
         """
-        state = self.cached() or self.look_up()
-        return self._usable(state)
+        return self._usable(self.state())
 
     def relocate(self, stale: str) -> str:
         """A call to ``stale`` met a moved tenant: the address another process has found
@@ -159,17 +162,23 @@ class DiscoveredEndpoint:
         return self._usable(self.look_up())
 
     def state(self) -> TenantState:
-        """The shared answer, else a fresh look-up.
+        """This process's answer, else the shared one, else a fresh look-up.
 
         Raises:
             CRMError: (transient) the state API cannot be reached.
         """
+        if self._known is not None and time.monotonic() < self._known[1]:
+            return self._known[0]
         return self.cached() or self.look_up()
 
     def cached(self) -> TenantState | None:
         """The shared answer, while it holds."""
-        raw = self._redis.get(keys.tenant_state(self.context_identifier))
-        return TenantState(**json.loads(raw)) if raw else None
+        key = keys.tenant_state(self.context_identifier)
+        with self._redis.pipeline() as pipeline:
+            raw, ttl = pipeline.get(key).ttl(key).execute()
+        if raw is None or ttl <= 0:
+            return None
+        return self._keep(TenantState(**json.loads(raw)), ttl)
 
     def look_up(self) -> TenantState:
         """Ask the state API and share the answer until its ValidUntil.
@@ -180,8 +189,7 @@ class DiscoveredEndpoint:
         """
         try:
             response = self._session.get(self.state_url, timeout=self.timeout,
-                                         headers={"Accept": "application/json",
-                                                  "User-Agent": f"consent-connector/{__version__}"})
+                                         headers=JSON_HEADERS)
             if response.status_code != 200:
                 raise CRMError(f"SuperOffice's state API answered {response.status_code}",
                                status=response.status_code)
@@ -193,12 +201,18 @@ class DiscoveredEndpoint:
                                f"tenant {self.context_identifier} is: {error}") from None
             log.warning("superoffice.state_api_unavailable context=%s using the sign-in's "
                         "address", self.context_identifier)
-            return TenantState(self.context_identifier, "Running", True, hint,
-                               (now() + timedelta(seconds=defaults.TENANT_STATE_MIN_AGE)).isoformat())
+            lapse = defaults.TENANT_STATE_MIN_AGE
+            return self._keep(TenantState(self.context_identifier, "Running", True, hint,
+                                          (now() + timedelta(seconds=lapse)).isoformat()), lapse)
+        seconds = cache_seconds(state, now())
         self._redis.set(keys.tenant_state(self.context_identifier), json.dumps(asdict(state)),
-                        ex=cache_seconds(state, now()))
+                        ex=seconds)
         log.info("superoffice.tenant_state context=%s state=%s", self.context_identifier,
                  state.state)
+        return self._keep(state, seconds)
+
+    def _keep(self, state: TenantState, seconds: float) -> TenantState:
+        self._known = (state, time.monotonic() + seconds)
         return state
 
     @staticmethod
