@@ -193,14 +193,13 @@ def _send_confirmation_once(services: Services, person: Person,
     worker that dies between taking the claim and recording "sent" makes the next attempt send
     it again (it may have gone out): with the same Message-ID, and the ledger says so.
     """
-    resent = False
-    if not facts.claim_confirmation_mail(services.redis, person.id):
+    taken_over = not facts.claim_confirmation_mail(services.redis, person.id)
+    if taken_over:
         if facts.confirmation_mail_state(services.redis, person.id) == facts.SENT:
             return "already sent"
         # We hold the person's lock: the attempt that holds the claim died mid-send.
         facts.take_over_confirmation_mail(services.redis, person.id)
-        resent = True
-    resent = facts.note_attempt(services.redis, person.id) or resent
+    resent = facts.note_attempt(services.redis, person.id) or taken_over
     try:
         _deliver_confirmation(services, person, consents, "confirmation", job_id, resent)
     except MailError:

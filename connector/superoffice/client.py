@@ -23,7 +23,7 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 import redis
 import requests
 
-from connector import __version__, defaults
+from connector import JSON_HEADERS, defaults
 from connector.crm.types import (COMMENT_MAX_LENGTH, CRMListItem, Person, PersonListing,
                                  Principal, ShipmentType, TenantState, WebhookInfo)
 from connector.emails import hide_emails
@@ -38,7 +38,6 @@ from connector.times import now, utc
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"consent-connector/{__version__}"
 
 # The CRM's consent lists, by the config section they match (see config_diff).
 CONSENT_LISTS = {"purposes": "ConsentPurpose", "legal_bases": "LegalBase",
@@ -432,7 +431,7 @@ class SuperOfficeClient:
         while True:
             api_url = self._endpoint.api_url()
             credentials = self._credentials.headers()
-            headers = {**credentials, "Accept": "application/json", "User-Agent": USER_AGENT}
+            headers = {**credentials, **JSON_HEADERS}
             if data is not None:
                 headers["Content-Type"] = content_type
             try:
@@ -504,9 +503,8 @@ class SuperOfficeClient:
         200: then a 404 means the thing asked for is gone, not a wrong address."""
         root = api_url.removesuffix("/v1")
         try:
-            response = self._send("GET", root, {**self._credentials.headers(),
-                                                "Accept": "application/json",
-                                                "User-Agent": USER_AGENT}, None)
+            response = self._send("GET", root, {**self._credentials.headers(), **JSON_HEADERS},
+                                  None)
         except requests.exceptions.RequestException:
             return False
         return response.status_code == 200

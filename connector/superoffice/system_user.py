@@ -37,7 +37,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from connector import __version__, defaults
+from connector import JSON_HEADERS, defaults
 from connector.exceptions import SettingsError, SignInError
 from connector.settings import SystemUser
 from connector.times import now
@@ -252,8 +252,7 @@ class SystemUserLogin:
             url = self.system_user.login_url + JWKS_PATH
             try:
                 response = self._session.get(url, timeout=self.timeout,
-                                             headers={"Accept": "application/json",
-                                                      "User-Agent": f"consent-connector/{__version__}"})
+                                             headers=JSON_HEADERS)
                 response.raise_for_status()
                 key_set = jwt.PyJWKSet.from_dict(response.json())
             except (requests.exceptions.RequestException, ValueError, jwt.PyJWTError) as error:
@@ -270,8 +269,7 @@ class SystemUserLogin:
         try:
             response = self._session.post(url, json=body, timeout=self.timeout,
                                           allow_redirects=False,
-                                          headers={"Accept": "application/json",
-                                                   "User-Agent": f"consent-connector/{__version__}"})
+                                          headers=JSON_HEADERS)
         except requests.exceptions.RequestException as error:
             raise SignInError(f"SuperOffice's login is unreachable: {type(error).__name__} "
                               f"({url})") from None
