@@ -56,14 +56,16 @@ class CRMError(ConnectorError):
         status: the HTTP status the CRM answered, or None when it did not answer.
         permanent: True when retrying cannot help (404, 400, 401, 403 ...).
         retry_after: seconds the CRM asked us to wait (429/503 Retry-After), or None.
+        setting: the setting to fix when a setting is at fault (the message names it too).
     """
 
     def __init__(self, message: str, *, status: int | None = None, permanent: bool = False,
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, setting: str | None = None):
         super().__init__(message)
         self.status = status
         self.permanent = permanent
         self.retry_after = retry_after
+        self.setting = setting
 
 
 class PersonNotFoundError(CRMError):
@@ -88,19 +90,15 @@ class SignInError(CRMError):
     the sign-in was refused (permanent); while SuperOffice's login cannot be reached the error
     is transient and jobs wait."""
 
-    def __init__(self, message: str, *, setting: str | None = None, permanent: bool = False,
-                 status: int | None = None, retry_after: float | None = None):
-        super().__init__(message, status=status, permanent=permanent, retry_after=retry_after)
-        self.setting = setting
-
 
 class TenantUnavailableError(CRMError):
     """The tenant's state is not Running (upgrade, maintenance, suspended …): jobs wait, unless
     the tenant is gone for good (``permanent``)."""
 
     def __init__(self, message: str, *, state: str, permanent: bool = False,
-                 retry_after: float | None = None):
-        super().__init__(message, status=None, permanent=permanent, retry_after=retry_after)
+                 retry_after: float | None = None, setting: str | None = None):
+        super().__init__(message, status=None, permanent=permanent, retry_after=retry_after,
+                         setting=setting)
         self.state = state
 
 

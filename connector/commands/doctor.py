@@ -49,7 +49,7 @@ def sign_in_check(services: Services) -> Check:
     except SettingsError as error:
         return Check(False, str(error), error.variable)
     except CRMError as error:
-        return Check(False, str(error), getattr(error, "setting", None) or
+        return Check(False, str(error), error.setting or
                      "SUPEROFFICE_LOGIN_URL (SuperOffice's login did not answer)")
     # SuperOffice signs in again (an administrator re-approved the app, say): the processes
     # need not wait out the refusal they remember.
@@ -87,7 +87,7 @@ def api_check(services: Services) -> Check:
     try:
         principal = services.crm.current_principal()
     except CRMError as error:
-        return Check(False, str(error), _setting_in(str(error)) or "SUPEROFFICE_API_URL")
+        return Check(False, str(error), error.setting or "SUPEROFFICE_API_URL")
     configured = services.settings.associate_id
     if configured is None:
         return Check(False, f"the connector is associate {principal.associate_id}, but "
@@ -107,7 +107,7 @@ def consent_lists_check(services: Services) -> Check:
         lists = services.crm.consent_lists()
     except CRMError as error:
         return Check(False, f"could not read them: {error}",
-                     _setting_in(str(error)) or "the CRM's lists (consent-connector config diff)")
+                     error.setting or "the CRM's lists (consent-connector config diff)")
     differences = diff_config(services.config, lists)
     problems = [d.message for d in differences if d.problem]
     if problems:
@@ -126,7 +126,7 @@ def webhooks_check(services: Services) -> Check:
             return Check(False, "the CRM refused to list webhooks (403)",
                          "ask SuperOffice to grant the app the Webhook API")
         return Check(False, f"could not list them: {error}",
-                     _setting_in(str(error)) or "SUPEROFFICE_API_URL")
+                     error.setting or "SUPEROFFICE_API_URL")
     target = services.settings.public_base_url
     ours = [h for h in hooks if WEBHOOK_EVENT in h.events and h.target_url.startswith(target)]
     listing = ", ".join(f"#{h.id} {h.state}" for h in ours)
@@ -260,11 +260,3 @@ def _persistence(persistence: Mapping, saves: str | None) -> str:
     if saves:
         parts.append(f"RDB ({saves})")
     return " and ".join(parts) or "unknown"
-
-
-def _setting_in(message: str) -> str | None:
-    """The first SUPEROFFICE_* setting an error message names, if any."""
-    for word in message.replace("/", " ").replace(",", " ").split():
-        if word.startswith("SUPEROFFICE_"):
-            return word.strip(".()")
-    return None

@@ -39,6 +39,8 @@ from connector.times import now, utc
 log = logging.getLogger(__name__)
 
 
+API_URL = "SUPEROFFICE_API_URL"
+
 # The CRM's consent lists, by the config section they match (see config_diff).
 CONSENT_LISTS = {"purposes": "ConsentPurpose", "legal_bases": "LegalBase",
                  "sources": "ConsentSource"}
@@ -462,7 +464,7 @@ class SuperOfficeClient:
         if status == 404 and person_id is not None and not self._api_root_answers(api_url):
             raise CRMError(f"CRM answered 404 for person {person_id}, and its API root "
                            f"({api_url}) does not answer either — check SUPEROFFICE_API_URL",
-                           status=404, permanent=True)
+                           status=404, permanent=True, setting=API_URL)
         raise self._error(response, subject=subject, action=action, person_id=person_id,
                           not_found=not_found, patch=method == "PATCH", renewal=renewal)
 
@@ -495,7 +497,8 @@ class SuperOfficeClient:
                               requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader,
                               requests.exceptions.TooManyRedirects)):
             return CRMError(f"CRM call impossible: {type(error).__name__} — check "
-                            f"SUPEROFFICE_API_URL and the tokens ({action})", permanent=True)
+                            f"SUPEROFFICE_API_URL and the tokens ({action})", permanent=True,
+                            setting=API_URL)
         return CRMError(f"CRM call failed: {type(error).__name__} ({action})")
 
     def _api_root_answers(self, api_url: str) -> bool:
@@ -519,7 +522,8 @@ class SuperOfficeClient:
         if status == 404:
             if person_id is None:
                 return CRMError(f"CRM answered 404 for {not_found or subject} — check "
-                                f"SUPEROFFICE_API_URL", status=404, permanent=True)
+                                f"SUPEROFFICE_API_URL", status=404, permanent=True,
+                                setting=API_URL)
             return PersonNotFoundError(person_id)
         if status == 400:
             text = _crm_error_text(response)
@@ -528,14 +532,15 @@ class SuperOfficeClient:
         if status == 401 and renewal == "fresh":
             return CRMError(f"CRM rejected a ticket SuperOffice had just issued (401) — check "
                             f"SUPEROFFICE_CLIENT_SECRET (sent as SO-AppToken) ({action})",
-                            status=401, permanent=True)
+                            status=401, permanent=True, setting="SUPEROFFICE_CLIENT_SECRET")
         if status == 401 and renewal == "shared":
             return CRMError(f"CRM rejected the shared ticket again (401); signing in on the next "
                             f"attempt ({action})", status=401)
         if status in (401, 403):
             what = ("renew " if status == 401 else "check the rights of ") + self._credentials.variable
             return CRMError(f"CRM rejected the connector's credentials ({status}) — {what} / "
-                            f"SUPEROFFICE_APP_TOKEN ({action})", status=status, permanent=True)
+                            f"SUPEROFFICE_APP_TOKEN ({action})", status=status, permanent=True,
+                            setting=self._credentials.variable)
         if patch and status in (409, 412):
             # A JSON Patch "test" failed: the person changed since we read them. Transient:
             # the retry reads them again and decides on what the CRM holds then.
@@ -553,7 +558,8 @@ class SuperOfficeClient:
             return CRMError(f"CRM answered 421 Misdirected Request: the tenant moved to another "
                             f"host; look up its current API address at {self._state_url()} and "
                             f"update SUPEROFFICE_API_URL, or unset it to let the connector find "
-                            f"the tenant ({action})", status=421, permanent=True)
+                            f"the tenant ({action})", status=421, permanent=True,
+                            setting=API_URL)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             wait = f", retry after {retry_after:g} s" if retry_after is not None else ""

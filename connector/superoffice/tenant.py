@@ -70,7 +70,8 @@ def decide_tenant_availability(state: TenantState, at: datetime) -> TenantUnavai
     if state.state in GONE_STATES:
         return TenantUnavailableError(
             f"SuperOffice says tenant {state.context_identifier} is {state.state} — check "
-            f"SUPEROFFICE_CONTEXT_IDENTIFIER", state=state.state, permanent=True)
+            f"SUPEROFFICE_CONTEXT_IDENTIFIER", state=state.state, permanent=True,
+            setting="SUPEROFFICE_CONTEXT_IDENTIFIER")
     return TenantUnavailableError(
         f"tenant {state.context_identifier} is {state.state} (SuperOffice's state API); "
         f"jobs wait until it runs again", state=state.state,
