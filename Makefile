@@ -14,10 +14,13 @@ test: $(STAMP) system-deps  ## run every test (unit, integration with real Redis
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used);
 # the SMTP TLS tests make a throwaway certificate with openssl; the export tests open the
-# workbook in LibreOffice (soffice, headless).
-SYSTEM_PACKAGES := chromium openssl libreoffice-calc-nogui
+# workbook in LibreOffice (soffice, headless); the evidence tests run against a real
+# PostgreSQL: tests/postgres_server.py starts a throwaway cluster with Debian's initdb and
+# pg_ctl, which live in /usr/lib/postgresql/<major>/bin, not on PATH.
+SYSTEM_PACKAGES := chromium openssl libreoffice-calc-nogui postgresql
 system-deps:
-	@command -v chromium >/dev/null && command -v openssl >/dev/null && command -v soffice >/dev/null || { \
+	@command -v chromium >/dev/null && command -v openssl >/dev/null && command -v soffice >/dev/null \
+	  && { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || { \
 	  echo "installing $(SYSTEM_PACKAGES) from Debian's packages (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
 

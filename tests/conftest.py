@@ -23,6 +23,7 @@ from aiosmtpd.controller import Controller
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
 from connector.settings import Settings
 from sandbox.server import connector_settings, create_sandbox_app, run_in_thread, stop_server
+from tests.postgres_server import start_postgres, stop_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "Cust12345"
@@ -61,6 +62,17 @@ def redis_url():
     yield url
     stop_embedded_server(folder)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real, throwaway PostgreSQL server for the session (tests/postgres_server.py)."""
+    folder = Path(tempfile.mkdtemp(prefix="cc-postgres-"))
+    try:
+        yield start_postgres(folder)
+    finally:
+        stop_postgres(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
