@@ -4,9 +4,11 @@ the commands live in connector/commands/, one module per group."""
 import click
 
 from connector.commands.config import config
+from connector.commands.db import db
 from connector.commands.doctor import doctor
 from connector.commands.export import export
 from connector.commands.jobs import jobs
+from connector.commands.ledger import ledger
 from connector.commands.reconcile import reconcile
 from connector.commands.status import status
 from connector.commands.worker import worker
@@ -15,8 +17,9 @@ from connector.commands.worker import worker
 @click.group()
 def main():
     """GDPR consent management for SuperOffice: run the worker, check the config and the
-    outside parts (doctor), look after jobs, reconcile, export."""
+    outside parts (doctor), look after jobs, reconcile, export, keep the evidence database
+    (db, ledger)."""
 
 
-for command in (config, worker, jobs, reconcile, status, export, doctor):
+for command in (config, worker, jobs, reconcile, status, export, doctor, db, ledger):
     main.add_command(command)

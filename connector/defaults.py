@@ -116,3 +116,15 @@ is also noticed at once by the 421 its old address answers)."""
 TENANT_UNAVAILABLE_RETRY_AFTER = 60
 """Most seconds a job waits before trying again a tenant that is offline for maintenance or
 upgrading (sooner when the state API's ValidUntil says to look again sooner)."""
+
+DATABASE_BUSY_TIMEOUT = 30.0
+"""Seconds a SQLite writer waits for another process's transaction to end (they last
+milliseconds; only a stuck process makes one wait this long)."""
+
+DATABASE_POOL_SIZE = 5
+"""PostgreSQL connections each process keeps open (web threads share them)."""
+
+LEDGER_ERASE_AFTER_DAYS = 30
+"""Days between a person's deletion in the CRM (or ``ledger erase``) and the pseudonymisation
+of the identifying proof in their ledger (IP network and hash, browser): long enough to undo a
+deletion made by mistake, short enough for Art. 17's "without undue delay"."""

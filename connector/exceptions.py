@@ -153,3 +153,16 @@ class JobNotFailedError(ConnectorError):
 
 class ReconciliationRunningError(ConnectorError):
     """Another reconciliation pass holds the lock; try again when it has finished."""
+
+
+class SchemaBehindError(ConnectorError):
+    """The evidence database's schema is not the one this code needs."""
+
+    permanent = True
+
+    def __init__(self, where: str, current: str | None, head: str):
+        self.current, self.head = current, head
+        state = "has no schema yet" if current is None else f"is at revision {current}"
+        super().__init__(f"the evidence database ({where}) {state}, this code needs {head}: "
+                         f"run `consent-connector db upgrade` (the Procfile's release step "
+                         f"does) and start again")

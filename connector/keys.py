@@ -20,16 +20,7 @@ HISTORY = "history"
 QUEUE_NAMES = (PREFERENCES, ONBOARDING, HISTORY)
 """Every queue, in the order workers take from them: a person waiting on their page first."""
 
-# -- evidence and "done once" facts --------------------------------------------------------------
-
-LEDGER_PREFIX = PREFIX + "ledger:person:"
-"""Redis stream per person: the consent ledger (XADD only, never trimmed)."""
-
-ONBOARDED = PREFIX + "onboarded"
-"""Redis set of the person ids onboarding finished: the persons the connector has seen."""
-
-CONFIRMATION_MAIL_PREFIX = PREFIX + "mail:confirmation:"
-"""Redis string per person: "sending" while an attempt holds the claim, then "sent" for good."""
+# -- locks -------------------------------------------------------------------------------------
 
 PERSON_LOCK_PREFIX = PREFIX + "lock:person:"
 
@@ -51,9 +42,6 @@ RATE_LIMIT_PREFIX = "connector-limits"
 """Prefix of Flask-Limiter's counters."""
 
 # -- reconciliation ------------------------------------------------------------------------------
-
-RECONCILE_WATERMARK = PREFIX + "reconcile:watermark"
-"""Redis string: ISO UTC time of the latest registered/updated date a complete pass saw."""
 
 RECONCILE_LAST_RUN = PREFIX + "reconcile:last"
 """Redis string (JSON): the last pass's outcome, for ``consent-connector status``."""
@@ -100,22 +88,6 @@ METRICS_PREFIX = PREFIX + "metrics:"
 """Redis hashes of the Prometheus counters, one per metric (see connector.metrics)."""
 
 
-def ledger(person_id: int) -> str:
-    """The person's ledger stream."""
-    return f"{LEDGER_PREFIX}{person_id}"
-
-
-def confirmation_mail(person_id: int) -> str:
-    """The claim on, then the record of, the person's confirmation mail."""
-    return f"{CONFIRMATION_MAIL_PREFIX}{person_id}"
-
-
-def confirmation_mail_attempt(person_id: int) -> str:
-    """Redis string while an attempt at the person's confirmation mail has neither sent it
-    nor given it back: left behind by a worker that died mid-send (facts.note_attempt)."""
-    return f"{CONFIRMATION_MAIL_PREFIX}{person_id}:attempt"
-
-
 def pending(person_id: int) -> str:
     """The person's choices still being saved."""
     return f"{PENDING_PREFIX}{person_id}"
@@ -124,3 +96,20 @@ def pending(person_id: int) -> str:
 def fresh_link(person_id: int) -> str:
     """Set while the person may not be mailed another fresh link."""
     return f"{FRESH_LINK_PREFIX}{person_id}"
+
+
+# -- before the evidence database --------------------------------------------------------------
+# Versions before the evidence database kept these in Redis; ``consent-connector ledger
+# import-redis`` copies them into the database once. Nothing else reads or writes them.
+
+LEGACY_LEDGER_PREFIX = PREFIX + "ledger:person:"
+"""Redis stream per person: the consent ledger."""
+
+LEGACY_ONBOARDED = PREFIX + "onboarded"
+"""Redis set of the person ids onboarding finished."""
+
+LEGACY_CONFIRMATION_MAIL_PREFIX = PREFIX + "mail:confirmation:"
+"""Redis string per person: "sent" once the confirmation mail went out."""
+
+LEGACY_RECONCILE_WATERMARK = PREFIX + "reconcile:watermark"
+"""Redis string: the reconciliation's watermark (ISO UTC)."""

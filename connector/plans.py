@@ -15,7 +15,7 @@ from connector.consent import (ConsentConfig, ConsentWrite, Source, Subscription
                                resolve_subscription_choices)
 from connector.crm.types import ConsentRecord, Person
 from connector.emails import single_address
-from connector.ledger import Entry
+from connector.evidence.entry import Entry
 
 CONNECTOR, PERSON, CRM_USER = "connector", "person", "crm user"
 """Who the ledger says acted: the connector itself, the person (their page, a link in a
@@ -59,7 +59,7 @@ class OnboardingPlan:
     Attributes:
         source: where the person's data came from.
         steps: the default consents the person has no row for, in config order.
-        mail: whether the confirmation mail is due (sent once: see connector.facts).
+        mail: whether the confirmation mail is due (sent once: connector.evidence.facts).
         consents: the person's rows once the steps are written (what the mail describes).
     """
 
@@ -212,6 +212,11 @@ def mail_sent_entry(kind: str, token_id: str, message_id: str, job_id: str | Non
     if resent:
         details["note"] = "sent again after an interrupted send"
     return Entry("mail.sent", details)
+
+
+def onboarded_entry(event_id: str | None, job_id: str | None) -> Entry:
+    """The ledger entry written with the fact that the person was onboarded (once)."""
+    return Entry("person.onboarded", {"actor": CONNECTOR, "job_id": job_id, "event_id": event_id})
 
 
 def _as_record(write: ConsentWrite) -> ConsentRecord:

@@ -6,10 +6,11 @@ registered or updated since the last pass and queues onboarding for every one th
 has not onboarded yet. Onboarding is idempotent, so a person queued twice gets nothing twice.
 
 1. Where to start: ``--all`` → every person; ``since`` given → from there; else the
-   watermark kept in Redis (minus WATERMARK_OVERLAP); no watermark yet → FIRST_RUN_WINDOW.
+   watermark kept in the evidence database (minus WATERMARK_OVERLAP); no watermark yet → FIRST_RUN_WINDOW.
 2. List the persons (``CRMClient.list_persons``: bounded pages, one call at a time, a short
    Retry-After waited out between pages).
-3. Skip those onboarded already (connector.facts: onboarding records every person it finished),
+3. Skip those onboarded already (connector.evidence.facts: onboarding records every person it
+   finished, in the evidence database: a Redis that lost its data does not onboard them again),
    and, in scheduled passes, those changed in the last SCHEDULED_SETTLE seconds (their
    webhook's job is most likely still running; the next pass sees them).
 4. Queue ``onboard_person`` for the rest with the synthetic event id ``reconcile-<id>``:
@@ -33,9 +34,10 @@ from typing import Any
 
 import redis
 
-from connector import defaults, facts
+from connector import defaults
+from connector.evidence import facts
 from connector.exceptions import CRMError, ReconciliationRunningError
-from connector.keys import RECONCILE_LAST_RUN, RECONCILE_LOCK, RECONCILE_WATERMARK
+from connector.keys import RECONCILE_LAST_RUN, RECONCILE_LOCK
 from connector.queueing import enqueue_onboarding
 from connector.services import Services
 from connector.times import iso, now, parse_iso, utc
@@ -96,7 +98,7 @@ def reconcile(services: Services, since: datetime | None = None, backfill: bool 
     """
     connection = services.redis
     started = now()
-    stored = read_watermark(connection)
+    stored = facts.read_watermark(services.database)
 
     # 1. Where to start.
     if backfill:
@@ -148,8 +150,7 @@ def reconcile(services: Services, since: datetime | None = None, backfill: bool 
         # 5. The whole listing went through: move the watermark (never backwards).
         target = latest if latest is not None else (listed_after if stored is None else None)
         if (not dry_run and covers_watermark and target is not None
-                and (stored is None or target > stored)):
-            connection.set(RECONCILE_WATERMARK, iso(target))
+                and facts.advance_watermark(services.database, target)):
             summary["watermark"], summary["watermark_moved"] = iso(target), True
         summary["finished_at"] = iso(now())
         if not dry_run:
@@ -174,7 +175,7 @@ def _handle_page(services: Services, page: list, summary: dict[str, Any], cutoff
     the latest change date seen so far (persons left to the next pass do not count)."""
     if not page:
         return latest
-    known = facts.onboarded(services.redis, [listing.person_id for listing in page])
+    known = facts.onboarded(services.database, [listing.person_id for listing in page])
     for listing, onboarded in zip(page, known):
         summary["listed"] += 1
         changed = listing.changed
@@ -218,13 +219,7 @@ def scheduled_pass(services: Services,
         return {"skipped": str(error)}
 
 
-# -- state in Redis --------------------------------------------------------------------------
-
-
-def read_watermark(connection: redis.Redis) -> datetime | None:
-    """Return the watermark (aware UTC), or None before the first complete pass."""
-    value = connection.get(RECONCILE_WATERMARK)
-    return parse_iso(value.decode()) if value else None
+# -- the last pass, in Redis (for status) ----------------------------------------------------
 
 
 def read_last_run(connection: redis.Redis) -> dict[str, Any] | None:

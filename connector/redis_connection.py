@@ -8,6 +8,7 @@ every process (web, workers, CLI) that points at the same DATA_DIR.
 import fcntl
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import redis
@@ -100,3 +101,31 @@ def _wait_until_answering(url: str, data_dir: Path) -> None:
             return
         time.sleep(0.05)
     raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
+
+
+def read_durability(connection: redis.Redis) -> tuple[Mapping, Mapping, str | None]:
+    """``INFO memory``, ``INFO persistence`` and ``CONFIG GET save`` (None when CONFIG is
+    refused, as on many managed services): what ``decide_redis_problems`` needs."""
+    memory = connection.info("memory")
+    persistence = connection.info("persistence")
+    try:
+        saves = connection.config_get("save").get("save", "")
+    except redis.ResponseError:
+        saves = None
+    return memory, persistence, saves
+
+
+def decide_redis_problems(memory: Mapping, persistence: Mapping,
+                          saves: str | None) -> list[str]:
+    """What is wrong with a Redis server for the connector, from ``INFO memory``, ``INFO
+    persistence`` and ``CONFIG GET save`` (None when CONFIG is refused)."""
+    problems = []
+    policy = memory.get("maxmemory_policy")
+    if policy != "noeviction":
+        problems.append(f"maxmemory-policy is {policy}: Redis may evict queued jobs; "
+                        f"set noeviction")
+    if not persistence.get("aof_enabled") and not saves:
+        unknown = " (CONFIG GET save was refused)" if saves is None else ""
+        problems.append(f"no AOF and no RDB snapshots{unknown}: a restart loses accepted "
+                        f"webhooks; set appendonly yes")
+    return problems

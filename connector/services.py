@@ -1,5 +1,5 @@
 """What every process works with: the settings, the purposes config in force, Redis, the CRM
-client, the mailer, the consent ledger and the link signers, built once per process by
+client, the evidence database and its ledger, the mailer and the link signers, built once per process by
 ``build_services`` (the web's app factory, the worker command and the other commands).
 
 No Flask and no RQ here: the web reaches these through ``connector.web.context.get_services``,
@@ -14,7 +14,8 @@ from connector import defaults
 from connector.config import LiveConfig
 from connector.consent import ConsentConfig
 from connector.crm.types import CRMClient
-from connector.ledger import Ledger
+from connector.evidence.database import Database
+from connector.evidence.ledger import Ledger
 from connector.links import LinkSigner, UnsubscribeSigner
 from connector.mail.delivery import Mailer
 from connector.metrics import crm_observer
@@ -32,6 +33,7 @@ class Services:
     redis: redis.Redis
     crm: CRMClient
     mailer: Mailer
+    database: Database
     ledger: Ledger
     links: LinkSigner
     unsubscribe_links: UnsubscribeSigner
@@ -57,16 +59,25 @@ def build_services(settings: Settings, *, connection: redis.Redis | None = None,
     Raises:
         ConfigError: the purposes file is invalid.
         SettingsError: the system user's key or certificate file cannot be used.
+        SchemaBehindError: DATABASE_URL's schema is not this code's (the embedded SQLite
+            file is brought up to date instead).
+        sqlalchemy.exc.OperationalError: the database cannot be reached.
         ValueError: SMTP_URL is malformed (the message names it).
     """
     connection = connection or connect(settings, socket_timeout=redis_timeout)
+    database = Database(settings.database)
+    if settings.database_embedded:
+        database.upgrade()
+    else:
+        database.require_current_schema()
     return Services(
         settings=settings,
         live_config=LiveConfig(settings.consent_config),
         redis=connection,
         crm=crm or client_from_settings(settings, connection, observe=crm_observer(connection)),
         mailer=Mailer.from_url(settings.smtp_url, settings.outbox_dir),
-        ledger=Ledger(connection),
+        database=database,
+        ledger=Ledger(database),
         links=LinkSigner(settings.secret_keys, settings.link_max_age_days),
         unsubscribe_links=UnsubscribeSigner(settings.secret_keys),
     )

@@ -73,6 +73,8 @@ class Settings:
     reconcile_interval: int = defaults.RECONCILE_INTERVAL
     webhook_max_age: int = defaults.WEBHOOK_MAX_AGE
     worker_maintenance_interval: int = defaults.WORKER_MAINTENANCE_INTERVAL
+    database_url: str | None = None
+    ledger_erase_after_days: int = defaults.LEDGER_ERASE_AFTER_DAYS
 
     def __repr__(self) -> str:
         return f"Settings(api_url={self.superoffice_api_url!r}, data_dir={str(self.data_dir)!r})"
@@ -81,6 +83,18 @@ class Settings:
     def outbox_dir(self) -> Path:
         """Where mails are written as .eml files when SMTP_URL is unset."""
         return self.data_dir / "outbox"
+
+    @property
+    def database(self) -> str:
+        """The evidence database's SQLAlchemy URL: DATABASE_URL, or the embedded SQLite file
+        ``consent.db`` in DATA_DIR."""
+        return self.database_url or embedded_database_url(self.data_dir)
+
+    @property
+    def database_embedded(self) -> bool:
+        """True when no DATABASE_URL is set: the processes create and upgrade the embedded
+        SQLite file themselves, as they start the embedded Redis."""
+        return self.database_url is None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "Settings":
@@ -141,7 +155,27 @@ class Settings:
             worker_maintenance_interval=env.integer(
                 "WORKER_MAINTENANCE_INTERVAL", minimum=1,
                 default=defaults.WORKER_MAINTENANCE_INTERVAL),
+            database_url=env.database_url("DATABASE_URL"),
+            ledger_erase_after_days=env.integer("LEDGER_ERASE_AFTER_DAYS", minimum=0,
+                                                default=defaults.LEDGER_ERASE_AFTER_DAYS),
         )
+
+
+def database_url_from_env(environ: Mapping[str, str]) -> str:
+    """The evidence database's URL from DATABASE_URL or DATA_DIR alone, for the commands that
+    need nothing else (``db upgrade`` runs before the rest is set up).
+
+    Raises:
+        SettingsError: DATABASE_URL is invalid.
+    """
+    env = _Env(environ)
+    return (env.database_url("DATABASE_URL")
+            or embedded_database_url(Path(env.optional("DATA_DIR") or "var")))
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """The embedded SQLite file in DATA_DIR."""
+    return f"sqlite:///{(data_dir / 'consent.db').resolve()}"
 
 
 _SYSTEM_USER_VARIABLES = ("SUPEROFFICE_CONTEXT_IDENTIFIER", "SUPEROFFICE_CLIENT_SECRET",
@@ -245,6 +279,20 @@ class _Env:
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise SettingsError(name, f"must be an http(s) URL, got {value!r}")
         return value
+
+    def database_url(self, name: str) -> str | None:
+        """A SQLAlchemy URL of SQLite or PostgreSQL. ``postgres://`` and ``postgresql://`` (as
+        hosting platforms give them) mean psycopg 3, the driver the connector ships with."""
+        value = self.optional(name)
+        if value is None:
+            return None
+        scheme, separator, rest = value.partition("://")
+        if scheme in ("postgres", "postgresql"):
+            scheme = "postgresql+psycopg"
+        if not separator or scheme not in ("sqlite", "postgresql+psycopg"):
+            raise SettingsError(name, f"must be postgresql://user:password@host/database or "
+                                      f"sqlite:////absolute/path.db, got a {scheme or 'bad'!r} URL")
+        return f"{scheme}://{rest}"
 
     def existing_file(self, name: str) -> Path:
         path = Path(self.required(name)).expanduser()

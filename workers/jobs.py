@@ -15,13 +15,15 @@ from typing import Any, TypeVar
 import redis
 from rq import get_current_job
 
-from connector import defaults, facts, keys, metrics
+from connector import defaults, keys, metrics
 from connector.crm.types import ConsentRecord, Person
+from connector.evidence.entry import Entry
+from connector.evidence import facts
 from connector.exceptions import MailError, PersonBusyError, UnusableAddressError
 from connector.mail.confirmation import confirmation_message_id, render_confirmation
 from connector.pending import clear_pending
-from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, plan_crm_changes,
-                             plan_onboarding, plan_preferences)
+from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, onboarded_entry,
+                             plan_crm_changes, plan_onboarding, plan_preferences)
 from connector.services import Services
 from workers.worker import current_services
 
@@ -94,8 +96,9 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
        a consent or a CRM user's choice always wins.
     3. Write each default and record it in the ledger.
     4. Send the confirmation mail once, if the person has an address and their source asks
-       for confirmation by mail.
-    5. Remember the person as onboarded (the reconciliation skips them).
+       for confirmation by mail (the evidence database decides "once").
+    5. Record the person as onboarded, once, with its ledger entry (the reconciliation skips
+       them).
     6. Fail (permanently, for support) when the CRM's address cannot be used: several
        addresses or a line break in it must never reach a mail's envelope.
 
@@ -109,7 +112,7 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
         mail = _send_confirmation_once(services, person, plan.consents, job_id)
     else:
         mail = f"not sent: {plan.mail.reason}"
-    facts.mark_onboarded(services.redis, person_id)
+    facts.mark_onboarded(services.database, person_id, onboarded_entry(event_id, job_id))
     if plan.mail.unusable:  # the consents are written; the mail waits for a usable address
         raise UnusableAddressError(plan.mail.reason)
     return {"person_id": person_id, "written": [s.write.purpose.crm_key for s in plan.steps],
@@ -172,7 +175,8 @@ def send_fresh_link_with(services: Services, person_id: int, job_id: str | None)
         raise UnusableAddressError(decision.reason)
     if not decision.send:
         return f"not sent: {decision.reason}"
-    _deliver_confirmation(services, person, person.consents, "fresh-link", job_id)
+    entry = _deliver_confirmation(services, person, person.consents, "fresh-link", job_id)
+    services.ledger.record(person.id, entry)
     return "sent"
 
 
@@ -189,31 +193,30 @@ def _send_confirmation_once(services: Services, person: Person,
                             consents: tuple[ConsentRecord, ...], job_id: str | None) -> str:
     """Send the person's confirmation mail unless it was sent before; say what happened.
 
-    The claim (connector.facts) makes the mail go out once, however often the job runs; only a
-    worker that dies between taking the claim and recording "sent" makes the next attempt send
-    it again (it may have gone out): with the same Message-ID, and the ledger says so.
+    The claim (connector.evidence.facts) makes the mail go out once, however often the job
+    runs; only a worker that dies between taking the claim and recording "sent" makes the next
+    attempt send it again (it may have gone out): with the same Message-ID, and the ledger
+    says so.
     """
-    taken_over = not facts.claim_confirmation_mail(services.redis, person.id)
-    if taken_over:
-        if facts.confirmation_mail_state(services.redis, person.id) == facts.SENT:
-            return "already sent"
-        # We hold the person's lock: the attempt that holds the claim died mid-send.
-        facts.take_over_confirmation_mail(services.redis, person.id)
-    resent = facts.note_attempt(services.redis, person.id) or taken_over
+    claim = facts.claim_confirmation_mail(services.database, person.id, job_id)
+    if claim is facts.Claim.SENT:
+        return "already sent"
     try:
-        _deliver_confirmation(services, person, consents, "confirmation", job_id, resent)
+        entry = _deliver_confirmation(services, person, consents, "confirmation", job_id,
+                                      resent=claim is facts.Claim.RESUMED)
     except MailError:
-        facts.release_confirmation_mail(services.redis, person.id)
+        facts.release_confirmation_mail(services.database, person.id)
         raise
-    facts.mark_confirmation_mail_sent(services.redis, person.id)
+    facts.mark_confirmation_mail_sent(services.database, person.id, entry)
     return "sent"
 
 
 def _deliver_confirmation(services: Services, person: Person,
                           consents: tuple[ConsentRecord, ...], kind: str,
-                          job_id: str | None, resent: bool = False) -> None:
-    """Make a fresh personal link, mail it with what we record, and note it in the ledger. The
-    one confirmation mail has a Message-ID of its own that every attempt repeats."""
+                          job_id: str | None, resent: bool = False) -> Entry:
+    """Make a fresh personal link and mail it with what we record; return the ledger entry
+    that records the mail. The one confirmation mail has a Message-ID of its own that every
+    attempt repeats."""
     settings = services.settings
     link = services.links.make_link(settings.public_base_url, person.id)
     message_id = (confirmation_message_id(person.id, settings.mail_from, settings.public_base_url)
@@ -226,8 +229,7 @@ def _deliver_confirmation(services: Services, person: Person,
         metrics.count_mail(services.redis, "failed")
         raise
     metrics.count_mail(services.redis, "sent")
-    services.ledger.record(person.id, mail_sent_entry(kind, link.token_id, message["Message-ID"],
-                                                      job_id, resent))
+    return mail_sent_entry(kind, link.token_id, message["Message-ID"], job_id, resent)
 
 
 def _job_id() -> str | None:

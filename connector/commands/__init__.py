@@ -6,10 +6,12 @@ import os
 import sys
 
 import click
+import sqlalchemy.exc
 
-from connector.exceptions import ConfigError, CRMError, SettingsError
+from connector.evidence.database import Database, unreachable_reason
+from connector.exceptions import ConfigError, CRMError, SchemaBehindError, SettingsError
 from connector.services import Services, build_services
-from connector.settings import Settings
+from connector.settings import Settings, database_url_from_env
 
 
 log = logging.getLogger(__name__)
@@ -17,11 +19,24 @@ log = logging.getLogger(__name__)
 
 def services_or_exit() -> Services:
     """Build the services from the environment, or exit with status 2 and a message naming
-    the bad setting or purposes-file line."""
+    the bad setting, the purposes-file line or the database's problem."""
     try:
         return build_services(Settings.from_env(os.environ), redis_timeout=None)
-    except (SettingsError, ConfigError) as error:
+    except (SettingsError, ConfigError, SchemaBehindError) as error:
         click.echo(f"consent-connector: cannot start:\n{error}", err=True)
+        sys.exit(2)
+    except sqlalchemy.exc.OperationalError as error:
+        click.echo(f"consent-connector: cannot start:\n{unreachable_reason(error)}", err=True)
+        sys.exit(2)
+
+
+def database_or_exit() -> Database:
+    """The evidence database named by the environment (only DATABASE_URL and DATA_DIR are
+    read); or exit with status 2 naming the bad setting."""
+    try:
+        return Database(database_url_from_env(os.environ))
+    except SettingsError as error:
+        click.echo(f"consent-connector: {error}", err=True)
         sys.exit(2)
 
 

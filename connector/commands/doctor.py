@@ -17,6 +17,7 @@ from connector import defaults, keys
 from connector.commands import services_or_exit
 from connector.config_diff import diff_config
 from connector.exceptions import CRMError, MailError, SettingsError
+from connector.redis_connection import decide_redis_problems, read_durability
 from connector.services import Services
 from connector.superoffice.system_user import SystemUserLogin
 from connector.support.jobs import workers_alive
@@ -156,12 +157,7 @@ def smtp_check(services: Services) -> Check:
 def redis_check(services: Services) -> Check:
     """Redis answers, keeps what it is given (noeviction) and persists it."""
     try:
-        memory = services.redis.info("memory")
-        persistence = services.redis.info("persistence")
-        try:
-            saves = services.redis.config_get("save").get("save", "")
-        except redis.ResponseError:  # CONFIG renamed or refused, as on many managed services
-            saves = None
+        memory, persistence, saves = read_durability(services.redis)
     except redis.RedisError as error:
         return Check(False, f"unreachable ({type(error).__name__})", "REDIS_URL")
     problems = decide_redis_problems(memory, persistence, saves)
@@ -196,22 +192,6 @@ def public_url_check(services: Services) -> Check:
         return Check(False, f"{url} answered {response.status_code}, not the "
                                           f"connector's health check", "PUBLIC_BASE_URL")
     return Check(True, f"{url} answers")
-
-
-def decide_redis_problems(memory: Mapping, persistence: Mapping,
-                          saves: str | None) -> list[str]:
-    """What is wrong with a Redis server for the connector, from ``INFO memory``, ``INFO
-    persistence`` and ``CONFIG GET save`` (None when CONFIG is refused)."""
-    problems = []
-    policy = memory.get("maxmemory_policy")
-    if policy != "noeviction":
-        problems.append(f"maxmemory-policy is {policy}: Redis may evict queued jobs; "
-                        f"set noeviction")
-    if not persistence.get("aof_enabled") and not saves:
-        unknown = " (CONFIG GET save was refused)" if saves is None else ""
-        problems.append(f"no AOF and no RDB snapshots{unknown}: a restart loses accepted "
-                        f"webhooks; set appendonly yes")
-    return problems
 
 
 CHECKS: list[tuple[str, Callable[[Services], Check]]] = [

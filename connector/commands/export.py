@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import click
-import redis
+import sqlalchemy.exc
 
 from connector.commands import services_or_exit
 from connector.exceptions import CRMError, PersonNotFoundError
@@ -75,9 +75,9 @@ def _export_person(services: Services, person_id: int, output: Path, fmt: str, b
         _fail(f"person {person_id} does not exist in the CRM; nothing written")
     except CRMError as error:
         _fail(f"cannot read person {person_id} from the CRM: {error}; nothing written")
-    except redis.RedisError as error:
-        _fail(f"cannot read the consent ledger from Redis ({type(error).__name__}: {error}); "
-              f"nothing written")
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        _fail(f"cannot read the consent ledger from the evidence database "
+              f"({type(error).__name__}); nothing written")
     body = render_workbook(report) if fmt == "xlsx" else render_json(report)
     _write(output, body)
     click.echo(f"{output}: person {person_id}, {len(report.consents)} purposes, "

@@ -152,7 +152,7 @@ def retry_command(job_ids: tuple[str, ...], retry_all: bool, person_id: int | No
     done = 0
     for job in failed:
         try:
-            support.requeue(services.redis, job, actor)
+            support.requeue(services.redis, services.ledger, job, actor)
         except JobNotFailedError as error:
             click.echo(f"skipped: {error}", err=True)
             continue

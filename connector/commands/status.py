@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 import click
 import redis
+import sqlalchemy.exc
 from rq import Queue, Worker
 from rq.cron import CronScheduler
 
@@ -18,7 +19,8 @@ from connector.commands import services_or_exit
 from connector.config import config_version
 from connector.exceptions import CRMError
 from connector.keys import QUEUE_NAMES
-from connector.reconcile import WATERMARK_OVERLAP, read_last_run, read_watermark
+from connector.evidence import facts
+from connector.reconcile import WATERMARK_OVERLAP, read_last_run
 from connector.services import Services
 from connector.times import readable
 
@@ -88,10 +90,13 @@ def reconciliation_section(services: Services) -> list[str]:
     lines = ["Reconciliation"]
     try:
         last = read_last_run(services.redis)
-        watermark = read_watermark(services.redis)
         schedule = _schedule(services.redis)
     except redis.RedisError as error:
         return lines + [f"  Redis unavailable: {type(error).__name__}: {error}"]
+    try:
+        watermark = facts.read_watermark(services.database)
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        return lines + [f"  evidence database unavailable: {type(error).__name__}"]
     if last is None:
         lines.append("  last pass   none yet (a worker runs one when it starts, then every "
                      "RECONCILE_INTERVAL minutes)")
@@ -149,15 +154,31 @@ def config_section(services: Services) -> list[str]:
     return lines
 
 
+def evidence_section(services: Services) -> list[str]:
+    """Where the evidence is kept, its schema, and how much of it there is."""
+    database = services.database
+    lines = ["Evidence (consent ledger)", f"  database    {database.where}"]
+    try:
+        current, head = database.revisions()
+        persons, entries = services.ledger.persons(), services.ledger.count()
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        return lines + [f"  unavailable: {type(error).__name__}"]
+    schema = "up to date" if current == head else "behind: run `consent-connector db upgrade`"
+    return lines + [f"  schema      revision {current} ({schema})",
+                    f"  ledger      {entries} entries about {persons} persons "
+                    f"(`consent-connector ledger verify --all` checks them)"]
+
+
 SECTIONS: list[Callable] = [queues_section, config_section, tenant_section, webhooks_section,
-                            reconciliation_section]
+                            reconciliation_section, evidence_section]
 """The sections ``status`` prints, in order."""
 
 
 @click.command()
 def status():
     """Show how the connector is doing: queues, workers and failures, the purposes config in
-    force, the CRM tenant's state, its webhooks and the last reconciliation."""
+    force, the CRM tenant's state, its webhooks, the last reconciliation and the evidence
+    database."""
     services = services_or_exit()
     for index, section in enumerate(SECTIONS):
         if index:

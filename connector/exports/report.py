@@ -13,7 +13,7 @@ from datetime import datetime
 from connector.consent import (ConsentConfig, choose_language, describe_purposes, fold_key,
                                pick_text)
 from connector.crm.types import ConsentRecord, CRMClient, Person
-from connector.ledger import Ledger
+from connector.evidence.ledger import Ledger
 from connector.times import now as current_time
 from connector.times import parse_iso, utc
 
@@ -131,7 +131,7 @@ def gather_report(crm: CRMClient, ledger: Ledger, config: ConsentConfig, person_
     Raises:
         PersonNotFoundError: the CRM has no such person.
         CRMError: the CRM could not be read.
-        redis.RedisError: the ledger could not be read.
+        sqlalchemy.exc.SQLAlchemyError: the ledger could not be read.
     """
     person = crm.get_person(person_id)
     entries = ledger.entries(person.id)

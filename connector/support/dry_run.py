@@ -11,7 +11,7 @@ from typing import Any
 
 from rq.job import Job
 
-from connector import facts
+from connector.evidence import facts
 from connector.crm.types import Person
 from connector.exceptions import CRMError
 from connector.plans import (MailDecision, decide_mail_to, plan_crm_changes, plan_onboarding,
@@ -118,7 +118,7 @@ def _confirmation_mail(services: Services, person: Person, decision: MailDecisio
     """What sending the confirmation mail once would do now, without taking its claim."""
     if not decision.send:
         return _no_mail(decision)
-    state = facts.confirmation_mail_state(services.redis, person.id)
+    state = facts.confirmation_mail_state(services.database, person.id)
     if state == facts.SENT:
         return "no mail: the confirmation mail was sent before"
     if state is not None:

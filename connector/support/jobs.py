@@ -29,7 +29,7 @@ from connector import defaults
 from connector.emails import hide_emails
 from connector.exceptions import JobNotFailedError, JobNotFoundError
 from connector.keys import QUEUE_NAMES
-from connector.ledger import Ledger
+from connector.evidence.ledger import Ledger
 from connector.queueing import JOB_KINDS
 from connector.times import iso, now, readable, utc
 
@@ -382,7 +382,7 @@ def find_failed(connection: redis.Redis, job_ids: Iterable[str] = (), *,
     return jobs
 
 
-def requeue(connection: redis.Redis, job: Job, actor: str) -> Job:
+def requeue(connection: redis.Redis, ledger: Ledger, job: Job, actor: str) -> Job:
     """Put a failed job back on its queue and record the retry in the person's ledger.
 
     1. Check that the job is still failed.
@@ -402,8 +402,7 @@ def requeue(connection: redis.Redis, job: Job, actor: str) -> Job:
         raise JobNotFailedError(job.id, status_of(job))
     person_id = person_of(job)
     if person_id is not None:
-        Ledger(connection).append(person_id, RETRY_ACTION, job_id=job.id, step=step_of(job),
-                                  actor=actor)
+        ledger.append(person_id, RETRY_ACTION, job_id=job.id, step=step_of(job), actor=actor)
     attempts = job.meta.get("attempts") or []
     job.meta.setdefault("support_retries", []).append(
         {"at": iso(now()), "by": actor, "after_attempts": len(attempts)})

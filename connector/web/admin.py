@@ -67,10 +67,10 @@ def job_page(job_id: str):
 @bp.post("/jobs/<job_id>/retry")
 def retry_job(job_id: str):
     """Requeue one failed job and record the retry in the person's ledger."""
-    connection = _redis()
+    services = get_services()
     try:
-        [job] = support.find_failed(connection, [job_id])
-        support.requeue(connection, job, admin_actor())
+        [job] = support.find_failed(services.redis, [job_id])
+        support.requeue(services.redis, services.ledger, job, admin_actor())
     except JobNotFoundError as error:
         abort(404, str(error))
     except JobNotFailedError as error:
@@ -84,11 +84,11 @@ def retry_job(job_id: str):
 @bp.post("/jobs/retry-all")
 def retry_all():
     """Requeue every failed job, recording each retry in its person's ledger."""
-    connection = _redis()
+    services = get_services()
     done = 0
-    for job in support.find_failed(connection):
+    for job in support.find_failed(services.redis):
         try:
-            support.requeue(connection, job, admin_actor())
+            support.requeue(services.redis, services.ledger, job, admin_actor())
         except JobNotFailedError:
             continue  # retried by someone else meanwhile
         done += 1

@@ -8,12 +8,14 @@ import sys
 
 import redis
 from flask import Flask, jsonify, request
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector import defaults, keys
 from connector.crm.types import CRMClient
-from connector.exceptions import ConfigError, SettingsError
+from connector.evidence.database import unreachable_reason
+from connector.exceptions import ConfigError, SchemaBehindError, SettingsError
 from connector.logs import configure_logging
 from connector.services import build_services
 from connector.settings import Settings
@@ -78,8 +80,11 @@ def create_app_from_env() -> Flask:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     try:
         return create_app(Settings.from_env(os.environ))
-    except (SettingsError, ConfigError) as error:
+    except (SettingsError, ConfigError, SchemaBehindError) as error:
         print(f"consent-connector: cannot start:\n{error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except OperationalError as error:
+        print(f"consent-connector: cannot start:\n{unreachable_reason(error)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

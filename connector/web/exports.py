@@ -7,7 +7,7 @@ Redis cannot be read right now (with Retry-After when the CRM gave one), 502 whe
 refused for good (e.g. the connector's credentials).
 """
 
-import redis
+import sqlalchemy.exc
 from flask import Blueprint, Response, abort, request
 
 from connector.exceptions import CRMError, PersonNotFoundError
@@ -41,8 +41,9 @@ def export_person(person_id: int):
         status = 502 if error.permanent else 503
         return Response(f"export not possible now: {error}\n", status,
                         {**headers, "Content-Type": "text/plain; charset=utf-8"})
-    except redis.RedisError:
-        return Response("export not possible now: the consent ledger (Redis) is unreachable\n",
+    except sqlalchemy.exc.SQLAlchemyError:
+        return Response("export not possible now: the consent ledger (the evidence database) "
+                        "is unreachable\n",
                         503, {"Retry-After": "30", "Content-Type": "text/plain; charset=utf-8"})
     render, mime_type = FORMATS[fmt]
     return Response(render(report), 200, {

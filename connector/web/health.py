@@ -1,10 +1,13 @@
 """Operator endpoints, open and without personal data:
 
 - ``GET /healthz``: the process answers (always 200).
-- ``GET /readyz``: it can do its work: Redis answers (webhooks can be queued) and a purposes
-  config is in force. 200 ``{"status": "ok", "redis": "ok", "config": "ok",
-  "config_version": "<first 12 hex digits of the SHA-256 of the file in force>"}``, else 503
-  with what is wrong in ``redis`` / ``config``. ``GET /readyz?workers=1`` also needs a worker
+- ``GET /readyz``: it can do its work: Redis answers (webhooks can be queued), the evidence
+  database answers and a purposes config is in force. 200 ``{"status": "ok", "redis": "ok",
+  "database": "ok", "config": "ok", "config_version": "<first 12 hex digits of the SHA-256 of
+  the file in force>", "redis_durability": "ok"}``, else 503 with what is wrong in ``redis`` /
+  ``database`` / ``config``. ``redis_durability`` names a Redis that may evict or does not
+  persist (accepted webhooks would be lost with it) without failing the check: the process
+  can work, and the operator should fix it. ``GET /readyz?workers=1`` also needs a worker
   that sent a heartbeat in the last WORKER_SILENCE seconds (``"workers": "2 alive"``).
 
 An edit of the purposes file that was refused leaves the last good config in force: the
@@ -16,12 +19,14 @@ process stays ready (200) and says so in ``config_file``, e.g.
 import logging
 
 import redis
+import sqlalchemy.exc
 from flask import Blueprint, Response, jsonify, request
 from prometheus_client.exposition import choose_encoder
 
 from connector import defaults
 from connector.config import config_version
 from connector.metrics import RedisCollector
+from connector.redis_connection import decide_redis_problems, read_durability
 from connector.support.jobs import workers_alive
 from connector.web.context import get_services
 
@@ -37,15 +42,22 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Redis answers and a purposes config is in force; 503 naming what is wrong otherwise.
-    With ``?workers=1``, also at least one worker sent a heartbeat in the last minute."""
+    """Redis and the evidence database answer and a purposes config is in force; 503 naming
+    what is wrong otherwise. With ``?workers=1``, also at least one worker sent a heartbeat
+    in the last minute."""
     services = get_services()
     body: dict[str, str] = {}
     try:
-        services.redis.ping()
+        problems = decide_redis_problems(*read_durability(services.redis))
         body["redis"] = "ok"
+        body["redis_durability"] = "; ".join(problems) or "ok"
     except redis.RedisError as error:
         body["redis"] = f"unreachable ({type(error).__name__})"
+    try:
+        services.database.ping()
+        body["database"] = "ok"
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        body["database"] = f"unreachable ({type(error).__name__})"
 
     # A config is always in force (the process does not start without one); an edit since
     # the last look is validated now, and a refused one is reported next to it.
@@ -60,7 +72,7 @@ def readyz():
         body["config_file"] = (f"version {on_disk} on disk was refused (see the log); "
                                f"{live.version} is in force")
 
-    ready = body["redis"] == "ok" and body["config"] == "ok"
+    ready = body["redis"] == body["database"] == body["config"] == "ok"
     if request.args.get("workers") == "1" and body["redis"] == "ok":
         alive = workers_alive(services.redis)
         body["workers"] = (f"{alive} alive" if alive else

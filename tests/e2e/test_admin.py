@@ -11,7 +11,6 @@ from rq.registry import FailedJobRegistry
 from werkzeug.serving import make_server
 
 from connector.web.app import create_app
-from connector.ledger import Ledger
 from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
@@ -151,20 +150,20 @@ def test_rq_dashboard_pages_and_data_answer_with_rq_3(admin_app, conn, admin_set
 
 
 def test_a_retry_without_csrf_token_changes_nothing(admin_app, conn, admin_settings, sandbox,
-                                                     admin_worker):
+                                                     admin_worker, ledger):
     job = failed_job(conn, admin_settings, NO_SUCH_PERSON + 1)
     client = admin_app.test_client()
     response = client.post(f"/admin/jobs/{job.id}/retry", headers=BEARER)
     assert response.status_code == 400
     assert job.id in FailedJobRegistry(ONBOARDING, connection=conn)
-    assert not Ledger(conn).entries(NO_SUCH_PERSON + 1)
+    assert not ledger.entries(NO_SUCH_PERSON + 1)
 
 
 # -- in the browser --------------------------------------------------------------------------
 
 
 def test_failed_job_is_listed_with_its_reason_and_retried_from_the_page(
-        admin_page, admin_server, conn, admin_settings, sandbox, admin_worker, output_dir):
+        admin_page, admin_server, conn, admin_settings, sandbox, admin_worker, output_dir, ledger):
     person_id = sandbox.create_person("Reto", "Retry", None)
     sandbox.fault(status=400, times=1, match=f"Person/{person_id}/Consent", method="PUT")
     job = failed_job(conn, admin_settings, person_id)
@@ -189,7 +188,7 @@ def test_failed_job_is_listed_with_its_reason_and_retried_from_the_page(
     assert "is queued again" in admin_page.get_by_role("status").inner_text()
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="the retried job")
     assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
-    entries = Ledger(conn).entries(person_id)
+    entries = ledger.entries(person_id)
     assert [e["action"] for e in entries] == ["support.retry", "consent.recorded"]
     assert (entries[0]["job_id"], entries[0]["actor"]) == (job.id, "sam (admin page)")
     admin_page.reload()
@@ -197,7 +196,7 @@ def test_failed_job_is_listed_with_its_reason_and_retried_from_the_page(
 
 
 def test_retry_all_requeues_every_failed_job(admin_page, admin_server, conn, admin_settings,
-                                             sandbox, admin_worker):
+                                             sandbox, admin_worker, ledger):
     first = failed_job(conn, admin_settings, NO_SUCH_PERSON + 2)
     second = failed_job(conn, admin_settings, NO_SUCH_PERSON + 3)
     admin_page.goto(f"{admin_server}/admin/")
@@ -208,7 +207,7 @@ def test_retry_all_requeues_every_failed_job(admin_page, admin_server, conn, adm
     assert f"{failed_before} failed job(s) queued again" in admin_page.get_by_role(
         "status").inner_text()
     for job, person_id in ((first, NO_SUCH_PERSON + 2), (second, NO_SUCH_PERSON + 3)):
-        assert [e["action"] for e in Ledger(conn).entries(person_id)] == ["support.retry"]
+        assert [e["action"] for e in ledger.entries(person_id)] == ["support.retry"]
         # the person is still gone: the job runs again and fails again, one attempt more
         wait_for(lambda: len(job.get_meta(refresh=True).get("attempts", [])) == 2,
                  what="the job's second attempt")

@@ -11,7 +11,6 @@ from rq.job import JobStatus
 
 from connector import i18n
 from connector.config import load_config
-from connector.ledger import Ledger
 from connector.links import LinkSigner
 from tests.conftest import ROOT, new_event_id, wait_for
 from connector.queueing import enqueue_onboarding
@@ -74,7 +73,7 @@ def test_page_shows_purposes_legal_bases_sources_and_the_consent_text(onboarded,
 
 
 def test_giving_then_withdrawing_e_marketing_reaches_the_crm_with_proof(
-        onboarded, page, sandbox, redis_conn, settings, output_dir):
+        onboarded, page, sandbox, redis_conn, settings, output_dir, ledger):
     person_id, url = onboarded()
     page.goto(url)
     page.get_by_role("region", name="E-marketing").get_by_label("Yes, I agree").check()
@@ -86,7 +85,7 @@ def test_giving_then_withdrawing_e_marketing_reaches_the_crm_with_proof(
     assert "personal page" in row["Comment"] and NOTICE.version in row["Comment"]
     page.screenshot(path=output_dir / "person-page-saved.png", full_page=True)
 
-    changes = [e for e in Ledger(redis_conn).entries(person_id) if e["action"] == "consent.changed"]
+    changes = [e for e in ledger.entries(person_id) if e["action"] == "consent.changed"]
     assert len(changes) == 1
     proof = changes[0]
     assert (proof["purpose"], proof["legal_basis"], proof["actor"]) == ("EMARKETING", "61A", "person")
@@ -132,7 +131,7 @@ def test_the_form_works_with_the_keyboard_alone(onboarded, page, sandbox):
     crm_row(sandbox, person_id, "EMARKETING", "61A")
 
 
-def test_a_post_without_csrf_token_changes_nothing(onboarded, page, sandbox, redis_conn):
+def test_a_post_without_csrf_token_changes_nothing(onboarded, page, sandbox, redis_conn, ledger):
     person_id, url = onboarded()
     page.goto(url)
     response = page.request.post(url, form={"purpose": "e_marketing", "choice:e_marketing": "on",
@@ -141,10 +140,10 @@ def test_a_post_without_csrf_token_changes_nothing(onboarded, page, sandbox, red
     assert "This form has expired" in response.text()
     time.sleep(1)  # give a wrongly queued job the time to show up
     assert "EMARKETING" not in sandbox.consents(person_id)
-    assert not [e for e in Ledger(redis_conn).entries(person_id) if e["action"] == "consent.changed"]
+    assert not [e for e in ledger.entries(person_id) if e["action"] == "consent.changed"]
 
 
-def test_repeated_identical_posts_are_harmless(onboarded, page, sandbox, redis_conn):
+def test_repeated_identical_posts_are_harmless(onboarded, page, sandbox, redis_conn, ledger):
     person_id, url = onboarded()
     page.goto(url)
     form = {"csrf_token": page.locator("input[name=csrf_token]").first.input_value(),
@@ -155,7 +154,7 @@ def test_repeated_identical_posts_are_harmless(onboarded, page, sandbox, redis_c
     wait_for(lambda: not redis_conn.keys("connector:pending:*"), what="the jobs to finish")
     puts = [c for c in sandbox.calls() if c["method"] == "PUT" and "EMARKETING" in c["path"]]
     assert len(puts) == 1
-    changes = [e for e in Ledger(redis_conn).entries(person_id) if e["action"] == "consent.changed"]
+    changes = [e for e in ledger.entries(person_id) if e["action"] == "consent.changed"]
     assert len(changes) == 1
 
 

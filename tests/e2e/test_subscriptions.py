@@ -7,7 +7,6 @@ import time
 import pytest
 
 from connector.config import load_config
-from connector.ledger import Ledger
 from connector.links import LinkSigner, UnsubscribeSigner
 from tests.conftest import ROOT, wait_for
 from tests.e2e.test_person_page import crm_row, onboarded  # noqa: F401 (fixture)
@@ -24,11 +23,11 @@ def crm_shipment_types(sandbox, person_id, expected):
                     what=f"shipment types {expected} in the CRM")
 
 
-def subscription_entries(redis_conn, person_id, count=None):
+def subscription_entries(ledger, redis_conn, person_id, count=None):
     """The person's subscription.changed ledger entries; with ``count``, once there are that
     many and the job that wrote them has finished."""
     def entries():
-        return [e for e in Ledger(redis_conn).entries(person_id)
+        return [e for e in ledger.entries(person_id)
                 if e["action"] == "subscription.changed"]
     if count is None:
         return entries()
@@ -46,7 +45,7 @@ def subscribe_in_the_crm(sandbox, person_id, *names):
 
 
 def test_subscribing_while_e_marketing_is_off_gives_the_consent_in_the_same_save(
-        onboarded, page, sandbox, redis_conn, settings, output_dir):
+        onboarded, page, sandbox, redis_conn, ledger, settings, output_dir):
     person_id, url = onboarded("Sub", "sub.page@example.org")
     page.goto(url)
     marketing = page.get_by_role("region", name="E-marketing")
@@ -62,7 +61,7 @@ def test_subscribing_while_e_marketing_is_off_gives_the_consent_in_the_same_save
     row = crm_row(sandbox, person_id, "EMARKETING", "61A")
     assert NOTICE.version in row["Comment"]
     crm_shipment_types(sandbox, person_id, {**ALL_OFF, "Newsletter": True})
-    entries = subscription_entries(redis_conn, person_id, 1)
+    entries = subscription_entries(ledger, redis_conn, person_id, 1)
     assert len(entries) == 1
     entry = entries[0]
     assert entry["subscription"] == "newsletter" and entry["shipment_type"] == "1 Newsletter"
@@ -82,7 +81,7 @@ def test_subscribing_while_e_marketing_is_off_gives_the_consent_in_the_same_save
 
 
 def test_unsubscribing_from_one_leaves_the_others_and_what_a_crm_user_edited(
-        onboarded, page, sandbox, redis_conn):
+        onboarded, page, sandbox, redis_conn, ledger):
     person_id, url = onboarded("Unsub", "unsub.page@example.org")
     subscribe_in_the_crm(sandbox, person_id, "Newsletter", "Product news")
     page.goto(url)
@@ -100,12 +99,13 @@ def test_unsubscribing_from_one_leaves_the_others_and_what_a_crm_user_edited(
     assert sandbox.consents(person_id)["EMARKETING"]["LegalBaseKey"] == "61A"
     patches = [c for c in sandbox.calls() if c["method"] == "PATCH" and c["associate_id"] == 9]
     assert len(patches) == 1
-    [entry] = subscription_entries(redis_conn, person_id, 1)
+    [entry] = subscription_entries(ledger, redis_conn, person_id, 1)
     assert (entry["subscription"], entry["change"]) == ("product_news",
                                                         "subscribed → unsubscribed")
 
 
-def test_turning_e_marketing_off_unsubscribes_from_all(onboarded, page, sandbox, redis_conn):
+def test_turning_e_marketing_off_unsubscribes_from_all(onboarded, page, sandbox, redis_conn,
+                                                      ledger):
     person_id, url = onboarded("Off", "off.page@example.org")
     subscribe_in_the_crm(sandbox, person_id, "Newsletter", "Event invitations")
     page.goto(url)
@@ -114,11 +114,11 @@ def test_turning_e_marketing_off_unsubscribes_from_all(onboarded, page, sandbox,
 
     crm_row(sandbox, person_id, "EMARKETING", "WITHDRAWN")
     crm_shipment_types(sandbox, person_id, ALL_OFF)
-    assert {e["subscription"] for e in subscription_entries(redis_conn, person_id, 2)} == {
+    assert {e["subscription"] for e in subscription_entries(ledger, redis_conn, person_id, 2)} == {
         "newsletter", "event_invitations"}
 
 
-def test_unsubscribe_from_everything_is_one_click(onboarded, page, sandbox, redis_conn):
+def test_unsubscribe_from_everything_is_one_click(onboarded, page, sandbox, redis_conn, ledger):
     person_id, url = onboarded("All", "all.page@example.org")
     subscribe_in_the_crm(sandbox, person_id, "Newsletter", "Event invitations", "Product news")
     page.goto(url)
@@ -129,7 +129,7 @@ def test_unsubscribe_from_everything_is_one_click(onboarded, page, sandbox, redi
     row = crm_row(sandbox, person_id, "EMARKETING", "WITHDRAWN")
     assert "withdrawn" in row["Comment"].lower()
     crm_shipment_types(sandbox, person_id, ALL_OFF)
-    assert len(subscription_entries(redis_conn, person_id, 3)) == 3
+    assert len(subscription_entries(ledger, redis_conn, person_id, 3)) == 3
 
 
 def test_unsubscribe_from_everything_needs_the_csrf_token(onboarded, page, sandbox):
@@ -143,7 +143,7 @@ def test_unsubscribe_from_everything_needs_the_csrf_token(onboarded, page, sandb
 
 
 def test_one_click_post_unsubscribes_without_cookies_or_csrf(
-        onboarded, browser, sandbox, redis_conn, settings, live_server):
+        onboarded, browser, sandbox, redis_conn, ledger, settings, live_server):
     person_id, _ = onboarded("Click", "click.page@example.org")
     subscribe_in_the_crm(sandbox, person_id, "Newsletter", "Product news")
     link = UnsubscribeSigner(settings.secret_keys).make_link(live_server, person_id, "newsletter")
@@ -159,7 +159,7 @@ def test_one_click_post_unsubscribes_without_cookies_or_csrf(
 
     crm_shipment_types(sandbox, person_id, {**ALL_OFF, "Product news": True})
     assert sandbox.consents(person_id)["EMARKETING"]["LegalBaseKey"] == "61A"
-    [entry] = subscription_entries(redis_conn, person_id, 1)
+    [entry] = subscription_entries(ledger, redis_conn, person_id, 1)
     assert (entry["subscription"], entry["via"]) == ("newsletter", "one-click")
     assert entry["token_id"].startswith("u-")
 

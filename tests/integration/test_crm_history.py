@@ -3,7 +3,6 @@
 import pytest
 from rq.job import JobStatus
 
-from connector.ledger import Ledger
 from tests.conftest import USER_ASSOCIATE, new_event_id, wait_for
 from connector.queueing import enqueue_crm_changes, enqueue_onboarding
 
@@ -19,7 +18,7 @@ def run(job):
 
 
 def test_crm_users_changes_are_recorded_from_to_and_only_once(sandbox, worker, redis_conn,
-                                                              settings):
+                                                              settings, ledger):
     person_id = sandbox.create_person("History", "Person", None)
     run(enqueue_onboarding(redis_conn, settings, person_id, new_event_id()))
     sandbox.set_consent(person_id, "STORE", "WITHDRAWN")  # a CRM user, after a phone call
@@ -28,7 +27,7 @@ def test_crm_users_changes_are_recorded_from_to_and_only_once(sandbox, worker, r
     result = run(enqueue_crm_changes(redis_conn, settings, person_id, new_event_id()))
 
     assert sorted(result["recorded"]) == ["EMARKETING", "STORE"]
-    changes = {e["purpose"]: e for e in Ledger(redis_conn).entries(person_id)
+    changes = {e["purpose"]: e for e in ledger.entries(person_id)
                if e["action"] == "crm.consent_changed"}
     assert (changes["STORE"]["previous_legal_basis"], changes["STORE"]["legal_basis"]) == (
         "61F", "WITHDRAWN")
@@ -41,7 +40,7 @@ def test_crm_users_changes_are_recorded_from_to_and_only_once(sandbox, worker, r
     assert again["recorded"] == []
 
 
-def test_a_row_deleted_in_the_crm_is_recorded_as_removed(sandbox, worker, redis_conn, settings):
+def test_a_row_deleted_in_the_crm_is_recorded_as_removed(sandbox, worker, redis_conn, settings, ledger):
     person_id = sandbox.create_person("Removed", "Row", None)
     run(enqueue_onboarding(redis_conn, settings, person_id, new_event_id()))
     assert sandbox.call("DELETE", f"Person/{person_id}/Consent/STORE").status_code == 204
@@ -49,7 +48,7 @@ def test_a_row_deleted_in_the_crm_is_recorded_as_removed(sandbox, worker, redis_
     result = run(enqueue_crm_changes(redis_conn, settings, person_id, new_event_id()))
 
     assert result["recorded"] == ["STORE"]
-    removed = [e for e in Ledger(redis_conn).entries(person_id)
+    removed = [e for e in ledger.entries(person_id)
                if e["action"] == "crm.consent_removed"]
     assert [(e["purpose"], e["previous_legal_basis"]) for e in removed] == [("STORE", "61F")]
     assert run(enqueue_crm_changes(redis_conn, settings, person_id, new_event_id()))[

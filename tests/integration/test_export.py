@@ -1,5 +1,5 @@
 """The export end to end: ``consent-connector export`` and GET /admin/export/<id> against the
-sandbox CRM over HTTP and a real Redis holding the ledger; the files read back with openpyxl
+sandbox CRM over HTTP and a real PostgreSQL holding the ledger; the files read back with openpyxl
 and, once, through LibreOffice."""
 
 import json
@@ -20,7 +20,6 @@ from openpyxl import load_workbook
 from connector.web.app import create_app
 from connector.cli import main
 from connector.i18n import text
-from connector.ledger import Ledger
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, USER_ASSOCIATE,
                             wait_for)
 from tests.factories import shipped_config
@@ -67,11 +66,10 @@ def stamp(offset_seconds: float = 0) -> str:
     return moment.isoformat(timespec="milliseconds")
 
 
-def kari_with_history(sandbox, redis_conn) -> int:
+def kari_with_history(sandbox, ledger) -> int:
     """A Norwegian person onboarded by the connector, who objected on her page, got
     e-marketing from a CRM user, and whose failed job support retried."""
     person_id = create_person(sandbox)
-    ledger = Ledger(redis_conn)
     connector_writes(sandbox, person_id, "STORE", "61F", "USER",
                      "Recorded by consent-connector for a new person")
     ledger.append(person_id, "consent.recorded", purpose="STORE", legal_basis="61F",
@@ -130,9 +128,9 @@ def no_leftovers(folder) -> list[str]:
 # -- one person, command line ------------------------------------------------------------------
 
 
-def test_the_workbook_shows_the_crm_rows_and_every_ledger_entry(sandbox, redis_conn, cli,
+def test_the_workbook_shows_the_crm_rows_and_every_ledger_entry(sandbox, ledger, cli,
                                                                 tmp_path):
-    person_id = kari_with_history(sandbox, redis_conn)
+    person_id = kari_with_history(sandbox, ledger)
     out = tmp_path / "kari.xlsx"
     before = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)
 
@@ -181,7 +179,7 @@ def test_the_workbook_shows_the_crm_rows_and_every_ledger_entry(sandbox, redis_c
     assert rows[1][6] == f"CRM-bruker, bruker-ID {USER_ASSOCIATE}"
 
     # History: every ledger entry, oldest first
-    entries = Ledger(redis_conn).entries(person_id)
+    entries = ledger.entries(person_id)
     header, rows = table(book["Historikk"])
     assert header[0] == "Når (UTC)"
     assert len(rows) == len(entries) == 5
@@ -207,7 +205,7 @@ def test_the_workbook_shows_the_crm_rows_and_every_ledger_entry(sandbox, redis_c
             str(sheet.max_row))
 
 
-def test_a_person_without_a_language_gets_english_headings(sandbox, redis_conn, cli, tmp_path):
+def test_a_person_without_a_language_gets_english_headings(sandbox, ledger, cli, tmp_path):
     person_id = create_person(sandbox, "Ada", "Lovelace", "ada@example.org", company=None,
                               language=None)
     result = cli(str(person_id), "-o", str(tmp_path / "ada.xlsx"))
@@ -221,8 +219,8 @@ def test_a_person_without_a_language_gets_english_headings(sandbox, redis_conn, 
     assert summary_pairs(book["Summary"])["Company"] == "(none)"
 
 
-def test_the_json_export_says_what_the_workbook_says(sandbox, redis_conn, cli, tmp_path):
-    person_id = kari_with_history(sandbox, redis_conn)
+def test_the_json_export_says_what_the_workbook_says(sandbox, ledger, cli, tmp_path):
+    person_id = kari_with_history(sandbox, ledger)
     assert cli(str(person_id), "-o", str(tmp_path / "kari.xlsx")).exit_code == 0
     result = cli(str(person_id), "--format", "json", "-o", str(tmp_path / "kari.json"))
     assert result.exit_code == 0, result.output
@@ -245,7 +243,7 @@ def test_the_json_export_says_what_the_workbook_says(sandbox, redis_conn, cli, t
                 consent["source"]["name"]] == [row[0], row[2], row[3]]
         assert row[5] == datetime.fromisoformat(consent["registered"][:-1])
 
-    entries = Ledger(redis_conn).entries(person_id)
+    entries = ledger.entries(person_id)
     _, history_rows = table(book["Historikk"])
     assert [entry["id"] for entry in document["history"]] == [entry["id"] for entry in entries]
     for item, entry, row in zip(document["history"], entries, history_rows):
@@ -267,7 +265,7 @@ def test_a_person_who_does_not_exist_is_a_clear_error_and_no_file(connector_env,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_crm_outage_is_a_clear_error_and_leaves_the_earlier_file_alone(sandbox, redis_conn,
+def test_a_crm_outage_is_a_clear_error_and_leaves_the_earlier_file_alone(sandbox, ledger,
                                                                           cli, tmp_path):
     person_id = create_person(sandbox)
     out = tmp_path / "kari.xlsx"
@@ -332,9 +330,9 @@ def test_the_admin_export_asks_for_credentials(admin, sandbox):
     assert sandbox.calls() == []
 
 
-def test_the_admin_export_gives_the_workbook_the_command_writes(admin, sandbox, redis_conn, cli,
+def test_the_admin_export_gives_the_workbook_the_command_writes(admin, sandbox, ledger, cli,
                                                                 tmp_path):
-    person_id = kari_with_history(sandbox, redis_conn)
+    person_id = kari_with_history(sandbox, ledger)
     response = admin.get(f"/admin/export/{person_id}", headers=BEARER)
 
     assert response.status_code == 200, response.text
@@ -358,8 +356,8 @@ def test_the_admin_export_gives_the_workbook_the_command_writes(admin, sandbox, 
     assert web_summary == command_summary
 
 
-def test_the_admin_export_as_json_and_with_basic_auth(admin, sandbox, redis_conn):
-    person_id = kari_with_history(sandbox, redis_conn)
+def test_the_admin_export_as_json_and_with_basic_auth(admin, sandbox, ledger):
+    person_id = kari_with_history(sandbox, ledger)
     response = admin.get(f"/admin/export/{person_id}?format=json",
                          auth=("siri", ADMIN_TOKEN))
     assert response.status_code == 200, response.text
@@ -389,13 +387,13 @@ def test_the_admin_export_answers_404_503_and_400_with_reasons(admin, sandbox):
 # -- LibreOffice --------------------------------------------------------------------------------
 
 
-def test_libreoffice_opens_the_workbook_and_reads_dates_and_texts(sandbox, redis_conn, cli,
+def test_libreoffice_opens_the_workbook_and_reads_dates_and_texts(sandbox, ledger, cli,
                                                                    tmp_path):
     soffice = shutil.which("soffice")
     if soffice is None:
         pytest.fail("LibreOffice is not installed (no `soffice` on PATH): install Debian's "
                     "libreoffice-calc-nogui, as `make system-deps` does")
-    person_id = kari_with_history(sandbox, redis_conn)
+    person_id = kari_with_history(sandbox, ledger)
     workbook = tmp_path / "kari.xlsx"
     assert cli(str(person_id), "-o", str(workbook)).exit_code == 0
     profile = f"-env:UserInstallation=file://{tmp_path / 'lo-profile'}"
@@ -422,7 +420,7 @@ def test_libreoffice_opens_the_workbook_and_reads_dates_and_texts(sandbox, redis
     assert set(sheets) == {"Sammendrag", "Samtykker", "Historikk"}
     assert sheets["Historikk"][0][:2] == [text("export", "col.when", NB),
                                           text("export", "col.what", NB)]
-    entries = Ledger(redis_conn).entries(person_id)
+    entries = ledger.entries(person_id)
     # dates arrive as dates, shown with the workbook's format (whole seconds)
     assert [row[0] for row in sheets["Historikk"][1:]] == [
         ledger_time(entry["at"]).strftime("%Y-%m-%d %H:%M:%S") for entry in entries]

@@ -1,12 +1,13 @@
-"""The jobs run in this process, without a worker: the session's real Redis, the outbox mailer
-and a CRM that keeps a person in memory and records every call in order."""
+"""The jobs run in this process, without a worker: the session's real Redis and evidence
+database, the outbox mailer and a CRM that keeps a person in memory and records every call in
+order."""
 
 from dataclasses import replace
 from email import message_from_bytes, policy
 
 import pytest
 
-from connector import facts, keys
+from connector.evidence import facts
 from connector.crm.types import ConsentRecord, Person, ShipmentType
 from connector.exceptions import MailError
 from connector.pending import mark_pending, pending_choices
@@ -49,6 +50,17 @@ class RefusingMailer:
         raise MailError("mail server unreachable: 127.0.0.1:25 refused", permanent=False)
 
 
+class DyingMailer:
+    """Hands the mail over, then the work horse dies before anything is recorded."""
+
+    def __init__(self, mailer):
+        self.mailer = mailer
+
+    def deliver(self, message):
+        self.mailer.deliver(message)
+        raise SystemExit("the work horse was killed right after the mail server took the mail")
+
+
 @pytest.fixture
 def services(settings, redis_conn, tmp_path):
     """Services on the session's Redis with the CRM in memory and mail into tmp_path/outbox."""
@@ -75,9 +87,9 @@ def test_onboarding_writes_the_default_mails_once_and_records_both(services):
     [mail] = outbox(services)
     message = message_from_bytes(mail.read_bytes(), policy=policy.default)
     assert message["To"] == PERSON.email and message["Content-Language"] == "nb"
-    assert actions(services) == ["consent.recorded", "mail.sent"]
+    assert actions(services) == ["consent.recorded", "mail.sent", "person.onboarded"]
     assert services.ledger.entries(PERSON.id)[1]["message_id"] == message["Message-ID"]
-    assert facts.onboarded(services.redis, [PERSON.id]) == [True]
+    assert facts.onboarded(services.database, [PERSON.id]) == [True]
 
 
 def test_a_mail_that_fails_releases_its_claim_so_the_retry_sends_it(services):
@@ -85,22 +97,23 @@ def test_a_mail_that_fails_releases_its_claim_so_the_retry_sends_it(services):
 
     with pytest.raises(MailError):
         onboard_with(refusing, PERSON.id, "e1", "j1")
-    assert facts.confirmation_mail_state(services.redis, PERSON.id) is None
+    assert facts.confirmation_mail_state(services.database, PERSON.id) is None
     assert onboard_with(services, PERSON.id, "e1", "j1")["mail"] == "sent"
-    assert actions(services) == ["consent.recorded", "mail.sent"]  # the consent written once
+    # the consent written once, the onboarding recorded once
+    assert actions(services) == ["consent.recorded", "mail.sent", "person.onboarded"]
 
 
 def test_a_claim_left_by_an_attempt_that_died_is_taken_over_and_the_mail_goes_again(services):
     # The person's jobs run one at a time (one_job_per_person), so a claim still held when the
     # next job runs belongs to an attempt that died mid-send: waiting would only delay the mail.
-    assert facts.claim_confirmation_mail(services.redis, PERSON.id)
+    assert facts.claim_confirmation_mail(services.database, PERSON.id, "j0") is facts.Claim.CLAIMED
 
     assert onboard_with(services, PERSON.id, "e1", "j1")["mail"] == "sent"
 
     assert len(outbox(services)) == 1
     sent = [e for e in services.ledger.entries(PERSON.id) if e["action"] == "mail.sent"]
     assert sent[0]["note"] == "sent again after an interrupted send"
-    assert facts.confirmation_mail_state(services.redis, PERSON.id) == facts.SENT
+    assert facts.confirmation_mail_state(services.database, PERSON.id) == facts.SENT
 
 
 def test_preferences_write_the_consent_before_the_subscription_and_clear_their_marks(services):
@@ -134,24 +147,22 @@ def test_a_fresh_link_goes_only_to_an_address_on_record(services):
 
 def test_a_mail_whose_sender_died_mid_send_goes_again_with_the_same_message_id_and_says_so(
         services):
-    first = onboard_with(services, PERSON.id, "e1", "j1")
+    dying = replace(services, mailer=DyingMailer(services.mailer))
+    with pytest.raises(SystemExit):
+        onboard_with(dying, PERSON.id, "e1", "j1")
     message_id = read(outbox(services)[0])["Message-ID"]
-    # A worker that died after the mail server took the mail, before it recorded "sent":
-    # its claim has lapsed (MAIL_CLAIM_TTL), its note of the attempt is still there.
-    services.redis.delete(keys.confirmation_mail(PERSON.id))
-    services.redis.set(keys.confirmation_mail_attempt(PERSON.id), "1")
+    assert facts.confirmation_mail_state(services.database, PERSON.id) == facts.SENDING
 
     again = onboard_with(services, PERSON.id, "e1", "j2")
 
-    assert (first["mail"], again["mail"]) == ("sent", "sent")
+    assert again["mail"] == "sent"
     mails = [read(path) for path in outbox(services)]
     assert [m["Message-ID"] for m in mails] == [message_id, message_id]  # one message to the reader
     assert message_id.startswith(f"<confirmation.{PERSON.id}.")
-    sent = [e for e in services.ledger.entries(PERSON.id) if e["action"] == "mail.sent"]
-    assert "note" not in sent[0]
-    assert sent[1]["note"] == "sent again after an interrupted send"
-    assert facts.confirmation_mail_state(services.redis, PERSON.id) == facts.SENT
-    assert not services.redis.exists(keys.confirmation_mail_attempt(PERSON.id))
+    [sent] = [e for e in services.ledger.entries(PERSON.id) if e["action"] == "mail.sent"]
+    assert sent["note"] == "sent again after an interrupted send"
+    assert facts.confirmation_mail_state(services.database, PERSON.id) == facts.SENT
+    assert onboard_with(services, PERSON.id, "e1", "j3")["mail"] == "already sent"
 
 
 def test_a_refused_delivery_forgets_its_attempt_so_the_retry_is_no_resend(services):

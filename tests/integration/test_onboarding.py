@@ -8,7 +8,6 @@ import pytest
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-from connector.ledger import Ledger
 from connector.settings import Settings
 from tests.conftest import (CONNECTOR_ASSOCIATE, WEBFORM_TOKEN, free_port, new_event_id,
                             own_database, start_worker, stop_worker, wait_for)
@@ -39,7 +38,7 @@ def put_calls(sandbox, person_id):
 
 
 def test_new_person_gets_default_consent_and_one_mail(sandbox, worker, redis_conn, settings,
-                                                      smtp_server):
+                                                      smtp_server, ledger):
     person_id = sandbox.create_person("Ada", "Lovelace", "ada@example.org")
 
     job = run_onboarding(redis_conn, settings, person_id)
@@ -59,7 +58,7 @@ def test_new_person_gets_default_consent_and_one_mail(sandbox, worker, redis_con
     link = re.search(r"https://consent\.example\.com/p/[\w.-]+", text)
     assert link, text
 
-    entries = Ledger(redis_conn).entries(person_id)
+    entries = ledger.entries(person_id)
     assert [e["action"] for e in entries] == ["consent.recorded", "mail.sent"]
     assert entries[0]["purpose"] == "STORE" and entries[0]["legal_basis"] == "61F"
     assert entries[0]["job_id"] == job.id
@@ -75,13 +74,13 @@ def test_person_from_the_web_form_associate_gets_the_webform_source(sandbox, wor
     assert len(smtp_server.sink.to("grace@example.org")) == 1
 
 
-def test_person_without_email_gets_consents_and_no_mail(sandbox, worker, redis_conn, settings):
+def test_person_without_email_gets_consents_and_no_mail(sandbox, worker, redis_conn, settings, ledger):
     person_id = sandbox.create_person("No", "Mail", None)
     job = run_onboarding(redis_conn, settings, person_id)
     assert job.get_status() == JobStatus.FINISHED
     assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
     assert "no email" in job.return_value()["mail"]
-    assert [e["action"] for e in Ledger(redis_conn).entries(person_id)] == ["consent.recorded"]
+    assert [e["action"] for e in ledger.entries(person_id)] == ["consent.recorded"]
 
 
 def test_existing_rows_are_never_overwritten(sandbox, worker, redis_conn, settings, smtp_server):

@@ -34,11 +34,9 @@ from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, 
                             wait_for)
 from connector.keys import ONBOARDING
 from connector.queueing import enqueue_onboarding
-from connector.keys import ONBOARDED as ONBOARDED_KEY
 from connector.keys import RECONCILE_LAST_RUN as LAST_RUN_KEY
-from connector.keys import RECONCILE_WATERMARK as WATERMARK_KEY
-from connector.reconcile import (WATERMARK_OVERLAP, read_last_run, read_watermark, reconcile,
-                                 scheduled_pass)
+from connector.evidence import facts
+from connector.reconcile import WATERMARK_OVERLAP, read_last_run, reconcile, scheduled_pass
 from connector.services import build_services
 from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
 
@@ -97,7 +95,8 @@ def created(sandbox, person_id) -> datetime:
 
 
 # ---------------------------------------------------------------- finding lost persons
-def test_lost_persons_are_found_onboarded_and_not_queued_again(sandbox, env6, db6, smtp_server):
+def test_lost_persons_are_found_onboarded_and_not_queued_again(sandbox, env6, db6, smtp_server,
+                                                               evidence_database):
     address = email()
     ada = sandbox.create_person("Ada", "Lovelace", address)
     nomail = sandbox.create_person("No", "Mail")
@@ -116,7 +115,7 @@ def test_lost_persons_are_found_onboarded_and_not_queued_again(sandbox, env6, db
     assert len(smtp_server.sink.to(address)) == 1
     last = read_last_run(db6)
     assert (last["ok"], last["trigger"], last["listed"], last["queued"]) == (True, "manual", 2, 2)
-    assert read_watermark(db6) == max(created(sandbox, ada), created(sandbox, nomail))
+    assert facts.read_watermark(evidence_database) == max(created(sandbox, ada), created(sandbox, nomail))
 
     second = cli(env6, "reconcile")
 
@@ -128,11 +127,11 @@ def test_lost_persons_are_found_onboarded_and_not_queued_again(sandbox, env6, db
 
 
 def test_a_person_onboarded_from_their_webhook_is_not_queued_again(sandbox, env6, db6,
-                                                                  in_process):
+                                                                  in_process, evidence_database):
     person = sandbox.create_person("Webhook", "Worked", email())
     enqueue_onboarding(db6, Settings.from_env(env6), person, new_event_id())
     drain(env6)
-    assert db6.sismember(ONBOARDED_KEY, person)
+    assert facts.onboarded(evidence_database, [person]) == [True]
 
     summary = reconcile(in_process)
 
@@ -140,10 +139,10 @@ def test_a_person_onboarded_from_their_webhook_is_not_queued_again(sandbox, env6
 
 
 # ---------------------------------------------------------------- where a pass starts
-def test_the_watermark_limits_a_pass_and_since_overrides_it(sandbox, env6, db6):
+def test_the_watermark_limits_a_pass_and_since_overrides_it(sandbox, env6, db6, evidence_database):
     person = sandbox.create_person("Later", "Than", email())
     watermark = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
-    db6.set(WATERMARK_KEY, watermark.isoformat())  # as if a pass had seen persons until then
+    facts.advance_watermark(evidence_database, watermark)  # as if a pass had seen persons until then
 
     from_watermark = cli(env6, "reconcile")
 
@@ -157,18 +156,19 @@ def test_the_watermark_limits_a_pass_and_since_overrides_it(sandbox, env6, db6):
 
     assert with_since.returncode == 0, with_since.stderr
     assert f"queued             1 onboarding job(s): person {person}" in with_since.stdout
-    assert read_watermark(db6) == watermark  # never moved backwards
+    assert facts.read_watermark(evidence_database) == watermark  # never moved backwards
 
 
-def test_a_pass_since_a_later_time_does_not_jump_the_watermark(sandbox, in_process, db6):
+def test_a_pass_since_a_later_time_does_not_jump_the_watermark(sandbox, in_process, db6,
+                                                               evidence_database):
     watermark = datetime.now(UTC).replace(microsecond=0) - timedelta(days=3)
-    db6.set(WATERMARK_KEY, watermark.isoformat())
+    facts.advance_watermark(evidence_database, watermark)
     person = sandbox.create_person("Recent", "One", email())
 
     summary = reconcile(in_process, since=datetime.now(UTC) - timedelta(hours=1))
 
     assert summary["queued_ids"] == [person]
-    assert read_watermark(db6) == watermark  # persons between it and --since are still to check
+    assert facts.read_watermark(evidence_database) == watermark  # persons between it and --since are still to check
 
 
 def test_since_and_all_together_or_a_bad_since_are_refused():
@@ -179,11 +179,11 @@ def test_since_and_all_together_or_a_bad_since_are_refused():
     assert bad.exit_code == 2 and "like 30m, 2h, 3d or 1w" in bad.output
 
 
-def test_all_backfills_every_person_of_an_existing_crm(sandbox, env6, db6):
+def test_all_backfills_every_person_of_an_existing_crm(sandbox, env6, db6, evidence_database):
     persons = [sandbox.create_person("Old", f"Customer{i}", email() if i == 0 else None)
                for i in range(3)]
     watermark = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
-    db6.set(WATERMARK_KEY, watermark.isoformat())  # a normal pass would list none of them
+    facts.advance_watermark(evidence_database, watermark)  # a normal pass would list none of them
 
     dry = cli(env6, "reconcile", "--all", "--dry-run")
 
@@ -199,7 +199,7 @@ def test_all_backfills_every_person_of_an_existing_crm(sandbox, env6, db6):
     assert "$filter" not in parse_qs(list_calls(sandbox)[-1]["query"])
     assert sorted(Queue(ONBOARDING, connection=db6).job_ids) == sorted(
         f"onboard-reconcile-{p}" for p in persons)
-    assert read_watermark(db6) == watermark
+    assert facts.read_watermark(evidence_database) == watermark
 
 
 # ---------------------------------------------------------------- a polite, careful client
@@ -218,17 +218,18 @@ def test_a_429_while_listing_is_waited_out(sandbox, env6):
     assert second["time"] - first["time"] >= 0.95
 
 
-def test_a_failed_listing_keeps_the_watermark_and_is_reported(sandbox, env6, db6):
+def test_a_failed_listing_keeps_the_watermark_and_is_reported(sandbox, env6, db6,
+                                                              evidence_database):
     sandbox.create_person("Not", "Yet", email())
     watermark = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    db6.set(WATERMARK_KEY, watermark.isoformat())
+    facts.advance_watermark(evidence_database, watermark)
     sandbox.fault(status=429, times=1, retry_after=600, match="Person", method="GET")
 
     result = cli(env6, "reconcile")
 
     assert result.returncode == 1
     assert "retry after 600 s" in result.stderr and "watermark stays" in result.stderr
-    assert read_watermark(db6) == watermark
+    assert facts.read_watermark(evidence_database) == watermark
     last = read_last_run(db6)
     assert last["ok"] is False and "429" in last["error"]
     assert Queue(ONBOARDING, connection=db6).count == 0
@@ -250,9 +251,10 @@ class HalfListingCRM:
         raise self.error
 
 
-def test_a_pass_failing_half_way_queues_what_it_saw_but_keeps_the_watermark(in_process, db6):
+def test_a_pass_failing_half_way_queues_what_it_saw_but_keeps_the_watermark(in_process, db6,
+                                                                            evidence_database):
     watermark = datetime(2026, 1, 1, tzinfo=UTC)
-    db6.set(WATERMARK_KEY, watermark.isoformat())
+    facts.advance_watermark(evidence_database, watermark)
     seen = PersonListing(41, watermark + timedelta(hours=1), watermark + timedelta(hours=2))
     half_listing = dataclasses.replace(in_process, crm=HalfListingCRM(
         [seen], CRMError("CRM failed (503) while listing persons", status=503)))
@@ -260,18 +262,19 @@ def test_a_pass_failing_half_way_queues_what_it_saw_but_keeps_the_watermark(in_p
     with pytest.raises(CRMError):
         reconcile(half_listing, page_size=1)
 
-    assert read_watermark(db6) == watermark
+    assert facts.read_watermark(evidence_database) == watermark
     assert Queue(ONBOARDING, connection=db6).job_ids == ["onboard-reconcile-41"]
     assert not read_last_run(db6)["ok"]
 
 
-def test_a_scheduled_pass_leaves_persons_changed_just_now_to_the_next(sandbox, in_process, db6):
+def test_a_scheduled_pass_leaves_persons_changed_just_now_to_the_next(sandbox, in_process, db6,
+                                                                      evidence_database):
     person = sandbox.create_person("Just", "Now", email())
 
     summary = reconcile(in_process, settle=60, trigger="scheduled")
 
     assert (summary["listed"], summary["deferred"], summary["queued"]) == (1, 1, 0)
-    assert read_watermark(db6) < created(sandbox, person)  # the next pass lists them again
+    assert facts.read_watermark(evidence_database) < created(sandbox, person)  # the next pass lists them again
     assert reconcile(in_process, trigger="manual")["queued_ids"] == [person]
 
 

@@ -12,7 +12,6 @@ import requests
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-from connector.ledger import Ledger
 from connector.settings import Settings
 from tests.conftest import (ROOT, new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
@@ -103,7 +102,7 @@ def put_calls(sandbox, person_id):
             if c["method"] == "PUT" and f"/Person/{person_id}/" in c["path"]]
 
 
-def test_outage_then_retry_by_support(env, conn, settings4, crm, support_worker, smtp_server):
+def test_outage_then_retry_by_support(env, conn, settings4, crm, support_worker, smtp_server, ledger):
     email = "olga.outage@example.org"
     person_id = crm.create_person("Olga", "Outage", email)
     crm.fault(status=503, times=50, match="Consent", method="PUT")
@@ -141,7 +140,7 @@ def test_outage_then_retry_by_support(env, conn, settings4, crm, support_worker,
     assert "nothing was queued" in dry.stdout
     assert len(put_calls(crm, person_id)) == puts_before
     assert job.id in FailedJobRegistry(ONBOARDING, connection=conn)
-    assert not [e for e in Ledger(conn).entries(person_id) if e["action"] == "support.retry"]
+    assert not [e for e in ledger.entries(person_id) if e["action"] == "support.retry"]
 
     # 4. The outage is over: the retry writes the consent and sends the one mail.
     clear_faults(crm)
@@ -151,16 +150,16 @@ def test_outage_then_retry_by_support(env, conn, settings4, crm, support_worker,
     wait_finished(job)
     assert crm.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
     assert len(smtp_server.sink.to(email)) == 1
-    actions = [e["action"] for e in Ledger(conn).entries(person_id)]
+    actions = [e["action"] for e in ledger.entries(person_id)]
     assert actions == ["support.retry", "consent.recorded", "mail.sent"]
-    entry = Ledger(conn).entries(person_id)[0]
+    entry = ledger.entries(person_id)[0]
     assert (entry["job_id"], entry["step"], entry["actor"]) == (job.id, "onboarding", "Sam Support")
     assert datetime.fromisoformat(entry["at"]) > datetime.now(timezone.utc) - timedelta(minutes=1)
     assert job.id not in FailedJobRegistry(ONBOARDING, connection=conn)
 
 
 def test_preferences_dry_run_masks_and_retry_by_person(env, conn, settings4, crm,
-                                                       support_worker):
+                                                       support_worker, ledger):
     person_id = crm.create_person("Pia", "Prefs", "pia.prefs@example.org")
     crm.fault(status=400, times=5, match=f"Person/{person_id}/Consent", method="PUT")
     proof = {"submitted_at": "2026-11-29T05:00:00Z", "token_id": "tok-123",
@@ -207,9 +206,9 @@ def test_preferences_dry_run_masks_and_retry_by_person(env, conn, settings4, crm
     wait_finished(prefs)
     assert crm.consents(person_id)["EMARKETING"]["LegalBaseKey"] == "61A"
     assert gone.id in FailedJobRegistry(ONBOARDING, connection=conn)
-    retry = next(e for e in Ledger(conn).entries(person_id) if e["action"] == "support.retry")
+    retry = next(e for e in ledger.entries(person_id) if e["action"] == "support.retry")
     assert retry["actor"] == support.default_actor() and retry["step"] == "preferences"
-    assert not Ledger(conn).entries(NO_SUCH_PERSON)
+    assert not ledger.entries(NO_SUCH_PERSON)
 
 
 def test_waiting_and_running_jobs_are_listed(env, conn, settings4, crm, support_worker):

@@ -1,6 +1,6 @@
-"""What doctor finds wrong with a Redis server, from its INFO and CONFIG answers."""
+"""What doctor and /readyz find wrong with a Redis server, from its INFO and CONFIG answers."""
 
-from connector.commands.doctor import decide_redis_problems
+from connector.redis_connection import decide_redis_problems
 
 
 def test_noeviction_with_aof_is_fine():

@@ -1,0 +1,136 @@
+"""What must happen once per person, decided by the evidence database's unique keys, each
+written in the same transaction as its ledger entry: the person was onboarded; their
+confirmation mail went out. Also the reconciliation's watermark.
+
+The confirmation mail goes out once however often its job runs, whatever happens to Redis:
+an attempt claims it (``claim_confirmation_mail``, a row in state "sending") before sending,
+gives the claim back when delivery fails (so a retry sends it) and records "sent" with the
+``mail.sent`` entry afterwards. Attempts run under the person's lock
+(workers.jobs.one_job_per_person), so a claim found in state "sending" was left by an attempt
+whose worker died mid-send: the mail goes again (it may have gone out before) and the ledger
+says so.
+"""
+
+import enum
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select, update
+
+from connector.evidence.database import Database
+from connector.evidence.entry import Entry
+from connector.evidence.ledger import append_entry
+from connector.evidence.schema import checkpoints, confirmation_mails, onboarded_persons
+from connector.times import iso, now, parse_iso
+
+SENT, SENDING = "sent", "sending"
+"""States of a person's confirmation mail; None when no attempt has claimed it."""
+
+WATERMARK = "reconcile.watermark"
+"""The checkpoint of the reconciliation: the latest registered/updated date a complete pass
+saw (connector.reconcile)."""
+
+
+class Claim(enum.Enum):
+    """What claiming a person's confirmation mail found."""
+
+    CLAIMED = "claimed"
+    """Nobody had claimed it: this attempt sends it."""
+    RESUMED = "resumed"
+    """An attempt died between claiming and recording it: this one sends it again."""
+    SENT = "sent"
+    """It went out before: nothing to do."""
+
+
+def mark_onboarded(database: Database, person_id: int, entry: Entry) -> bool:
+    """Record that onboarding finished for the person, with its ledger ``entry``, in one
+    transaction; False (and nothing written) when they were onboarded before."""
+    with database.writing() as connection:
+        database.lock_person(connection, person_id)
+        if connection.execute(select(onboarded_persons.c.person_id)
+                              .where(onboarded_persons.c.person_id == person_id)).first():
+            return False
+        connection.execute(insert(onboarded_persons).values(
+            person_id=person_id, at=iso(now(), "milliseconds"),
+            job_id=entry.details.get("job_id"), event_id=entry.details.get("event_id")))
+        append_entry(database, connection, person_id, entry)
+        return True
+
+
+def onboarded(database: Database, person_ids: Sequence[int]) -> list[bool]:
+    """Whether each person was onboarded, in one query."""
+    with database.reading() as connection:
+        known = set(connection.execute(select(onboarded_persons.c.person_id)
+                                       .where(onboarded_persons.c.person_id.in_(person_ids)))
+                    .scalars())
+    return [person_id in known for person_id in person_ids]
+
+
+def confirmation_mail_state(database: Database, person_id: int) -> str | None:
+    """SENT, SENDING (an attempt holds the claim) or None."""
+    with database.reading() as connection:
+        return connection.execute(select(confirmation_mails.c.state)
+                                  .where(confirmation_mails.c.person_id == person_id)).scalar()
+
+
+def claim_confirmation_mail(database: Database, person_id: int, job_id: str | None) -> Claim:
+    """Claim sending the person's confirmation mail. Only for the holder of the person's lock:
+    a claim in state "sending" is then one whose attempt died (``Claim.RESUMED``)."""
+    columns = confirmation_mails.c
+    with database.writing() as connection:
+        state = connection.execute(select(columns.state)
+                                   .where(columns.person_id == person_id)).scalar()
+        if state == SENT:
+            return Claim.SENT
+        if state == SENDING:
+            connection.execute(update(confirmation_mails).where(columns.person_id == person_id)
+                               .values(job_id=job_id, claimed_at=iso(now(), "milliseconds"),
+                                       attempts=columns.attempts + 1))
+            return Claim.RESUMED
+        connection.execute(insert(confirmation_mails).values(
+            person_id=person_id, state=SENDING, claimed_at=iso(now(), "milliseconds"),
+            job_id=job_id, attempts=1))
+        return Claim.CLAIMED
+
+
+def release_confirmation_mail(database: Database, person_id: int) -> None:
+    """Give the claim back after a failed delivery (nothing went out), so a retry sends it."""
+    with database.writing() as connection:
+        connection.execute(delete(confirmation_mails).where(
+            confirmation_mails.c.person_id == person_id, confirmation_mails.c.state == SENDING))
+
+
+def mark_confirmation_mail_sent(database: Database, person_id: int, entry: Entry) -> None:
+    """Record for good that the person's confirmation mail went out, with its ``mail.sent``
+    ledger ``entry``, in one transaction."""
+    with database.writing() as connection:
+        connection.execute(update(confirmation_mails)
+                           .where(confirmation_mails.c.person_id == person_id)
+                           .values(state=SENT, sent_at=iso(now(), "milliseconds"),
+                                   message_id=entry.details.get("message_id")))
+        append_entry(database, connection, person_id, entry)
+
+
+def read_watermark(database: Database) -> datetime | None:
+    """The reconciliation's watermark (aware UTC), or None before the first complete pass."""
+    with database.reading() as connection:
+        value = connection.execute(select(checkpoints.c.value)
+                                   .where(checkpoints.c.name == WATERMARK)).scalar()
+    return parse_iso(value) if value else None
+
+
+def advance_watermark(database: Database, target: datetime) -> bool:
+    """Move the watermark to ``target`` unless it is there or later already (never
+    backwards); True when it moved."""
+    with database.writing() as connection:
+        value = connection.execute(select(checkpoints.c.value)
+                                   .where(checkpoints.c.name == WATERMARK)).scalar()
+        if value is not None and parse_iso(value) >= target:
+            return False
+        values = {"value": iso(target), "updated_at": iso(now(), "milliseconds")}
+        if value is None:
+            connection.execute(insert(checkpoints).values(name=WATERMARK, **values))
+        else:
+            connection.execute(update(checkpoints).where(checkpoints.c.name == WATERMARK)
+                               .values(**values))
+        return True
