@@ -219,6 +219,12 @@ def onboarded_entry(event_id: str | None, job_id: str | None) -> Entry:
     return Entry("person.onboarded", {"actor": CONNECTOR, "job_id": job_id, "event_id": event_id})
 
 
+def deletion_entry(event_id: str | None, erase_after: str) -> Entry:
+    """The ledger entry written with the erasure request when the CRM deleted the person."""
+    return Entry("person.deleted", {"actor": CRM_USER, "event_id": event_id,
+                                    "erase_after": erase_after})
+
+
 def _as_record(write: ConsentWrite) -> ConsentRecord:
     return ConsentRecord(purpose=write.purpose.crm_key, legal_basis=write.legal_basis.crm_key,
                          source=write.source.crm_key, comment=write.comment)

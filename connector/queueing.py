@@ -49,9 +49,11 @@ SEND_FRESH_LINK = JobKind("workers.jobs.send_fresh_link", PREFERENCES, "fresh li
                           ("person_id",))
 RECORD_CRM_CHANGES = JobKind("workers.jobs.record_crm_changes", HISTORY, "CRM change",
                              ("person_id", "event_id"))
+RECORD_DELETION = JobKind("workers.jobs.record_deletion", HISTORY, "deletion",
+                          ("person_id", "event_id"))
 
 JOB_KINDS = {kind.function: kind for kind in (ONBOARD, APPLY_PREFERENCES, SEND_FRESH_LINK,
-                                              RECORD_CRM_CHANGES)}
+                                              RECORD_CRM_CHANGES, RECORD_DELETION)}
 """The connector's jobs by dotted path."""
 
 
@@ -86,6 +88,18 @@ def enqueue_crm_changes(connection: redis.Redis, settings: Settings, person_id: 
     """
     return _enqueue_once(connection, settings, RECORD_CRM_CHANGES, person_id, event_id,
                          job_id=f"crm-change-{event_id}")
+
+
+def enqueue_deletion(connection: redis.Redis, settings: Settings, person_id: int,
+                     event_id: str) -> Job | None:
+    """Queue recording that the CRM deleted a person, which schedules the erasure of the
+    identifying proof in their ledger (once per event).
+
+    Returns:
+        The new job, or None when this event was already queued.
+    """
+    return _enqueue_once(connection, settings, RECORD_DELETION, person_id, event_id,
+                         job_id=f"deletion-{event_id}")
 
 
 def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: int,

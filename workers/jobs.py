@@ -10,6 +10,7 @@ time (``one_job_per_person``).
 
 from collections.abc import Callable
 from functools import wraps
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import redis
@@ -22,9 +23,12 @@ from connector.evidence import facts
 from connector.exceptions import MailError, PersonBusyError, UnusableAddressError
 from connector.mail.confirmation import confirmation_message_id, render_confirmation
 from connector.pending import clear_pending
-from connector.plans import (ConsentStep, decide_mail_to, mail_sent_entry, onboarded_entry,
-                             plan_crm_changes, plan_onboarding, plan_preferences)
+from connector.plans import (CONNECTOR, ConsentStep, decide_mail_to, deletion_entry,
+                             mail_sent_entry, onboarded_entry, plan_crm_changes, plan_onboarding,
+                             plan_preferences)
 from connector.services import Services
+from connector.superoffice.webhook import PERSON_DELETED
+from connector.times import iso, now
 from workers.worker import current_services
 
 
@@ -79,6 +83,11 @@ def record_crm_changes(person_id: int, event_id: str | None = None) -> dict:
     """Record in the ledger what a CRM user changed in the person's consents
     (record_crm_changes_with)."""
     return record_crm_changes_with(current_services(), person_id, event_id)
+
+
+def record_deletion(person_id: int, event_id: str | None = None) -> dict:
+    """Schedule the erasure of a deleted person's identifying proof (record_deletion_with)."""
+    return record_deletion_with(current_services(), person_id, event_id)
 
 
 def send_fresh_link(person_id: int) -> str:
@@ -161,6 +170,25 @@ def record_crm_changes_with(services: Services, person_id: int, event_id: str | 
     for entry in entries:
         services.ledger.record(person_id, entry)
     return {"person_id": person_id, "recorded": [entry.details["purpose"] for entry in entries]}
+
+
+def record_deletion_with(services: Services, person_id: int, event_id: str | None) -> dict:
+    """Record that the CRM deleted the person for good, and schedule the erasure of the
+    identifying proof in their ledger (IP network and hash, browser) LEDGER_ERASE_AFTER_DAYS
+    from now; with 0 days, erase it at once. The consent facts stay: they are the proof the
+    controller keeps while it may have to show it. Running it again changes nothing.
+
+    The CRM is not asked: the person is gone from it.
+    """
+    after = timedelta(days=services.settings.ledger_erase_after_days)
+    due = now() + after
+    scheduled = facts.request_erasure(services.database, person_id,
+                                      deletion_entry(event_id, iso(due)), after,
+                                      requested_by=f"{PERSON_DELETED} webhook")
+    erased = facts.erase_due(services.database, CONNECTOR) if not after else {}
+    return {"person_id": person_id,
+            "erase_after": iso(scheduled) if scheduled else "requested before",
+            "erased_entries": erased.get(person_id, 0)}
 
 
 @one_job_per_person

@@ -1,6 +1,7 @@
 """What must happen once per person, decided by the evidence database's unique keys, each
 written in the same transaction as its ledger entry: the person was onboarded; their
-confirmation mail went out. Also the reconciliation's watermark.
+confirmation mail went out; their identifying proof is to be erased, and when. Also the
+reconciliation's watermark.
 
 The confirmation mail goes out once however often its job runs, whatever happens to Redis:
 an attempt claims it (``claim_confirmation_mail``, a row in state "sending") before sending,
@@ -13,14 +14,15 @@ says so.
 
 import enum
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select, update
 
 from connector.evidence.database import Database
 from connector.evidence.entry import Entry
-from connector.evidence.ledger import append_entry
-from connector.evidence.schema import checkpoints, confirmation_mails, onboarded_persons
+from connector.evidence.ledger import append_entry, erase_personal_proof
+from connector.evidence.schema import (checkpoints, confirmation_mails, erasures,
+                                       onboarded_persons)
 from connector.times import iso, now, parse_iso
 
 SENT, SENDING = "sent", "sending"
@@ -134,3 +136,39 @@ def advance_watermark(database: Database, target: datetime) -> bool:
             connection.execute(update(checkpoints).where(checkpoints.c.name == WATERMARK)
                                .values(**values))
         return True
+
+
+def request_erasure(database: Database, person_id: int, entry: Entry, after: timedelta,
+                    requested_by: str) -> datetime | None:
+    """Schedule the erasure of the identifying proof in the person's ledger ``after`` from
+    now, with its ledger ``entry`` (which should say when), in one transaction; return when
+    it is due, or None when an erasure was requested before (nothing is written then)."""
+    with database.writing() as connection:
+        database.lock_person(connection, person_id)
+        if connection.execute(select(erasures.c.person_id)
+                              .where(erasures.c.person_id == person_id)).first():
+            return None
+        requested = now()
+        connection.execute(insert(erasures).values(
+            person_id=person_id, requested_at=iso(requested, "milliseconds"),
+            requested_by=requested_by, due_at=iso(requested + after, "milliseconds")))
+        append_entry(database, connection, person_id, entry)
+        return requested + after
+
+
+def erase_due(database: Database, actor: str, moment: datetime | None = None) -> dict[int, int]:
+    """Carry out every erasure due at ``moment`` (default now), each in its own transaction
+    with its ``ledger.erased`` entry; return person id → entries erased."""
+    cutoff = iso(moment or now(), "milliseconds")
+    with database.reading() as connection:
+        due = list(connection.execute(select(erasures.c.person_id)
+                                      .where(erasures.c.done_at.is_(None),
+                                             erasures.c.due_at <= cutoff)
+                                      .order_by(erasures.c.due_at)).scalars())
+    done = {}
+    for person_id in due:
+        with database.writing() as connection:
+            done[person_id] = erase_personal_proof(database, connection, person_id, actor)
+            connection.execute(update(erasures).where(erasures.c.person_id == person_id)
+                               .values(done_at=iso(now(), "milliseconds")))
+    return done

@@ -168,27 +168,31 @@ class Ledger:
                                       ).scalar_one()
 
     def erase(self, person_id: int, actor: str) -> int:
-        """Pseudonymise the identifying proof in the person's ledger (GDPR Art. 17): each
-        such field is replaced by a marker and its salt dropped, so nobody can tell the IP
-        network or browser again, while the consent facts and the chain stay verifiable.
-        Append a ``ledger.erased`` entry in the same transaction; return how many entries
-        lost their proof (0 when there was none left: nothing is appended then)."""
-        columns = ledger_entries.c
+        """Erase the identifying proof in the person's ledger now, in a transaction of its
+        own (``erase_personal_proof``); return how many entries lost their proof."""
         with self.database.writing() as connection:
-            self.database.lock_person(connection, person_id)
-            rows = connection.execute(
-                select(columns.id, columns.personal)
-                .where(columns.person_id == person_id, columns.personal_salt.is_not(None))
-            ).all()
-            for row in rows:
-                connection.execute(update(ledger_entries).where(columns.id == row.id)
-                                   .values(personal=erased_personal(row.personal),
-                                           personal_salt=None))
-            if rows:
-                append_entry(self.database, connection, person_id,
-                             Entry(ERASURE_ACTION, {"erased_entries": len(rows),
-                                                    "actor": actor}))
-        return len(rows)
+            return erase_personal_proof(self.database, connection, person_id, actor)
+
+
+def erase_personal_proof(database: Database, connection: Connection, person_id: int,
+                         actor: str) -> int:
+    """Pseudonymise the identifying proof in the person's ledger (GDPR Art. 17) inside the
+    writing transaction ``connection``: each such field is replaced by a marker and its salt
+    dropped, so nobody can tell the IP network or browser again, while the consent facts and
+    the chain stay verifiable. Append a ``ledger.erased`` entry; return how many entries lost
+    their proof (0 when none had any left: nothing is appended then)."""
+    columns = ledger_entries.c
+    database.lock_person(connection, person_id)
+    rows = connection.execute(
+        select(columns.id, columns.personal)
+        .where(columns.person_id == person_id, columns.personal_salt.is_not(None))).all()
+    for row in rows:
+        connection.execute(update(ledger_entries).where(columns.id == row.id)
+                           .values(personal=erased_personal(row.personal), personal_salt=None))
+    if rows:
+        append_entry(database, connection, person_id,
+                     Entry(ERASURE_ACTION, {"erased_entries": len(rows), "actor": actor}))
+    return len(rows)
 
 
 def first_break(person_id: int, rows) -> ChainBreak | None:

@@ -22,6 +22,9 @@ TEST_HEADER = "X-Hook-Test"
 PERSON_CREATED = "person.created"
 PERSON_CONSENTED = "person.consented"
 PERSON_UNCONSENTED = "person.unconsented"
+PERSON_DELETED = "person.deleted"
+"""Fired when a person is deleted for good; ``person.softdeleted`` (moved to the recycle bin
+in the user interface) is not acted on (docs/en/automation/webhook/reference/person-events.md)."""
 
 MAX_ID = 2**31 - 1
 """SuperOffice's ids are 32-bit integers (its database's int columns): anything larger or

@@ -16,7 +16,8 @@ from connector.crm.types import Person
 from connector.exceptions import CRMError
 from connector.plans import (MailDecision, decide_mail_to, plan_crm_changes, plan_onboarding,
                              plan_preferences)
-from connector.queueing import APPLY_PREFERENCES, ONBOARD, RECORD_CRM_CHANGES, SEND_FRESH_LINK
+from connector.queueing import (APPLY_PREFERENCES, ONBOARD, RECORD_CRM_CHANGES, RECORD_DELETION,
+                                SEND_FRESH_LINK)
 from connector.services import Services
 from connector.support.jobs import job_arguments, mask, person_of, step_of
 
@@ -65,6 +66,8 @@ def plan(services: Services, job: Job) -> Plan:
         return Plan(**base, problem=f"no dry run for {job.func_name}: it is not a connector job")
     if person_id is None:
         return Plan(**base, problem="the job names no person")
+    if job.func_name == RECORD_DELETION.function:  # the person is gone from the CRM
+        return Plan(**base, **dry_run(services, None, job_arguments(job)))
     try:
         person = services.crm.get_person(person_id)
         return Plan(**base, **dry_run(services, person, job_arguments(job)))
@@ -99,11 +102,19 @@ def _crm_changes(services: Services, person: Person, arguments: Mapping[str, Any
                              f"in the ledger" for entry in entries)}
 
 
-DRY_RUNS: dict[str, Callable[[Services, Person, Mapping[str, Any]], dict]] = {
+def _deletion(services: Services, person: None, arguments: Mapping[str, Any]) -> dict:
+    days = services.settings.ledger_erase_after_days
+    return {"changes": (f"would schedule the erasure of the identifying proof in the person's "
+                        f"ledger in {days} days (LEDGER_ERASE_AFTER_DAYS), unless requested "
+                        f"before",)}
+
+
+DRY_RUNS: dict[str, Callable[[Services, Person | None, Mapping[str, Any]], dict]] = {
     ONBOARD.function: _onboarding,
     APPLY_PREFERENCES.function: _preferences,
     SEND_FRESH_LINK.function: _fresh_link,
     RECORD_CRM_CHANGES.function: _crm_changes,
+    RECORD_DELETION.function: _deletion,
 }
 """The dry run of each connector job, by the job's function (connector.queueing)."""
 

@@ -1,7 +1,8 @@
 """POST /webhooks/superoffice: verify, validate, drop what we do not act on, queue the rest.
 
-Acts on person.created (onboarding) and person.consented / person.unconsented (recording a
-CRM user's change in the ledger). Answers (always JSON): 200 for every accepted event, the
+Acts on person.created (onboarding), person.consented / person.unconsented (recording a
+CRM user's change in the ledger) and person.deleted (scheduling the erasure of the identifying
+proof in the person's ledger after LEDGER_ERASE_AFTER_DAYS). Answers (always JSON): 200 for every accepted event, the
 body saying queued, duplicate, ignored (also for a stale one: older than WEBHOOK_MAX_AGE)
 or test; 401 bad signature, 400 not JSON, 413 too large,
 422 wrong fields, 503 (with Retry-After) when Redis cannot take it.
@@ -23,10 +24,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector import defaults, metrics
 from connector.exceptions import SignatureError
-from connector.queueing import enqueue_crm_changes, enqueue_onboarding
-from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PERSON_UNCONSENTED,
-                                           SIGNATURE_HEADER, TEST_HEADER, MalformedBodyError,
-                                           WebhookEvent, parse_event, verify_signature)
+from connector.queueing import enqueue_crm_changes, enqueue_deletion, enqueue_onboarding
+from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PERSON_DELETED,
+                                           PERSON_UNCONSENTED, SIGNATURE_HEADER, TEST_HEADER,
+                                           MalformedBodyError, WebhookEvent, parse_event,
+                                           verify_signature)
 from connector.times import now
 from connector.web.context import get_services
 
@@ -36,6 +38,7 @@ QUEUE_FOR_EVENT = {
     PERSON_CREATED: enqueue_onboarding,
     PERSON_CONSENTED: enqueue_crm_changes,
     PERSON_UNCONSENTED: enqueue_crm_changes,
+    PERSON_DELETED: enqueue_deletion,
 }
 
 bp = Blueprint("superoffice_webhooks", __name__)

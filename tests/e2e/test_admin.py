@@ -189,7 +189,8 @@ def test_failed_job_is_listed_with_its_reason_and_retried_from_the_page(
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="the retried job")
     assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
     entries = ledger.entries(person_id)
-    assert [e["action"] for e in entries] == ["support.retry", "consent.recorded"]
+    assert [e["action"] for e in entries] == ["support.retry", "consent.recorded",
+                                               "person.onboarded"]
     assert (entries[0]["job_id"], entries[0]["actor"]) == (job.id, "sam (admin page)")
     admin_page.reload()
     assert admin_page.get_by_role("link", name=job.id).count() == 0

@@ -80,7 +80,8 @@ def test_person_without_email_gets_consents_and_no_mail(sandbox, worker, redis_c
     assert job.get_status() == JobStatus.FINISHED
     assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
     assert "no email" in job.return_value()["mail"]
-    assert [e["action"] for e in ledger.entries(person_id)] == ["consent.recorded"]
+    assert [e["action"] for e in ledger.entries(person_id)] == ["consent.recorded",
+                                                                "person.onboarded"]
 
 
 def test_existing_rows_are_never_overwritten(sandbox, worker, redis_conn, settings, smtp_server):

@@ -151,7 +151,8 @@ def test_outage_then_retry_by_support(env, conn, settings4, crm, support_worker,
     assert crm.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
     assert len(smtp_server.sink.to(email)) == 1
     actions = [e["action"] for e in ledger.entries(person_id)]
-    assert actions == ["support.retry", "consent.recorded", "mail.sent"]
+    assert actions == ["support.retry", "consent.recorded", "mail.sent",
+                       "person.onboarded"]
     entry = ledger.entries(person_id)[0]
     assert (entry["job_id"], entry["step"], entry["actor"]) == (job.id, "onboarding", "Sam Support")
     assert datetime.fromisoformat(entry["at"]) > datetime.now(timezone.utc) - timedelta(minutes=1)
