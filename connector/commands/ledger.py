@@ -1,21 +1,34 @@
 """``consent-connector ledger``: check the consent ledger's chain; erase a person's
-identifying proof."""
+identifying proof; query it for the data protection officer; import the ledger older
+versions kept in Redis."""
 
+import io
+import os
 import sys
+from pathlib import Path
 
 import click
+import redis
 import sqlalchemy.exc
 
-from connector.commands import database_or_exit
+from connector.commands import database_or_exit, services_or_exit
+from connector.config import load_config
+from connector.consent import ConsentConfig
 from connector.evidence.database import Database, unreachable_reason
+from connector.evidence.legacy import ImportSummary, import_from_redis
 from connector.evidence.ledger import Ledger
-from connector.exceptions import SchemaBehindError
+from connector.exceptions import ConfigError, SchemaBehindError
+from connector.exports.ledger_query import (FORMATS, output_format, query_rows, write_csv,
+                                            write_xlsx)
+from connector.files import atomic_output
 from connector.support.jobs import default_actor
+from connector.times import iso, parse_iso
 
 
 @click.group()
 def ledger():
-    """The consent ledger in the evidence database: verify, erase."""
+    """The consent ledger in the evidence database: verify, erase, query; import the one
+    older versions kept in Redis."""
 
 
 @ledger.command()
@@ -61,6 +74,172 @@ def erase(person_id: int, actor: str | None):
         _fail(unreachable_reason(error))
     click.echo(f"person {person_id}: identifying proof erased from {erased} entries"
                if erased else f"person {person_id}: no identifying proof left to erase")
+
+
+@ledger.command("import-redis")
+def import_redis():
+    """Copy the ledger, onboarded persons, sent confirmation mails and reconciliation
+    watermark that versions before the evidence database kept in Redis into the database.
+    Redis is only read. Running it again imports nothing and changes nothing.
+
+    Run it once after `consent-connector db upgrade` and before starting the new workers, so
+    each person's old entries come before the new ones. Imported entries keep their
+    original times and carry their stream id (redis_id). Confirmation mails Redis holds as
+    "sending" (cut off mid-send) are not imported: the person's onboarding, run again,
+    sends them.
+    """
+    services = services_or_exit()
+    try:
+        summary = import_from_redis(services.redis, services.database)
+    except redis.RedisError as error:
+        _fail(f"Redis cannot be read (check REDIS_URL): {type(error).__name__}: {error}; "
+              f"what was imported so far stays, run the command again")
+    except sqlalchemy.exc.OperationalError as error:
+        _fail(f"{unreachable_reason(error)}; what was imported so far stays, run the command "
+              f"again")
+    for line in _import_report(summary, services.database.where):
+        click.echo(line)
+
+
+def _import_report(summary: ImportSummary, where: str) -> list[str]:
+    """What ``ledger import-redis`` says about a run, a line each (warnings last)."""
+    lines = [f"Imported from Redis into {where}:",
+             f"  ledger: {summary.persons} persons, {summary.entries_imported} entries "
+             f"imported, {summary.entries_already_there} already there",
+             f"  onboarded persons: {summary.onboarded_imported} imported",
+             f"  confirmation mails: {summary.mails_imported} imported as sent"]
+    if summary.watermark is None:
+        lines.append("  reconciliation watermark: none in Redis")
+    elif parse_iso(summary.watermark) is None:
+        lines.append(f"  reconciliation watermark: {summary.watermark!r} in Redis is not a "
+                     f"time; not imported")
+    elif summary.watermark_moved:
+        lines.append(f"  reconciliation watermark: moved to {summary.watermark}")
+    else:
+        lines.append(f"  reconciliation watermark: already at {summary.watermark} or later")
+    if summary.mails_in_flight:
+        lines.append(f"NOTE  {summary.mails_in_flight} confirmation mail(s) were being sent "
+                     f"(\"sending\") and are not imported: when the person's onboarding runs "
+                     f"again (its job's retry or the reconciliation) the mail goes out (it "
+                     f"may have gone out once already)")
+    if summary.persons_with_other_entries:
+        lines.append(f"WARNING  {summary.persons_with_other_entries} person(s) had entries in "
+                     f"the evidence database that did not come from Redis (the new workers "
+                     f"ran before the import): their imported entries come after those, out "
+                     f"of time order; the chains still verify")
+    return lines
+
+
+def _time_option(_context: click.Context, option: click.Parameter,
+                 value: str | None) -> str | None:
+    """A --since/--until value as the ledger's stored time form, or a usage error."""
+    if value is None:
+        return None
+    moment = parse_iso(value)
+    if moment is None:
+        raise click.BadParameter(f"{value!r} is not a date or time: use a date like "
+                                 f"2026-01-01 or an ISO time like 2026-01-01T12:00:00+00:00",
+                                 param=option)
+    return iso(moment, "milliseconds")
+
+
+@ledger.command()
+@click.option("--purpose", required=True, metavar="KEY",
+              help="The purpose's CRM key (EMARKETING) or its name in the purposes file "
+                   "(e_marketing).")
+@click.option("--notice", "notice_version", metavar="VERSION",
+              help="Only entries that recorded this notice version (e.g. 2026-01).")
+@click.option("--since", metavar="DATE|TIME", callback=_time_option,
+              help="Only entries at or after this date (midnight UTC) or ISO time.")
+@click.option("--until", metavar="DATE|TIME", callback=_time_option,
+              help="Only entries before this date (midnight UTC) or ISO time.")
+@click.option("--action", "actions", multiple=True, metavar="ACTION",
+              help="Only entries of this action (e.g. consent.changed); repeat for several.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write, .xlsx or .csv. Default: CSV on standard output.")
+def query(purpose: str, notice_version: str | None, since: str | None, until: str | None,
+          actions: tuple[str, ...], output: Path | None):
+    """List the ledger entries about a purpose with their proof, oldest first: who, when,
+    what (outcome: given, withdrawn, objected or other), on which legal basis, from which
+    source, by whom, which notice version, and the proof of a choice made through a link
+    (submitted at, token id, IP network and hash, browser).
+
+    \b
+      consent-connector ledger query --purpose EMARKETING --notice 2026-01 -o optins.xlsx
+      consent-connector ledger query --purpose EMARKETING --since 2026-01-01 -o log.csv
+      consent-connector ledger query --purpose STORE --action consent.changed
+
+    Reads DATABASE_URL (or DATA_DIR) and CONSENT_CONFIG. Times are UTC. An existing file is
+    only ever replaced by a complete one.
+    """
+    fmt = output_format(output.name) if output else "csv"
+    if fmt is None:
+        raise click.UsageError(f"cannot tell the format of {output.name}: name the file "
+                               f"{' or '.join('.' + name for name in FORMATS)}")
+    if output and not output.parent.is_dir():
+        raise click.UsageError(f"cannot write {output}: the folder {output.parent} does not "
+                               f"exist")
+    if since and until and since >= until:
+        raise click.UsageError(f"--since ({since}) must be before --until ({until})")
+    config = _config()
+    crm_purpose = _crm_purpose(config, purpose)
+    evidence = _ledger()
+    entries = evidence.query(crm_purpose, notice_version=notice_version, since=since,
+                             until=until, actions=actions or None)
+    rows = query_rows(config, entries)
+    about = _about(crm_purpose, notice_version, since, until, actions)
+    where = output or "standard output"
+    try:
+        if output is None:
+            count = write_csv(sys.stdout, rows)
+        else:
+            with atomic_output(output) as stream:
+                if fmt == "xlsx":
+                    count = write_xlsx(stream, rows, about)
+                else:
+                    count = _write_csv_file(stream, rows)
+    except sqlalchemy.exc.OperationalError as error:
+        _fail(f"{unreachable_reason(error)}; nothing written")
+    except OSError as error:
+        _fail(f"cannot write {where}: {error.strerror or error}")
+    filters = ", ".join(f"{label} {value}" for label, value in about)
+    click.echo(f"{where}: {count} rows ({filters})", err=output is None)
+
+
+def _config() -> ConsentConfig:
+    """The purposes config (CONSENT_CONFIG, default config/purposes.yaml), or exit 2."""
+    path = Path(os.environ.get("CONSENT_CONFIG") or "config/purposes.yaml")
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        _fail(f"the purposes file cannot be used (CONSENT_CONFIG):\n{error}")
+
+
+def _crm_purpose(config: ConsentConfig, purpose: str) -> str:
+    """The CRM key the ledger stores for ``purpose`` (a CRM key in any case, or a config
+    name); a key the config does not know is taken as it is (a purpose removed since)."""
+    if purpose in config.purposes:
+        return config.purposes[purpose].crm_key
+    known = config.purpose_by_crm_key(purpose)
+    return known.crm_key if known else purpose
+
+
+def _about(purpose: str, notice_version: str | None, since: str | None, until: str | None,
+           actions: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The query's filters as (label, value) pairs, the ones given only."""
+    pairs = [("purpose", purpose), ("notice", notice_version), ("since", since),
+             ("until", until), ("actions", ", ".join(actions))]
+    return [(label, value) for label, value in pairs if value]
+
+
+def _write_csv_file(stream, rows) -> int:
+    """CSV into the binary stream ``atomic_output`` gives, as UTF-8."""
+    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    try:
+        return write_csv(text, rows)
+    finally:
+        text.flush()
+        text.detach()
 
 
 def _ledger() -> Ledger:
