@@ -117,6 +117,10 @@ TENANT_UNAVAILABLE_RETRY_AFTER = 60
 """Most seconds a job waits before trying again a tenant that is offline for maintenance or
 upgrading (sooner when the state API's ValidUntil says to look again sooner)."""
 
+ERASURE_INTERVAL = 3600
+"""Seconds between two runs of the scheduled erasures (persons deleted in the CRM whose
+LEDGER_ERASE_AFTER_DAYS are over); a day's grace is counted to the hour."""
+
 DATABASE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another process's transaction to end (they last
 milliseconds; only a stuck process makes one wait this long)."""

@@ -167,7 +167,8 @@ def _auth(token: str) -> dict:
 def _register_webhook(crm: requests.Session, crm_root: str, web_root: str, secret: str) -> None:
     response = crm.post(_api(crm_root, "Webhook"), headers=_auth(USER_TOKEN), timeout=15, json={
         "Name": "consent-connector", "State": "Active",
-        "Events": ["person.created", "person.consented", "person.unconsented"],
+        "Events": ["person.created", "person.consented", "person.unconsented",
+                   "person.deleted"],
         "TargetUrl": f"{web_root}/webhooks/superoffice", "Secret": secret, "Type": "webhook"})
     if response.status_code != 200:
         raise DemoError(f"webhook registration failed: {response.status_code} {response.text}")

@@ -566,6 +566,21 @@ def post_person():
     return jsonify(person_json(person)), 200
 
 
+@api.delete("/Person/<int:person_id>")
+def delete_person(person_id: int):
+    """DELETE Person/{id} → 204 (v1PersonEntity_DeletePersonEntity.md), 404 when unknown; fires
+    person.deleted, whose payload carries ``Values`` (associate, contact and person ids)
+    instead of FieldValues (docs/en/automation/webhook/reference/person-events.md)."""
+    person = _store().delete_person(person_id)
+    if person is None:
+        abort(404, f"Person {person_id} not found")
+    _sandbox()["dispatcher"].fire(
+        "person.deleted", primary_key=person_id, associate_id=g.associate_id, changes=[],
+        field_values={"associate_id": g.associate_id, "person_id": person_id,
+                      "contact_id": person.contact["ContactId"] if person.contact else 0})
+    return "", 204
+
+
 def _customer_language(value: Any) -> ListItem | None | bool:
     """Resolve a CustomerLanguage item by Id or Value; False when it names nothing known."""
     if not value:

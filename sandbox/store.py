@@ -243,6 +243,14 @@ class Store:
         with self.lock:
             return self.persons.get(person_id)
 
+    def delete_person(self, person_id: int) -> Person | None:
+        """Delete the person and their consent rows for good; return them, or None."""
+        with self.lock:
+            person = self.persons.pop(person_id, None)
+            for key in [key for key in self.consents if key[0] == person_id]:
+                del self.consents[key]
+            return person
+
     def list_persons(self) -> list[Person]:
         """Return all persons ordered by id."""
         with self.lock:

@@ -48,7 +48,10 @@ def _timestamp() -> str:
 
 def build_payload(hook: Webhook, *, event: str, primary_key: int, entity: str, tenant: str,
                   associate_id: int, changes: list[str], field_values: dict[str, Any]) -> dict:
-    """Build the JSON body of one delivery cycle (a fresh EventId each time)."""
+    """Build the JSON body of one delivery cycle (a fresh EventId each time). A deletion's
+    values come as ``Values``, the others' as ``FieldValues``
+    (docs/en/automation/webhook/reference/person-events.md)."""
+    values = "Values" if event.endswith(".deleted") else "FieldValues"
     return {
         "EventId": str(uuid.uuid4()),
         "Timestamp": _timestamp(),
@@ -59,7 +62,7 @@ def build_payload(hook: Webhook, *, event: str, primary_key: int, entity: str, t
         "ContextIdentifier": tenant,
         "ChangedByAssociateId": associate_id,
         "WebhookName": hook.name,
-        "FieldValues": dict(field_values),
+        values: dict(field_values),
     }
 
 

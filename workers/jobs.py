@@ -180,14 +180,14 @@ def record_deletion_with(services: Services, person_id: int, event_id: str | Non
 
     The CRM is not asked: the person is gone from it.
     """
-    after = timedelta(days=services.settings.ledger_erase_after_days)
-    due = now() + after
+    days = services.settings.ledger_erase_after_days
+    due = now().replace(microsecond=0) + timedelta(days=days)
     scheduled = facts.request_erasure(services.database, person_id,
-                                      deletion_entry(event_id, iso(due)), after,
+                                      deletion_entry(event_id, iso(due)), due,
                                       requested_by=f"{PERSON_DELETED} webhook")
-    erased = facts.erase_due(services.database, CONNECTOR) if not after else {}
+    erased = facts.erase_due(services.database, CONNECTOR) if not days else {}
     return {"person_id": person_id,
-            "erase_after": iso(scheduled) if scheduled else "requested before",
+            "erase_after": iso(due) if scheduled else "requested before",
             "erased_entries": erased.get(person_id, 0)}
 
 

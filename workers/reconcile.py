@@ -1,7 +1,8 @@
-"""Reconciliation on a schedule: RQ's cron (``rq.cron.CronScheduler``) queues
-``scheduled_reconcile`` every RECONCILE_INTERVAL minutes; ``start_reconcile_cron`` forks one
-scheduler process next to a worker, as RQ forks its own scheduler. The pass itself is
-connector.reconcile.
+"""Work on a schedule: RQ's cron (``rq.cron.CronScheduler``) queues ``scheduled_reconcile``
+every RECONCILE_INTERVAL minutes and ``scheduled_erasures`` every ERASURE_INTERVAL;
+``start_reconcile_cron`` forks one scheduler process next to a worker, as RQ forks its own
+scheduler. The pass itself is connector.reconcile; the erasures are
+connector.evidence.facts.erase_due.
 """
 
 import multiprocessing
@@ -12,7 +13,8 @@ from rq.cron import CronJob, CronScheduler
 from rq.exceptions import StopRequested
 
 from connector import defaults
-from connector.keys import ONBOARDING
+from connector.evidence import facts
+from connector.keys import HISTORY, ONBOARDING
 from connector.reconcile import SCHEDULED_SETTLE, scheduled_pass
 from connector.redis_connection import connect
 from connector.settings import Settings
@@ -32,6 +34,13 @@ def scheduled_reconcile(interval_seconds: int = defaults.RECONCILE_INTERVAL * 60
                         settle: float = SCHEDULED_SETTLE) -> dict[str, Any]:
     """The job the cron queues: connector.reconcile.scheduled_pass with this worker's services."""
     return scheduled_pass(current_services(), interval_seconds, settle)
+
+
+def scheduled_erasures() -> dict[str, Any]:
+    """The job the cron queues every ERASURE_INTERVAL: erase the identifying proof of every
+    deleted person whose grace period (LEDGER_ERASE_AFTER_DAYS) is over."""
+    erased = facts.erase_due(current_services().database, "connector")
+    return {"persons": len(erased), "entries": sum(erased.values())}
 
 
 def register_reconcile_cron(scheduler: CronScheduler, interval_minutes: int,
@@ -97,4 +106,7 @@ def _run_cron(settings: Settings, interval_minutes: int, settle: float, parent_p
     scheduler = _OrphanAwareCronScheduler(connection=connect(settings, socket_timeout=None),
                                           parent_pid=parent_pid)
     register_reconcile_cron(scheduler, interval_minutes, settle)
+    scheduler.register(scheduled_erasures, HISTORY, interval=defaults.ERASURE_INTERVAL,
+                       result_ttl=SCHEDULED_RESULT_TTL, failure_ttl=SCHEDULED_FAILURE_TTL,
+                       name="erasures", meta={"step": "erasure", "attempts": []})
     scheduler.start()

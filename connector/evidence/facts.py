@@ -14,7 +14,7 @@ says so.
 
 import enum
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, insert, select, update
 
@@ -138,22 +138,21 @@ def advance_watermark(database: Database, target: datetime) -> bool:
         return True
 
 
-def request_erasure(database: Database, person_id: int, entry: Entry, after: timedelta,
-                    requested_by: str) -> datetime | None:
-    """Schedule the erasure of the identifying proof in the person's ledger ``after`` from
-    now, with its ledger ``entry`` (which should say when), in one transaction; return when
-    it is due, or None when an erasure was requested before (nothing is written then)."""
+def request_erasure(database: Database, person_id: int, entry: Entry, due: datetime,
+                    requested_by: str) -> bool:
+    """Schedule the erasure of the identifying proof in the person's ledger at ``due``, with
+    its ledger ``entry`` (which should say when), in one transaction; False when an erasure
+    was requested before (nothing is written then)."""
     with database.writing() as connection:
         database.lock_person(connection, person_id)
         if connection.execute(select(erasures.c.person_id)
                               .where(erasures.c.person_id == person_id)).first():
-            return None
-        requested = now()
+            return False
         connection.execute(insert(erasures).values(
-            person_id=person_id, requested_at=iso(requested, "milliseconds"),
-            requested_by=requested_by, due_at=iso(requested + after, "milliseconds")))
+            person_id=person_id, requested_at=iso(now(), "milliseconds"),
+            requested_by=requested_by, due_at=iso(due, "milliseconds")))
         append_entry(database, connection, person_id, entry)
-        return requested + after
+        return True
 
 
 def erase_due(database: Database, actor: str, moment: datetime | None = None) -> dict[int, int]:
