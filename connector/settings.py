@@ -173,6 +173,16 @@ def database_url_from_env(environ: Mapping[str, str]) -> str:
             or embedded_database_url(Path(env.optional("DATA_DIR") or "var")))
 
 
+def erase_after_days_from_env(environ: Mapping[str, str]) -> int:
+    """LEDGER_ERASE_AFTER_DAYS alone, for ``ledger erase``.
+
+    Raises:
+        SettingsError: it is not a whole number of days (0 or more).
+    """
+    return _Env(environ).integer("LEDGER_ERASE_AFTER_DAYS", minimum=0,
+                                 default=defaults.LEDGER_ERASE_AFTER_DAYS)
+
+
 def embedded_database_url(data_dir: Path) -> str:
     """The embedded SQLite file in DATA_DIR."""
     return f"sqlite:///{(data_dir / 'consent.db').resolve()}"

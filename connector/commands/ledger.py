@@ -5,6 +5,7 @@ versions kept in Redis."""
 import io
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -14,15 +15,18 @@ import sqlalchemy.exc
 from connector.commands import database_or_exit, services_or_exit
 from connector.config import load_config
 from connector.consent import ConsentConfig
+from connector.evidence import facts
 from connector.evidence.database import Database, unreachable_reason
+from connector.evidence.entry import Entry
 from connector.evidence.legacy import ImportSummary, import_from_redis
 from connector.evidence.ledger import Ledger
-from connector.exceptions import ConfigError, SchemaBehindError
+from connector.exceptions import ConfigError, SchemaBehindError, SettingsError
 from connector.exports.ledger_query import (FORMATS, output_format, query_rows, write_csv,
                                             write_xlsx)
 from connector.files import atomic_output
+from connector.settings import erase_after_days_from_env
 from connector.support.jobs import default_actor
-from connector.times import iso, parse_iso
+from connector.times import iso, now, parse_iso
 
 
 @click.group()
@@ -60,20 +64,54 @@ def verify(person_id: int | None, everyone: bool):
 
 
 @ledger.command()
-@click.argument("person_id", type=int)
+@click.argument("person_id", type=int, required=False)
+@click.option("--now", "at_once", is_flag=True,
+              help="Erase at once instead of after LEDGER_ERASE_AFTER_DAYS.")
+@click.option("--due", is_flag=True,
+              help="Carry out every erasure whose grace period is over (the workers' "
+                   "scheduler does this every hour).")
 @click.option("--by", "actor", default=None,
-              help="Who erased it, for the ledger (default: your login name).")
-def erase(person_id: int, actor: str | None):
-    """Erase the identifying proof (IP network and hash, browser) in a person's ledger now.
-    The consent facts stay, and the chain still verifies; a ``ledger.erased`` entry records
-    it. (A person.deleted webhook schedules the same after LEDGER_ERASE_AFTER_DAYS.)"""
-    evidence = _ledger()
+              help="Who asked for the erasure, for the ledger (default: your login name).")
+def erase(person_id: int | None, at_once: bool, due: bool, actor: str | None):
+    """Erase the identifying proof (IP network and hash, browser) in a person's ledger, as a
+    person.deleted webhook does: LEDGER_ERASE_AFTER_DAYS from now (default 30), or at once
+    with --now. The consent facts stay and the chain still verifies; a ``ledger.erased``
+    entry records the erasure.
+
+    \b
+      consent-connector ledger erase 123          # in LEDGER_ERASE_AFTER_DAYS days
+      consent-connector ledger erase 123 --now
+      consent-connector ledger erase --due        # every erasure that is due
+    """
+    if due == (person_id is not None) or (due and at_once):
+        raise click.UsageError("give a PERSON_ID (with --now to erase at once) or --due")
     try:
-        erased = evidence.erase(person_id, actor or default_actor())
+        days = erase_after_days_from_env(os.environ)
+    except SettingsError as error:
+        _fail(str(error))
+    evidence, actor = _ledger(), actor or default_actor()
+    database = evidence.database
+    try:
+        if due:
+            done = facts.erase_due(database, actor)
+            click.echo(f"{len(done)} due erasure(s) carried out: identifying proof erased from "
+                       f"{sum(done.values())} entries")
+        elif at_once:
+            erased = evidence.erase(person_id, actor)
+            click.echo(f"person {person_id}: identifying proof erased from {erased} entries"
+                       if erased else f"person {person_id}: no identifying proof left to erase")
+        else:
+            when = now().replace(microsecond=0) + timedelta(days=days)
+            entry = Entry("ledger.erasure_requested", {"actor": actor, "erase_after": iso(when)})
+            if facts.request_erasure(database, person_id, entry, when, actor):
+                click.echo(f"person {person_id}: identifying proof will be erased on "
+                           f"{iso(when)} (LEDGER_ERASE_AFTER_DAYS={days}); --now erases it "
+                           f"at once")
+            else:
+                click.echo(f"person {person_id}: an erasure was requested before; --now erases "
+                           f"at once")
     except sqlalchemy.exc.OperationalError as error:
         _fail(unreachable_reason(error))
-    click.echo(f"person {person_id}: identifying proof erased from {erased} entries"
-               if erased else f"person {person_id}: no identifying proof left to erase")
 
 
 @ledger.command("import-redis")

@@ -194,6 +194,28 @@ def test_an_erasure_request_waits_for_its_grace_period_and_is_done_once(database
     assert ledger.verify(7) is None
 
 
+def test_ledger_erase_schedules_by_default_and_erases_with_now_or_when_due(database):
+    ledger = Ledger(database)
+    a_choice(ledger, 7)
+    a_choice(ledger, 8)
+
+    scheduled = cli(database, "ledger", "erase", "7", "--by", "Dana DPO",
+                    LEDGER_ERASE_AFTER_DAYS="30")
+    nothing_due = cli(database, "ledger", "erase", "--due")
+    at_once = cli(database, "ledger", "erase", "8", "--now")
+    neither = cli(database, "ledger", "erase")
+
+    assert scheduled.returncode == 0 and "will be erased on" in scheduled.stdout
+    assert "(LEDGER_ERASE_AFTER_DAYS=30)" in scheduled.stdout
+    assert "0 due erasure(s) carried out" in nothing_due.stdout
+    assert "erased from 1 entries" in at_once.stdout
+    assert neither.returncode == 2 and "give a PERSON_ID" in neither.stderr
+    requested = ledger.entries(7)[-1]
+    assert (requested["action"], requested["actor"]) == ("ledger.erasure_requested", "Dana DPO")
+    assert ledger.entries(7)[2]["ip"] != "erased" and ledger.entries(8)[2]["ip"] == "erased"
+    assert ledger.verify(7) is None and ledger.verify(8) is None
+
+
 # ---------------------------------------------------------------- what happens once
 def test_onboarded_and_mail_sent_are_written_once_with_their_entries(database):
     ledger = Ledger(database)
