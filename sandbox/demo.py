@@ -6,7 +6,8 @@
 2. Register the connector's webhook in the CRM, as an operator would.
 3. Create sample persons in the CRM (with and without email, one through the web form).
 4. Wait until each has its consents written back and, when it has an email address, its
-   confirmation mail; open the mail's link. Run ``consent-connector doctor``. Print it all;
+   confirmation mail; open the mail's link. Run ``consent-connector doctor`` and
+   ``consent-connector ledger verify --all``. Print it all;
    exit 0 only if all of it happened.
 
 With SERVE=1 everything keeps running afterwards, until Ctrl-C.
@@ -114,8 +115,9 @@ def main() -> int:
         _register_webhook(crm, crm_root, web_root, webhook_secret)
         ok = _create_and_check(crm, crm_root, data_dir / "outbox")
         ok = _sign_ins_and_doctor(crm_root, env) and ok
-        print("\nDemo OK: every person got their consents, and doctor found nothing wrong"
-              if ok else "\nDEMO FAILED")
+        ok = _command(env, "ledger", "verify", "--all") and ok
+        print("\nDemo OK: every person got their consents, doctor found nothing wrong and the "
+              "consent ledger verifies" if ok else "\nDEMO FAILED")
         if serve and ok:
             _print_urls(crm_root, web_root, data_dir, admin_token)
             signal.pause()
@@ -202,11 +204,16 @@ def _sign_ins_and_doctor(crm_root: str, env: dict) -> bool:
     good = sum(1 for attempt in sign_ins if attempt["successful"])
     print(f"\nThe connector signed in as a system user {good} time(s) "
           f"({len(sign_ins) - good} refused); web and worker share the ticket.")
-    print("\n$ consent-connector doctor")
-    doctor = subprocess.run([sys.executable, "-m", "connector", "doctor"], env=env, cwd=ROOT,
+    return _command(env, "doctor")
+
+
+def _command(env: dict, *args: str) -> bool:
+    """Run and print ``consent-connector ARGS``; True when it exits 0."""
+    print(f"\n$ consent-connector {' '.join(args)}")
+    result = subprocess.run([sys.executable, "-m", "connector", *args], env=env, cwd=ROOT,
                             capture_output=True, text=True, timeout=TIMEOUT)
-    print((doctor.stdout + doctor.stderr).rstrip())
-    return doctor.returncode == 0
+    print((result.stdout + result.stderr).rstrip())
+    return result.returncode == 0
 
 
 def _wait_for_consents(crm: requests.Session, crm_root: str, person_id: int) -> list[dict]:
