@@ -88,7 +88,8 @@ def _export_everyone(services: Services, output: Path, by: str) -> None:
     try:
         with atomic_output(output) as stream, \
                 _progress(persons_with_consents(services.crm)) as source:
-            summary = write_bulk(stream, source, services.config, exported_by=by)
+            summary = write_bulk(stream, source, services.config, exported_by=by,
+                                 evidence=services.ledger.last_known_consents)
     except CRMError as error:
         _fail(f"export stopped: {error}; nothing written")
     except OSError as error:

@@ -1,4 +1,6 @@
-"""The data protection officer's export: one row per person and purpose across the CRM.
+"""The data protection officer's export: one row per person and purpose across the CRM, with
+the consent ledger's proof of the row (when the connector last recorded that purpose's legal
+basis, how, which consent text version, through which link).
 
 ``write_bulk`` streams rows into an openpyxl write-only workbook (each row goes to a temporary
 file as it comes), so memory stays flat however many persons there are. It reads from any
@@ -10,7 +12,7 @@ rows per request, see docs/export-schema.md) can replace it without touching the
 import logging
 import time
 from contextlib import suppress
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
@@ -24,17 +26,21 @@ from connector.consent import ConsentConfig
 from connector.crm.types import ConsentRecord, CRMClient, Person
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.exports.report import consent_lines, person_name
-from connector.i18n import text
+from connector.i18n import text, text_or
 from connector.exports.workbook import (DATE_FORMAT, HEADER_ALIGNMENT, HEADER_FILL, HEADER_FONT,
                                         Column, clean_text, excel_time, needs_text_type,
                                         status_text)
 from connector.times import now as current_time
-from connector.times import utc
+from connector.times import parse_iso, utc
 
 log = logging.getLogger(__name__)
 
 BulkSource = Iterable[tuple[Person, Sequence[ConsentRecord]]]
 """What the bulk writer reads: each person with their consent rows (CRM keys)."""
+
+Evidence = Callable[[int], Mapping[str, Mapping[str, str]]]
+"""Person id → purpose (CRM key) → the ledger entry that last recorded its legal basis
+(``Ledger.last_known_consents``)."""
 
 BULK_COLUMNS = (
     Column("col.person_id", 11, "number"),
@@ -53,6 +59,10 @@ BULK_COLUMNS = (
     Column("col.updated", 20, "date"),
     Column("col.updated_by_id", 12, "number"),
     Column("col.comment", 60),
+    Column("col.evidence_at", 20, "date"),
+    Column("col.evidence_action", 24),
+    Column("col.notice_version", 16),
+    Column("col.token_id", 18),
 )
 
 
@@ -65,9 +75,11 @@ class BulkSummary:
 
 
 def write_bulk(stream: BinaryIO, source: BulkSource, config: ConsentConfig, *,
-               exported_by: str, language: str = "en", now: datetime | None = None) -> BulkSummary:
+               exported_by: str, language: str = "en", now: datetime | None = None,
+               evidence: Evidence | None = None) -> BulkSummary:
     """Write one row per person and purpose (every configured purpose, then any other purpose
-    the CRM holds for the person) to ``stream`` as .xlsx, streaming.
+    the CRM holds for the person) to ``stream`` as .xlsx, streaming. ``evidence`` gives each
+    row its proof from the ledger (those columns stay empty without it).
 
     Sheets: the rows (frozen header, filter, widths), then "About this export" (when, by whom,
     how many). An exception from ``source`` propagates: write to ``output.atomic_output`` so
@@ -76,14 +88,16 @@ def write_bulk(stream: BinaryIO, source: BulkSource, config: ConsentConfig, *,
     exported_at = utc(now or current_time())
     workbook = Workbook(write_only=True)
     try:
-        return _write(workbook, stream, source, config, exported_by, language, exported_at)
+        return _write(workbook, stream, source, config, exported_by, language, exported_at,
+                      evidence or _no_evidence)
     except BaseException:
         _discard(workbook)
         raise
 
 
 def _write(workbook: Workbook, stream: BinaryIO, source: BulkSource, config: ConsentConfig,
-           exported_by: str, language: str, exported_at: datetime) -> BulkSummary:
+           exported_by: str, language: str, exported_at: datetime,
+           evidence: Evidence) -> BulkSummary:
     workbook.properties.creator = "consent-connector"
     sheet = workbook.create_sheet(text("export", "sheet.consents", language))
     for index, column in enumerate(BULK_COLUMNS, 1):
@@ -96,7 +110,10 @@ def _write(workbook: Workbook, stream: BinaryIO, source: BulkSource, config: Con
     for person, consents in source:
         persons += 1
         name = person_name(person)
+        proofs = evidence(person.id)
         for line in consent_lines(config, consents, language):
+            proof = proofs.get(line.purpose.key, {})
+            action = proof.get("action")
             sheet.append(_row(sheet, [
                 person.id, name, person.email or "", person.company_name or "",
                 line.purpose.name, line.purpose.key,
@@ -108,6 +125,9 @@ def _write(workbook: Workbook, stream: BinaryIO, source: BulkSource, config: Con
                 excel_time(line.registered), line.registered_by,
                 excel_time(line.updated), line.updated_by,
                 line.comment,
+                excel_time(parse_iso(proof.get("at"))),
+                text_or("export", f"action.{action}", language, action) if action else "",
+                proof.get("notice_version", ""), proof.get("token_id", ""),
             ]))
             rows += 1
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(BULK_COLUMNS))}{rows + 1}"
@@ -126,6 +146,10 @@ def _write(workbook: Workbook, stream: BinaryIO, source: BulkSource, config: Con
     about.append([text("export", "summary.utc_note", language)])
     workbook.save(stream)
     return BulkSummary(persons=persons, rows=rows)
+
+
+def _no_evidence(_person_id: int) -> Mapping[str, Mapping[str, str]]:
+    return {}
 
 
 def _discard(workbook: Workbook) -> None:

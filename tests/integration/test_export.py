@@ -433,9 +433,11 @@ def test_libreoffice_opens_the_workbook_and_reads_dates_and_texts(sandbox, ledge
 # -- bulk ------------------------------------------------------------------------------------------
 
 
-def test_bulk_export_has_one_row_per_person_and_purpose(sandbox, cli, tmp_path):
+def test_bulk_export_has_one_row_per_person_and_purpose(sandbox, cli, tmp_path, ledger):
     kari = create_person(sandbox)
     connector_writes(sandbox, kari, "STORE", "61F", "USER", "default")
+    ledger.append(kari, "consent.recorded", purpose="STORE", legal_basis="61F", source="USER",
+                  actor="connector", notice_version="2026-01", token_id="tok-1")
     ada = create_person(sandbox, "Ada", "Lovelace", "ada@example.org", company=None,
                         language=None)
     sandbox.set_consent(ada, "EMARKETING", "61A")
@@ -460,6 +462,9 @@ def test_bulk_export_has_one_row_per_person_and_purpose(sandbox, cli, tmp_path):
     assert rows[0][1:4] == ["Kari Nordmann", "kari@example.no", "Nordmann AS"]
     assert rows[0][11] == crm_time(sandbox.consents(kari)["STORE"]["Registered"])
     assert rows[0][12] == CONNECTOR_ASSOCIATE
+    recorded = ledger.entries(kari)[0]
+    assert rows[0][16:] == [ledger_time(recorded["at"]), "Recorded", "2026-01", "tok-1"]
+    assert rows[1][16:] == [None, None, None, None]  # EMARKETING: nothing in the ledger
     about = {row[0]: row[1] for row in book["About this export"].iter_rows(values_only=True)}
     assert (about["Exported by"], about["Persons"], about["Rows (person and purpose)"]) == (
         "DPO", 3, 6)

@@ -56,7 +56,7 @@ def test_one_row_per_person_and_purpose_with_keys_and_names(tmp_path):
                              "Sales and service", "STORE", "Legitimate interest", "61F",
                              "Registered by our staff", "USER", "Active",
                              datetime(2026, 11, 29, 10, 15), 9, datetime(2026, 11, 29, 10, 15), 9,
-                             "default"]
+                             "default", None, None, None, None]  # no ledger given
     assert list(rows[2])[:11] == [1, "First1 Last1", "one@example.org", "One AS", "E-marketing",
                                   "EMARKETING", None, None, None, None, "Not given"]
     assert [(r[0], r[5], r[7], r[10]) for r in rows[3:]] == [
@@ -66,11 +66,28 @@ def test_one_row_per_person_and_purpose_with_keys_and_names(tmp_path):
         (4, "NEWSLETTER", "61A", "Active")]
 
 
+def test_each_row_carries_the_ledgers_proof_of_its_purpose(tmp_path):
+    ledger = {2: {"EMARKETING": {"action": "consent.changed", "legal_basis": "61A",
+                                 "at": "2026-11-29T10:20:00.250+00:00",
+                                 "notice_version": "2026-01", "token_id": "tok-7"}}}
+    path = tmp_path / "all.xlsx"
+    with atomic_output(path) as stream:
+        write_bulk(stream, ((p, p.consents) for p in PERSONS), CONFIG, exported_by="dpo",
+                   now=NOW, evidence=lambda person_id: ledger.get(person_id, {}))
+
+    rows = list(load_workbook(path)["Consents"].iter_rows(values_only=True))
+    proof = {(row[0], row[5]): row[16:] for row in rows[1:]}
+    assert proof[(2, "EMARKETING")] == (datetime(2026, 11, 29, 10, 20, 0, 250000),
+                                        text("export", "action.consent.changed", "en"),
+                                        "2026-01", "tok-7")
+    assert proof[(2, "STORE")] == (None, None, None, None)
+
+
 def test_the_sheet_is_filtered_frozen_and_formula_like_text_stays_text(tmp_path):
     path, summary = export(tmp_path, PERSONS)
     sheet = load_workbook(path)["Consents"]
     assert sheet.freeze_panes == "C2"
-    assert sheet.auto_filter.ref == f"A1:P{summary.rows + 1}"
+    assert sheet.auto_filter.ref == f"A1:T{summary.rows + 1}"
     assert sheet.column_dimensions["B"].width == BULK_COLUMNS[1].width
     assert sheet["A1"].font.bold
     comment = sheet["P5"]
