@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import click
 import redis
 import requests
+import sqlalchemy.exc
 
 from connector import defaults, keys
 from connector.commands import services_or_exit
@@ -168,6 +169,24 @@ def redis_check(services: Services) -> Check:
                                 f"persistence {_persistence(persistence, saves)}")
 
 
+def database_check(services: Services) -> Check:
+    """The evidence database answers and its schema is this code's."""
+    database = services.database
+    try:
+        current, head = database.revisions()
+        entries = services.ledger.count()
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        return Check(False, f"{database.where}: unreachable ({type(error).__name__})",
+                     "DATABASE_URL")
+    if current != head:
+        return Check(False, f"{database.where}: schema {current or 'none'}, this code needs "
+                            f"{head}", "run `consent-connector db upgrade`")
+    where = (f"embedded SQLite {database.url.database} (one machine only: set DATABASE_URL to "
+             f"PostgreSQL to run workers on several)" if services.settings.database_embedded
+             else database.where)
+    return Check(True, f"{where}: schema {current}, {entries} ledger entries")
+
+
 def workers_check(services: Services) -> Check:
     """At least one worker sent a heartbeat in the last WORKER_SILENCE seconds."""
     try:
@@ -197,7 +216,8 @@ def public_url_check(services: Services) -> Check:
 CHECKS: list[tuple[str, Callable[[Services], Check]]] = [
     ("sign-in", sign_in_check), ("tenant", tenant_check), ("API", api_check),
     ("consent lists", consent_lists_check), ("webhooks", webhooks_check),
-    ("SMTP", smtp_check), ("Redis", redis_check), ("workers", workers_check),
+    ("SMTP", smtp_check), ("Redis", redis_check), ("database", database_check),
+    ("workers", workers_check),
     ("public URL", public_url_check)]
 """The checks ``doctor`` runs, by the name it prints, in order."""
 
@@ -222,7 +242,8 @@ def doctor():
     """Check that every outside part works: signs in to SuperOffice, reads the tenant's state,
     asks who the connector is, compares the purposes file with the CRM's lists, lists the
     webhooks, opens an SMTP session (no mail), checks Redis's memory policy and persistence,
-    and that PUBLIC_BASE_URL answers. One line per check; exits 1 if any failed."""
+    the evidence database and its schema, that a worker is alive and that PUBLIC_BASE_URL
+    answers. One line per check; exits 1 if any failed."""
     services = services_or_exit()
     results = run_checks(services)
     width = max(len(name) for name, _ in results)

@@ -204,10 +204,10 @@ def test_doctor_passes_on_a_healthy_setup_and_names_the_setting_on_a_broken_one(
         web.shutdown()
 
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert "9 of 9 checks passed." in healthy.stdout
+    assert "10 of 10 checks passed." in healthy.stdout
     for line in ("✓ sign-in", "✓ tenant         Cust12345 Running", "✓ API            the "
-                 "connector is associate 9", "✓ webhooks", "✓ SMTP", "✓ Redis", "✓ workers",
-                 "✓ public URL"):
+                 "connector is associate 9", "✓ webhooks", "✓ SMTP", "✓ Redis", "✓ database",
+                 "✓ workers", "✓ public URL"):
         assert line in healthy.stdout, healthy.stdout
     assert broken.returncode == 1
     assert "✗ sign-in        SuperOffice refused the system user sign-in" in broken.stdout
