@@ -15,8 +15,10 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import parse_composite_key
 from rq.timeouts import JobTimeoutException
+from sqlalchemy.exc import OperationalError
 
 from connector import defaults
+from connector.evidence.database import unreachable_reason
 from connector.keys import QUEUE_NAMES
 from connector.metrics import OTHER, count_job
 from connector.times import iso, now
@@ -32,6 +34,8 @@ def describe_failure(error: BaseException) -> str:
         return "the worker stopped in the middle of this job (killed or crashed)"
     if isinstance(error, JobTimeoutException):
         return f"the job took longer than {defaults.JOB_TIMEOUT} s and was stopped"
+    if isinstance(error, OperationalError):  # retried: the database may be back by then
+        return unreachable_reason(error)
     if getattr(error, "permanent", None) is not None and str(error):
         return str(error)
     return f"unexpected {type(error).__name__}: {error}"

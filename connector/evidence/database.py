@@ -34,7 +34,8 @@ PERSON_LOCK_CLASS = 0x1ED6
 
 
 class Database:
-    """The evidence database of one process.
+    """The evidence database of one process. Its errors never show the values of a statement
+    (``hide_parameters``): they may be a person's proof.
 
     Args:
         url: a SQLAlchemy URL: ``sqlite:///path/consent.db`` or
@@ -47,12 +48,12 @@ class Database:
         if self.is_sqlite:
             if self.url.database:
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = create_engine(self.url, connect_args={
+            self.engine = create_engine(self.url, hide_parameters=True, connect_args={
                 "timeout": defaults.DATABASE_BUSY_TIMEOUT, "check_same_thread": False})
             event.listen(self.engine, "connect", _configure_sqlite)
             event.listen(self.engine, "begin", _begin_sqlite)
         else:
-            self.engine = create_engine(self.url, pool_pre_ping=True,
+            self.engine = create_engine(self.url, pool_pre_ping=True, hide_parameters=True,
                                         pool_size=defaults.DATABASE_POOL_SIZE)
         _dispose_in_forked_children(self.engine)
 

@@ -11,7 +11,8 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import delete, text, update
+from sqlalchemy import delete, insert, text, update
+from sqlalchemy.exc import IntegrityError
 
 from connector.evidence import facts
 from connector.evidence.database import Database
@@ -117,6 +118,17 @@ def test_a_deleted_entry_and_changed_proof_break_the_chain_where_they_happened(d
     assert missing.seq == 2 and "missing" in missing.problem
     changed = ledger.verify(8)
     assert changed.seq == 3 and "does not match its digest" in changed.problem
+
+
+def test_a_database_error_never_shows_the_proof_it_was_writing(database):
+    with pytest.raises(IntegrityError) as raised:
+        with database.writing() as connection:  # a row the unique (person, seq) refuses
+            for _ in range(2):
+                connection.execute(insert(ledger_entries).values(
+                    person_id=1, seq=1, at="2026-11-30T00:00:00.000+00:00", action="x",
+                    details="{}", personal='{"ip":"203.0.113.0/24 #secret"}', prev_hash="0",
+                    hash="0"))
+    assert "203.0.113" not in str(raised.value)
 
 
 def test_appends_for_one_person_from_many_threads_make_one_unbroken_chain(database):

@@ -5,6 +5,7 @@ import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from connector.exceptions import CRMError, MailError, PersonNotFoundError, SettingsError
 from workers import retry
@@ -216,6 +217,10 @@ def test_unexpected_exception_is_retried_with_its_type_in_the_reason(max_jitter)
     (ValueError("bad"), "unexpected ValueError: bad"),
     (TimeoutError(), "unexpected TimeoutError: "),
     (CRMError(""), "unexpected CRMError: "),
+    (OperationalError("INSERT INTO ledger_entries …", None,
+                      Exception("connection to server at \"db\" failed: Connection refused")),
+     "DATABASE_URL: the evidence database cannot be reached or opened: connection to server "
+     "at \"db\" failed: Connection refused"),
 ])
 def test_describe_failure(error, expected):
     assert describe_failure(error) == expected
