@@ -19,6 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rq import Callback, Queue, SimpleWorker, Worker, get_current_job
 
 from connector import metrics
+from connector.evidence.database import Database
+from connector.redis_connection import ensure_embedded_server, stop_embedded_server
+from connector.web.context import EXTENSION
 from connector.web.app import create_app
 from connector.logs import GUNICORN_ACCESS_LOG_FORMAT
 from connector.settings import Settings
@@ -193,8 +196,8 @@ def test_readyz_names_the_config_version_in_force(tmp_path, connector_env, db8):
 
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json == {"status": "ok", "redis": "ok", "config": "ok",
-                          "config_version": version}
+    assert ready.json == {"status": "ok", "redis": "ok", "config": "ok", "database": "ok",
+                          "config_version": version, "redis_durability": "ok"}
 
     text = config_file.read_text()
     config_file.write_text(text.replace("legal_basis: legitimate_interest",
@@ -210,6 +213,36 @@ def test_readyz_names_the_config_version_in_force(tmp_path, connector_env, db8):
     edited = hashlib.sha256(config_file.read_bytes()).hexdigest()[:12]
     ready = client.get("/readyz")
     assert ready.json["config_version"] == edited and "config_file" not in ready.json
+
+
+def test_readyz_says_when_redis_may_lose_webhooks_and_fails_without_the_database(
+        connector_env, tmp_path):
+    folder = tmp_path / "redis"
+    url = ensure_embedded_server(folder)
+    try:
+        careless = redis.Redis.from_url(url)
+        careless.config_set("appendonly", "no")
+        careless.config_set("save", "")
+        careless.config_set("maxmemory-policy", "allkeys-lru")
+        data = tmp_path / "data"
+        env = connector_env | {"DATABASE_URL": f"sqlite:///{data}/consent.db"}
+        Database(env["DATABASE_URL"]).upgrade()
+        app = create_app(Settings.from_env(env), connection=careless)
+        client = app.test_client()
+
+        durability = client.get("/readyz")
+        app.extensions[EXTENSION].database.dispose()
+        shutil.rmtree(data)
+        data.write_text("a file where the database's folder was")
+        no_database = client.get("/readyz")
+    finally:
+        stop_embedded_server(folder)
+
+    assert durability.status_code == 200  # it can work: the operator should fix Redis
+    assert "allkeys-lru" in durability.json["redis_durability"]
+    assert "appendonly yes" in durability.json["redis_durability"]
+    assert no_database.status_code == 503
+    assert no_database.json["database"] == "unreachable (OperationalError)"
 
 
 def test_metrics_and_probes_need_no_credentials(client, connector_env, db8):

@@ -59,7 +59,7 @@ def test_new_person_gets_default_consent_and_one_mail(sandbox, worker, redis_con
     assert link, text
 
     entries = ledger.entries(person_id)
-    assert [e["action"] for e in entries] == ["consent.recorded", "mail.sent"]
+    assert [e["action"] for e in entries] == ["consent.recorded", "mail.sent", "person.onboarded"]
     assert entries[0]["purpose"] == "STORE" and entries[0]["legal_basis"] == "61F"
     assert entries[0]["job_id"] == job.id
     assert entries[1]["message_id"] == mails[0]["Message-ID"]
