@@ -32,7 +32,7 @@ from sandbox.server import create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, USER_ASSOCIATE,
                             USER_TOKEN, SandboxClient, fixed_crm, new_event_id, start_worker,
                             wait_for)
-from connector.keys import ONBOARDING
+from connector.keys import HISTORY, ONBOARDING
 from connector.queueing import enqueue_onboarding
 from connector.keys import RECONCILE_LAST_RUN as LAST_RUN_KEY
 from connector.evidence import facts
@@ -300,15 +300,20 @@ def test_rq_cron_queues_the_scheduled_pass_and_a_worker_onboards(sandbox, env6, 
         wait_for(lambda: Queue(ONBOARDING, connection=db6).count, timeout=15,
                  what="the cron scheduler to queue a pass")
         jobs = [job for s in CronScheduler.all(db6) for job in s.get_jobs()]
-        assert [(job.name, job.interval) for job in jobs] == [("reconcile", 900)]
+        assert [(job.name, job.interval) for job in jobs] == [("reconcile", 900),
+                                                              ("erasures", 3600)]
     finally:
         stop_reconcile_cron(cron)
     assert not cron.is_alive()
     (job,) = Queue(ONBOARDING, connection=db6).jobs
     assert job.func_name == "workers.reconcile.scheduled_reconcile"
+    (erasures,) = Queue(HISTORY, connection=db6).jobs
+    assert erasures.func_name == "workers.reconcile.scheduled_erasures"
 
     drain(env6)
 
+    assert erasures.get_status(refresh=True) == "finished"
+    assert erasures.return_value() == {"persons": 0, "entries": 0}
     assert set(sandbox.consents(person)) == {"STORE"}
     assert read_last_run(db6)["trigger"] == "scheduled"
 
