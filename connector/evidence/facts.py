@@ -16,7 +16,7 @@ import enum
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 
 from connector.evidence.database import Database
 from connector.evidence.entry import Entry
@@ -47,16 +47,9 @@ class Claim(enum.Enum):
 def mark_onboarded(database: Database, person_id: int, entry: Entry) -> bool:
     """Record that onboarding finished for the person, with its ledger ``entry``, in one
     transaction; False (and nothing written) when they were onboarded before."""
-    with database.writing() as connection:
-        database.lock_person(connection, person_id)
-        if connection.execute(select(onboarded_persons.c.person_id)
-                              .where(onboarded_persons.c.person_id == person_id)).first():
-            return False
-        connection.execute(insert(onboarded_persons).values(
-            person_id=person_id, at=iso(now(), "milliseconds"),
-            job_id=entry.details.get("job_id"), event_id=entry.details.get("event_id")))
-        append_entry(database, connection, person_id, entry)
-        return True
+    return _record_once(database, onboarded_persons, person_id, entry, {
+        "at": iso(now(), "milliseconds"), "job_id": entry.details.get("job_id"),
+        "event_id": entry.details.get("event_id")})
 
 
 def onboarded(database: Database, person_ids: Sequence[int]) -> list[bool]:
@@ -143,16 +136,9 @@ def request_erasure(database: Database, person_id: int, entry: Entry, due: datet
     """Schedule the erasure of the identifying proof in the person's ledger at ``due``, with
     its ledger ``entry`` (which should say when), in one transaction; False when an erasure
     was requested before (nothing is written then)."""
-    with database.writing() as connection:
-        database.lock_person(connection, person_id)
-        if connection.execute(select(erasures.c.person_id)
-                              .where(erasures.c.person_id == person_id)).first():
-            return False
-        connection.execute(insert(erasures).values(
-            person_id=person_id, requested_at=iso(now(), "milliseconds"),
-            requested_by=requested_by, due_at=iso(due, "milliseconds")))
-        append_entry(database, connection, person_id, entry)
-        return True
+    return _record_once(database, erasures, person_id, entry, {
+        "requested_at": iso(now(), "milliseconds"), "requested_by": requested_by,
+        "due_at": iso(due, "milliseconds")})
 
 
 def erase_due(database: Database, actor: str, moment: datetime | None = None) -> dict[int, int]:
@@ -171,3 +157,18 @@ def erase_due(database: Database, actor: str, moment: datetime | None = None) ->
             connection.execute(update(erasures).where(erasures.c.person_id == person_id)
                                .values(done_at=iso(now(), "milliseconds")))
     return done
+
+
+def _record_once(database: Database, table: Table, person_id: int, entry: Entry,
+                 values: dict) -> bool:
+    """Insert the person's row of ``table`` (keyed by person) with ``values``, and append its
+    ledger ``entry``, in one transaction, unless the table has the person's row already:
+    then write nothing and return False."""
+    with database.writing() as connection:
+        database.lock_person(connection, person_id)
+        if connection.execute(select(table.c.person_id)
+                              .where(table.c.person_id == person_id)).first():
+            return False
+        connection.execute(insert(table).values(person_id=person_id, **values))
+        append_entry(database, connection, person_id, entry)
+        return True
