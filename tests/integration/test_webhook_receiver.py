@@ -148,7 +148,7 @@ def test_oversized_body_gets_413(client, redis_conn):
     assert queued(redis_conn) == []
 
 
-@pytest.mark.parametrize("name", ["person.changed", "contact.created", "person.deleted"])
+@pytest.mark.parametrize("name", ["person.changed", "contact.created", "person.softdeleted"])
 def test_events_not_acted_on_are_ignored_with_200(client, redis_conn, name):
     response = post(client, event(name=name))
     assert response.status_code == 200
@@ -160,8 +160,9 @@ def test_events_not_acted_on_are_ignored_with_200(client, redis_conn, name):
 @pytest.mark.parametrize("name, queue_name, job_prefix", [
     ("person.consented", HISTORY, "crm-change-"),
     ("person.unconsented", HISTORY, "crm-change-"),
+    ("person.deleted", HISTORY, "deletion-"),
 ])
-def test_consent_changes_by_crm_users_are_queued_for_the_history(client, redis_conn, name,
+def test_consent_changes_and_deletions_by_crm_users_are_queued_for_the_history(client, redis_conn, name,
                                                                  queue_name, job_prefix):
     payload = event(name=name, person_id=55)
     response = post(client, payload)

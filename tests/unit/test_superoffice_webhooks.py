@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.queueing import enqueue_crm_changes, enqueue_onboarding
+from connector.queueing import enqueue_crm_changes, enqueue_deletion, enqueue_onboarding
 from connector.superoffice.webhook import parse_event
 from connector.web.webhooks import QUEUE_FOR_EVENT, decide_stale, decide_webhook
 
@@ -38,6 +38,10 @@ def test_a_person_created_by_a_user_is_onboarded():
                                   "person_unconsented__by_crm_user"])
 def test_a_crm_users_consent_change_is_recorded(name):
     check_webhook(name, enqueue_crm_changes)
+
+
+def test_a_person_deleted_in_the_crm_has_the_erasure_of_their_proof_scheduled():
+    check_webhook("person_deleted__by_crm_user", enqueue_deletion)
 
 
 def test_the_connectors_own_consent_writes_coming_back_are_ignored():
