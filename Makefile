@@ -4,13 +4,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps clean
+.PHONY: demo test bench venv system-deps clean
 
 demo: $(STAMP)  ## run the whole system on embedded defaults (SERVE=1 keeps it running)
 	$(BIN)/python -m sandbox.demo
 
 test: $(STAMP) system-deps  ## run every test (unit, integration with real Redis/SMTP/CRM/workers, browser)
 	$(BIN)/python -m pytest
+
+bench: $(STAMP) system-deps  ## run the benchmarks in bench/ (figures, not asserts; see bench/README.md)
+	$(BIN)/python bench/export_bench.py
+	$(BIN)/python bench/ledger_bench.py
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used);
 # the SMTP TLS tests make a throwaway certificate with openssl; the export tests open the
