@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, func, insert, select, update
 
 from connector.evidence.database import Database
-from connector.evidence.entry import (GENESIS, Entry, digest_personal, entry_hash,
+from connector.evidence.entry import (GENESIS, READABLE, Entry, digest_personal, entry_hash,
                                       erased_personal, readable, stored_form)
 from connector.evidence.schema import ledger_entries
 from connector.times import iso, now
+
+_READABLE = tuple(ledger_entries.c[name] for name in READABLE)
 
 ERASURE_ACTION = "ledger.erased"
 """The entry that records an erasure: how many entries lost their identifying proof."""
@@ -85,7 +87,7 @@ class Ledger:
     def entries(self, person_id: int) -> list[Mapping[str, str]]:
         """Return every entry about the person, oldest first, each with its ``id`` and ``at``."""
         with self.database.reading() as connection:
-            rows = connection.execute(select(ledger_entries)
+            rows = connection.execute(select(*_READABLE)
                                       .where(ledger_entries.c.person_id == person_id)
                                       .order_by(ledger_entries.c.seq)).mappings().all()
         return [readable(row) for row in rows]
@@ -107,7 +109,7 @@ class Ledger:
         of the given actions, when those are given. Served by an index on (purpose, notice
         version, time)."""
         columns = ledger_entries.c
-        statement = select(ledger_entries).where(columns.purpose == purpose)
+        statement = select(columns.person_id, *_READABLE).where(columns.purpose == purpose)
         if notice_version is not None:
             statement = statement.where(columns.notice_version == notice_version)
         if since is not None:
@@ -120,7 +122,9 @@ class Ledger:
             result = connection.execution_options(yield_per=1000).execute(
                 statement.order_by(columns.at, columns.id)).mappings()
             for row in result:
-                yield {"person_id": str(row["person_id"]), **readable(row)}
+                entry = readable(row)
+                entry["person_id"] = str(row["person_id"])
+                yield entry
 
     def verify(self, person_id: int) -> ChainBreak | None:
         """Check the person's chain; return its first break, or None when it holds."""
