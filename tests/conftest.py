@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -20,7 +20,9 @@ import pytest
 import redis
 import requests
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
 
+from connector.cli import main
 from connector.evidence.database import Database
 from connector.evidence.ledger import Ledger
 from connector.evidence.schema import metadata
@@ -106,8 +108,10 @@ def redis_conn(redis_url, evidence_database):
 
 
 @pytest.fixture
-def ledger(redis_conn, evidence_database) -> Ledger:
-    """The consent ledger in the session's evidence database (emptied before the test)."""
+def ledger(evidence_database) -> Ledger:
+    """The consent ledger in the session's evidence database, emptied before the test (Redis
+    is left alone: a module's own worker keeps its registration)."""
+    empty_evidence(evidence_database)
     return Ledger(evidence_database)
 
 
@@ -289,6 +293,17 @@ def connector_env(redis_url, evidence_database, smtp_server, sandbox_server, tmp
 @pytest.fixture(scope="session")
 def settings(connector_env) -> Settings:
     return Settings.from_env(connector_env)
+
+
+def run_command(env: Mapping[str, str | None], *args: str) -> subprocess.CompletedProcess:
+    """Run ``consent-connector ARGS`` in this process with ``env`` on top of ours (a None value
+    unsets a variable), through click's test runner, and answer as ``subprocess.run`` does: a
+    new process per command would spend most of its time importing."""
+    result = CliRunner().invoke(main, list(args), env=dict(env))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(["consent-connector", *args], result.exit_code,
+                                       result.stdout, result.stderr)
 
 
 def start_worker(env: dict[str, str], *args: str) -> subprocess.Popen:

@@ -20,7 +20,7 @@ from connector.evidence.entry import Entry
 from connector.evidence.ledger import Ledger
 from connector.evidence.schema import ledger_entries, metadata
 from connector.times import now
-from tests.conftest import ROOT, empty_evidence, start_worker
+from tests.conftest import ROOT, empty_evidence, run_command, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -44,12 +44,9 @@ def url_of(database: Database) -> str:
 
 
 def cli(database: Database, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """``consent-connector ARGS`` with DATABASE_URL naming ``database`` and nothing else set."""
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("SUPEROFFICE_", "DATABASE_URL", "REDIS_URL"))}
-    return subprocess.run([sys.executable, "-m", "connector", *args], cwd=ROOT, text=True,
-                          env=environment | {"DATABASE_URL": url_of(database), **env},
-                          capture_output=True, timeout=60)
+    """``consent-connector ARGS`` with DATABASE_URL naming ``database`` (the ``db`` and
+    ``ledger`` commands read nothing else)."""
+    return run_command({"DATABASE_URL": url_of(database), **env}, *args)
 
 
 def a_choice(ledger: Ledger, person_id: int) -> None:

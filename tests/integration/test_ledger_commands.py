@@ -3,9 +3,7 @@ both evidence databases: the session's PostgreSQL and a SQLite file of the test'
 
 import csv
 import io
-import os
 import subprocess
-import sys
 from datetime import datetime, timezone
 
 import pytest
@@ -21,7 +19,7 @@ from connector.evidence.schema import confirmation_mails, metadata, onboarded_pe
 from connector.exports.ledger_query import COLUMNS
 from connector.keys import (LEGACY_CONFIRMATION_MAIL_PREFIX, LEGACY_LEDGER_PREFIX,
                             LEGACY_ONBOARDED, LEGACY_RECONCILE_WATERMARK)
-from tests.conftest import ROOT
+from tests.conftest import run_command
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +49,8 @@ def env(connector_env, database) -> dict[str, str]:
 
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    """``python -m connector ledger ARGS`` with ``env``."""
-    return subprocess.run([sys.executable, "-m", "connector", "ledger", *args], cwd=ROOT,
-                          env=os.environ | env, capture_output=True, text=True, timeout=120)
+    """``consent-connector ledger ARGS`` with ``env``."""
+    return run_command(env, "ledger", *args)
 
 
 def write_old_data(connection) -> None:
