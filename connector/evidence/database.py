@@ -15,15 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy import Connection, create_engine, event, inspect, text
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError
 
 from connector import defaults
+from connector.evidence.schema import SCHEMA_REVISION
 from connector.exceptions import SchemaBehindError
 
 MIGRATIONS = "connector.evidence:migrations"
@@ -94,10 +91,14 @@ class Database:
     # -- the schema --------------------------------------------------------------------------
 
     def revisions(self) -> tuple[str | None, str]:
-        """(the database's schema revision or None when it has none, the code's newest)."""
-        with self.engine.connect() as connection:
-            current = MigrationContext.configure(connection).get_current_revision()
-        return current, ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        """(the database's schema revision or None when it has none, the code's:
+        ``SCHEMA_REVISION``), read from Alembic's ``alembic_version`` table with plain SQL."""
+        with self.reading() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None, SCHEMA_REVISION
+            current = connection.execute(text("SELECT version_num FROM alembic_version")
+                                         ).scalar()
+        return current, SCHEMA_REVISION
 
     def require_current_schema(self) -> None:
         """Refuse to work on a schema older (or newer) than the code's.
@@ -122,9 +123,15 @@ class Database:
         return self._upgrade()
 
     def _upgrade(self) -> tuple[str | None, str]:
+        # Alembic takes a quarter of a second to import, at every start of every process;
+        # only a schema change needs it.
+        from alembic import command
+        from alembic.config import Config
+
         before, _ = self.revisions()
         with self.engine.begin() as connection:
-            config = _alembic_config()
+            config = Config()
+            config.set_main_option("script_location", MIGRATIONS)
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
         return before, self.revisions()[0]
@@ -139,12 +146,6 @@ def unreachable_reason(error: OperationalError) -> str:
     which may hold a password)."""
     reason = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
     return f"DATABASE_URL: the evidence database cannot be reached or opened: {reason}"
-
-
-def _alembic_config() -> Config:
-    config = Config()
-    config.set_main_option("script_location", MIGRATIONS)
-    return config
 
 
 def _configure_sqlite(dbapi_connection, _record) -> None:

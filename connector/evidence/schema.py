@@ -4,6 +4,10 @@
 from sqlalchemy import (BigInteger, Column, Index, Integer, MetaData, String, Table, Text,
                         UniqueConstraint)
 
+SCHEMA_REVISION = "0001"
+"""The migration (migrations/versions) that builds this schema: processes refuse a database at
+another revision. Raise it with every new migration (a test checks it is Alembic's head)."""
+
 metadata = MetaData()
 
 ISO_TIME = String(32)

@@ -17,7 +17,7 @@ import pytest
 import redis
 import requests
 from aiosmtpd.controller import Controller
-from rq import Queue
+from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from connector.keys import QUEUE_NAMES
@@ -73,7 +73,9 @@ def system(sandbox, connector_env, tmp_path):
         "Type": "webhook"})
     assert hook.status_code == 200, hook.text
     workers = [start_worker(env) for _ in range(2)]
-    time.sleep(3)  # up and idle: what each has forked by now is not a work horse
+    wait_for(lambda: len(Worker.all(connection=redis.Redis.from_url(url))) == 2, timeout=60,
+             what="both workers to start (a slow start must not leave none to kill)")
+    time.sleep(2)  # up and idle: what each has forked by now (its scheduler) is no work horse
     idle_children = {process.pid: children(process) for process in workers}
     yield redis_dir, url, mail, workers, idle_children
     for process in workers:

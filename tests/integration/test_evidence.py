@@ -10,15 +10,17 @@ from datetime import timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import delete, insert, text, update
 from sqlalchemy.exc import IntegrityError
 
 from connector.evidence import facts
-from connector.evidence.database import Database
+from connector.evidence.database import MIGRATIONS, Database
 from connector.evidence.entry import Entry
 from connector.evidence.ledger import Ledger
-from connector.evidence.schema import ledger_entries, metadata
+from connector.evidence.schema import SCHEMA_REVISION, ledger_entries, metadata
 from connector.times import now
 from tests.conftest import ROOT, empty_evidence, run_command, start_worker
 
@@ -37,6 +39,12 @@ def database(request, tmp_path):
         empty_evidence(database)
     yield database
     database.dispose()
+
+
+def alembic_config() -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", MIGRATIONS)
+    return config
 
 
 def url_of(database: Database) -> str:
@@ -251,8 +259,9 @@ def test_the_watermark_only_moves_forward(database):
 def test_the_migrations_build_exactly_the_schema_the_code_declares(database):
     with database.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert differences == []
-    assert database.revisions()[0] == database.revisions()[1]
+    assert database.revisions() == (head, head) == (SCHEMA_REVISION, SCHEMA_REVISION)
 
 
 def test_db_upgrade_creates_the_schema_once_and_db_current_says_so(tmp_path):
