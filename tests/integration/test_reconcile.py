@@ -30,8 +30,8 @@ from connector.exceptions import CRMError
 from connector.settings import Settings
 from sandbox.server import create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, USER_ASSOCIATE,
-                            USER_TOKEN, SandboxClient, fixed_crm, new_event_id, start_worker,
-                            wait_for)
+                            USER_TOKEN, SandboxClient, fixed_crm, new_event_id, run_command,
+                            start_worker, wait_for)
 from connector.keys import HISTORY, ONBOARDING
 from connector.queueing import enqueue_onboarding
 from connector.keys import RECONCILE_LAST_RUN as LAST_RUN_KEY
@@ -65,9 +65,8 @@ def in_process(env6):
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    """Run ``consent-connector ARGS`` as a support person would."""
-    return subprocess.run([sys.executable, "-m", "connector", *args], env={**os.environ, **env},
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    """Run ``consent-connector ARGS`` as a support person would (in this process)."""
+    return run_command(env, *args)
 
 
 def drain(env: dict) -> None:

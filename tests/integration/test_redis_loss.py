@@ -1,10 +1,8 @@
 """Losing Redis may delay work, never repeat a mail or lose proof: what must happen once is
 decided by the evidence database (here the session's PostgreSQL)."""
 
-import os
 import shutil
 import subprocess
-import sys
 import uuid
 
 import pytest
@@ -16,7 +14,8 @@ from connector.keys import ONBOARDING
 from connector.queueing import enqueue_onboarding
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
 from connector.settings import Settings
-from tests.conftest import ROOT, empty_evidence, new_event_id, start_worker, stop_worker, wait_for
+from tests.conftest import (empty_evidence, new_event_id, run_command, start_worker, stop_worker,
+                            wait_for)
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +23,7 @@ PERSONS = 20
 
 
 def cli(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "connector", *args], env={**os.environ, **env},
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return run_command(env, *args)
 
 
 def test_redis_restarted_empty_after_onboarding_repeats_no_mail_and_keeps_every_entry(

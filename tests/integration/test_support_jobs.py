@@ -1,10 +1,8 @@
 """``consent-connector jobs`` as support staff use it: a real worker on its own Redis database,
 the sandbox CRM over HTTP, real SMTP, and the command run as a separate process."""
 
-import os
 import re
 import subprocess
-import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,7 +11,7 @@ from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
 from connector.settings import Settings
-from tests.conftest import (ROOT, new_event_id, own_database, start_worker, stop_worker,
+from tests.conftest import (new_event_id, own_database, run_command, start_worker, stop_worker,
                             wait_for)
 from connector.support import jobs as support
 from connector.times import parse_duration
@@ -74,9 +72,8 @@ def clear_faults(sandbox):
 
 
 def jobs_cli(env, *args) -> subprocess.CompletedProcess:
-    """Run ``consent-connector jobs ARGS`` as its own process, as support staff would."""
-    return subprocess.run([sys.executable, "-m", "connector", "jobs", *args], cwd=ROOT,
-                          env=os.environ | env, capture_output=True, text=True, timeout=60)
+    """Run ``consent-connector jobs ARGS`` as support staff would (in this process)."""
+    return run_command(env, "jobs", *args)
 
 
 def wait_failed(conn, job, timeout=20.0):
