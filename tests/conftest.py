@@ -264,9 +264,12 @@ def sandbox_server(tmp_path_factory):
 
 
 @pytest.fixture
-def sandbox(sandbox_server):
-    """The sandbox CRM, emptied before each test."""
+def sandbox(sandbox_server, evidence_database):
+    """The sandbox CRM, emptied before each test; the evidence database is emptied with it (the
+    sandbox numbers persons from 1 again, and a person "onboarded" or "mailed" by an earlier
+    test would be skipped)."""
     sandbox_server.reset()
+    empty_evidence(evidence_database)
     return sandbox_server
 
 

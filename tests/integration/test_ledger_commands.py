@@ -89,9 +89,10 @@ def write_old_data(connection) -> None:
 
 
 def redis_contents(connection) -> dict:
-    """Every key with its serialised value and time to live."""
+    """Every connector key with its serialised value and time to live (RQ's own keys are the
+    session worker's: its scheduler renews its locks whenever it likes)."""
     return {key: (connection.dump(key), connection.ttl(key))
-            for key in sorted(connection.scan_iter(count=100))}
+            for key in sorted(connection.scan_iter(match="connector:*", count=100))}
 
 
 def database_contents(database: Database) -> dict:
