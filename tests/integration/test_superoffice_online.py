@@ -129,8 +129,9 @@ def test_a_revoked_system_user_token_fails_jobs_naming_it_after_a_bounded_number
         online, connector_env, tmp_path):
     app, client = online()
     env, db = online_env(connector_env, app, client, 7, tmp_path, RETRY_INTERVALS="1,1,1")
-    with workers(env, 1):  # it signs in at start
-        wait_for(lambda: client.sign_ins(), what="the worker to sign in")
+    with workers(env, 1):  # it signs in and asks who it is at start, then beats
+        # Revoked between its sign-in and its question, the worker would refuse to start.
+        wait_for(lambda: workers_alive(db), what="the worker to start")
         client.revoke_system_user()  # an administrator withdrew the app's consent
         settings = Settings.from_env(env)
         jobs = [enqueue_onboarding(db, settings, client.create_person(f"Revoked{n}", "P", None),
