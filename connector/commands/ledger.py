@@ -20,6 +20,7 @@ from connector.evidence.database import Database, unreachable_reason
 from connector.evidence.entry import Entry
 from connector.evidence.legacy import ImportSummary, import_from_redis
 from connector.evidence.ledger import Ledger
+from connector.evidence.schema import stored_time
 from connector.exceptions import ConfigError, SchemaBehindError, SettingsError
 from connector.exports.ledger_query import (FORMATS, output_format, query_rows, write_csv,
                                             write_xlsx)
@@ -178,7 +179,7 @@ def _time_option(_context: click.Context, option: click.Parameter,
         raise click.BadParameter(f"{value!r} is not a date or time: use a date like "
                                  f"2026-01-01 or an ISO time like 2026-01-01T12:00:00+00:00",
                                  param=option)
-    return iso(moment, "milliseconds")
+    return stored_time(moment)
 
 
 @ledger.command()

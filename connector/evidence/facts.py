@@ -22,8 +22,8 @@ from connector.evidence.database import Database
 from connector.evidence.entry import Entry
 from connector.evidence.ledger import append_entry, erase_personal_proof
 from connector.evidence.schema import (checkpoints, confirmation_mails, erasures,
-                                       onboarded_persons)
-from connector.times import iso, now, parse_iso
+                                       onboarded_persons, stored_time)
+from connector.times import iso, parse_iso
 
 SENT, SENDING = "sent", "sending"
 """States of a person's confirmation mail; None when no attempt has claimed it."""
@@ -48,7 +48,7 @@ def mark_onboarded(database: Database, person_id: int, entry: Entry) -> bool:
     """Record that onboarding finished for the person, with its ledger ``entry``, in one
     transaction; False (and nothing written) when they were onboarded before."""
     return _record_once(database, onboarded_persons, person_id, entry, {
-        "at": iso(now(), "milliseconds"), "job_id": entry.details.get("job_id"),
+        "at": stored_time(), "job_id": entry.details.get("job_id"),
         "event_id": entry.details.get("event_id")})
 
 
@@ -79,11 +79,11 @@ def claim_confirmation_mail(database: Database, person_id: int, job_id: str | No
             return Claim.SENT
         if state == SENDING:
             connection.execute(update(confirmation_mails).where(columns.person_id == person_id)
-                               .values(job_id=job_id, claimed_at=iso(now(), "milliseconds"),
+                               .values(job_id=job_id, claimed_at=stored_time(),
                                        attempts=columns.attempts + 1))
             return Claim.RESUMED
         connection.execute(insert(confirmation_mails).values(
-            person_id=person_id, state=SENDING, claimed_at=iso(now(), "milliseconds"),
+            person_id=person_id, state=SENDING, claimed_at=stored_time(),
             job_id=job_id, attempts=1))
         return Claim.CLAIMED
 
@@ -101,7 +101,7 @@ def mark_confirmation_mail_sent(database: Database, person_id: int, entry: Entry
     with database.writing() as connection:
         connection.execute(update(confirmation_mails)
                            .where(confirmation_mails.c.person_id == person_id)
-                           .values(state=SENT, sent_at=iso(now(), "milliseconds"),
+                           .values(state=SENT, sent_at=stored_time(),
                                    message_id=entry.details.get("message_id")))
         append_entry(database, connection, person_id, entry)
 
@@ -122,7 +122,7 @@ def advance_watermark(database: Database, target: datetime) -> bool:
                                    .where(checkpoints.c.name == WATERMARK)).scalar()
         if value is not None and parse_iso(value) >= target:
             return False
-        values = {"value": iso(target), "updated_at": iso(now(), "milliseconds")}
+        values = {"value": iso(target), "updated_at": stored_time()}
         if value is None:
             connection.execute(insert(checkpoints).values(name=WATERMARK, **values))
         else:
@@ -137,14 +137,14 @@ def request_erasure(database: Database, person_id: int, entry: Entry, due: datet
     its ledger ``entry`` (which should say when), in one transaction; False when an erasure
     was requested before (nothing is written then)."""
     return _record_once(database, erasures, person_id, entry, {
-        "requested_at": iso(now(), "milliseconds"), "requested_by": requested_by,
-        "due_at": iso(due, "milliseconds")})
+        "requested_at": stored_time(), "requested_by": requested_by,
+        "due_at": stored_time(due)})
 
 
 def erase_due(database: Database, actor: str, moment: datetime | None = None) -> dict[int, int]:
     """Carry out every erasure due at ``moment`` (default now), each in its own transaction
     with its ``ledger.erased`` entry; return person id → entries erased."""
-    cutoff = iso(moment or now(), "milliseconds")
+    cutoff = stored_time(moment)
     with database.reading() as connection:
         due = list(connection.execute(select(erasures.c.person_id)
                                       .where(erasures.c.done_at.is_(None),
@@ -155,7 +155,7 @@ def erase_due(database: Database, actor: str, moment: datetime | None = None) ->
         with database.writing() as connection:
             done[person_id] = erase_personal_proof(database, connection, person_id, actor)
             connection.execute(update(erasures).where(erasures.c.person_id == person_id)
-                               .values(done_at=iso(now(), "milliseconds")))
+                               .values(done_at=stored_time()))
     return done
 
 

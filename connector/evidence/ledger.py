@@ -11,8 +11,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from connector.evidence.database import Database
 from connector.evidence.entry import (GENESIS, READABLE, Entry, digest_personal, entry_hash,
                                       erased_personal, readable, stored_form)
-from connector.evidence.schema import ledger_entries
-from connector.times import iso, now
+from connector.evidence.schema import ledger_entries, stored_time
 
 _READABLE = tuple(ledger_entries.c[name] for name in READABLE)
 
@@ -50,7 +49,7 @@ def append_entry(database: Database, connection: Connection, person_id: int, ent
     (so a fact can be written in the same transaction); return the entry's id.
 
     Args:
-        at: the entry's time (ISO UTC, milliseconds); now when None.
+        at: the entry's time in the stored form (``stored_time``); now when None.
     """
     database.lock_person(connection, person_id)
     last = connection.execute(
@@ -58,7 +57,7 @@ def append_entry(database: Database, connection: Connection, person_id: int, ent
         .where(ledger_entries.c.person_id == person_id)
         .order_by(ledger_entries.c.seq.desc()).limit(1)).first()
     seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
-    row = stored_form(person_id, seq, at or iso(now(), "milliseconds"), entry, prev_hash)
+    row = stored_form(person_id, seq, at or stored_time(), entry, prev_hash)
     return connection.execute(insert(ledger_entries).values(**row)).inserted_primary_key[0]
 
 

@@ -42,10 +42,11 @@ from connector.evidence import facts
 from connector.evidence.database import Database
 from connector.evidence.entry import Entry
 from connector.evidence.ledger import append_entry
-from connector.evidence.schema import confirmation_mails, ledger_entries, onboarded_persons
+from connector.evidence.schema import (confirmation_mails, ledger_entries, onboarded_persons,
+                                       stored_time)
 from connector.keys import (LEGACY_CONFIRMATION_MAIL_PREFIX, LEGACY_LEDGER_PREFIX,
                             LEGACY_ONBOARDED, LEGACY_RECONCILE_WATERMARK)
-from connector.times import iso, now, parse_iso
+from connector.times import parse_iso
 
 REDIS_ID = "redis_id"
 """The detail that carries an imported entry's stream id: how a second run knows it."""
@@ -142,7 +143,7 @@ def legacy_entry(redis_id: str, fields: Mapping[str, str]) -> tuple[str, Entry]:
         if written:
             details[REDIS_AT] = written
     details[REDIS_ID] = redis_id
-    return iso(moment, "milliseconds"), Entry(action, details)
+    return stored_time(moment), Entry(action, details)
 
 
 def stream_id_time(redis_id: str) -> datetime:
@@ -222,7 +223,7 @@ def _import_onboarded(connection: redis.Redis, database: Database) -> int:
             for person_id in missing:
                 entry = entries.get(person_id)
                 if entry is None:
-                    at = iso(now(), "milliseconds")
+                    at = stored_time()
                     append_entry(database, transaction, person_id,
                                  Entry(ONBOARDED_ACTION, {"note": IMPORTED_NOTE}), at=at)
                     values = {"at": at, "job_id": None, "event_id": None}
@@ -271,7 +272,7 @@ def _import_confirmation_mails(connection: redis.Redis, database: Database) -> t
             if not missing:
                 continue
             mails = _last_confirmation_mails(transaction, missing)
-            imported_at = iso(now(), "milliseconds")
+            imported_at = stored_time()
             rows = []
             for person_id in missing:
                 at, job_id, message_id = mails.get(person_id, (None, None, None))

@@ -1,8 +1,12 @@
 """The evidence database's tables (SQLAlchemy Core). A change here needs a migration in
 ``migrations/versions`` (``consent-connector db upgrade`` runs them)."""
 
+from datetime import datetime
+
 from sqlalchemy import (BigInteger, Column, Index, Integer, MetaData, String, Table, Text,
                         UniqueConstraint)
+
+from connector.times import iso, now
 
 SCHEMA_REVISION = "0001"
 """The migration (migrations/versions) that builds this schema: processes refuse a database at
@@ -14,6 +18,11 @@ ISO_TIME = String(32)
 """Times are stored as ISO 8601 UTC text with milliseconds ("2026-11-30T10:00:00.000+00:00"):
 the same bytes on every database, so an entry's hash can be computed again years later,
 and ordered and compared as text."""
+
+
+def stored_time(moment: datetime | None = None) -> str:
+    """``moment`` (default: now) in the stored form of ``ISO_TIME``."""
+    return iso(moment or now(), "milliseconds")
 
 ledger_entries = Table(
     "ledger_entries", metadata,
