@@ -4,6 +4,8 @@ which replaces identifying proof by a marker and keeps the chain verifiable
 (connector.evidence.entry explains the chain)."""
 
 from collections.abc import Iterator, Mapping
+from itertools import groupby
+from operator import itemgetter
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, func, insert, select, update
@@ -35,7 +37,7 @@ class ChainBreak:
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """What ``verify_all`` found: persons and entries checked, the first break of every
+    """What ``check`` found: persons and entries checked, the first break of every
     broken person's chain."""
 
     persons: int
@@ -127,33 +129,28 @@ class Ledger:
 
     def verify(self, person_id: int) -> ChainBreak | None:
         """Check the person's chain; return its first break, or None when it holds."""
-        with self.database.reading() as connection:
-            rows = connection.execute(select(ledger_entries)
-                                      .where(ledger_entries.c.person_id == person_id)
-                                      .order_by(ledger_entries.c.seq)).mappings()
-            return first_break(person_id, rows)
+        breaks = self.check(person_id).breaks
+        return breaks[0] if breaks else None
 
     def verify_all(self) -> VerifyReport:
-        """Check every person's chain, streaming the entries in chain order."""
+        """Check every person's chain."""
+        return self.check()
+
+    def check(self, person_id: int | None = None) -> VerifyReport:
+        """Check one person's chain, or every person's, streaming the entries in chain
+        order."""
+        columns = ledger_entries.c
+        statement = select(ledger_entries).order_by(columns.person_id, columns.seq)
+        if person_id is not None:
+            statement = statement.where(columns.person_id == person_id)
         persons = entries = 0
         breaks = []
         with self.database.reading() as connection:
-            result = connection.execution_options(yield_per=5000).execute(
-                select(ledger_entries).order_by(ledger_entries.c.person_id,
-                                                ledger_entries.c.seq)).mappings()
-            chain: list[Mapping] = []
-            for row in result:
-                entries += 1
-                if chain and chain[0]["person_id"] != row["person_id"]:
-                    persons += 1
-                    broken = first_break(chain[0]["person_id"], chain)
-                    if broken:
-                        breaks.append(broken)
-                    chain = []
-                chain.append(row)
-            if chain:
-                persons += 1
-                broken = first_break(chain[0]["person_id"], chain)
+            result = connection.execution_options(yield_per=5000).execute(statement).mappings()
+            for chain_of, rows in groupby(result, key=itemgetter("person_id")):
+                chain = list(rows)
+                persons, entries = persons + 1, entries + len(chain)
+                broken = first_break(chain_of, chain)
                 if broken:
                     breaks.append(broken)
         return VerifyReport(persons, entries, tuple(breaks))
