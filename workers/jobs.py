@@ -185,10 +185,10 @@ def record_deletion_with(services: Services, person_id: int, event_id: str | Non
     scheduled = facts.request_erasure(services.database, person_id,
                                       deletion_entry(event_id, iso(due)), due,
                                       requested_by=f"{PERSON_DELETED} webhook")
-    erased = facts.erase_due(services.database, CONNECTOR) if not days else {}
+    erased = facts.erase_now(services.database, person_id, CONNECTOR) if not days else 0
     return {"person_id": person_id,
             "erase_after": iso(due) if scheduled else "requested before",
-            "erased_entries": erased.get(person_id, 0)}
+            "erased_entries": erased}
 
 
 @one_job_per_person

@@ -94,7 +94,7 @@ def erase(person_id: int | None, at_once: bool, due: bool, actor: str | None):
             click.echo(f"{len(done)} due erasure(s) carried out: identifying proof erased from "
                        f"{sum(done.values())} entries")
         elif at_once:
-            erased = evidence.erase(person_id, actor)
+            erased = facts.erase_now(database, person_id, actor)
             click.echo(f"person {person_id}: identifying proof erased from {erased} entries"
                        if erased else f"person {person_id}: no identifying proof left to erase")
         else:

@@ -143,20 +143,29 @@ def request_erasure(database: Database, person_id: int, entry: Entry, due: datet
 
 def erase_due(database: Database, actor: str, moment: datetime | None = None) -> dict[int, int]:
     """Carry out every erasure due at ``moment`` (default now), each in its own transaction
-    with its ``ledger.erased`` entry; return person id → entries erased."""
-    cutoff = stored_time(moment)
+    (``erase_now``); return person id → entries erased."""
     with database.reading() as connection:
         due = list(connection.execute(select(erasures.c.person_id)
                                       .where(erasures.c.done_at.is_(None),
-                                             erasures.c.due_at <= cutoff)
+                                             erasures.c.due_at <= stored_time(moment))
                                       .order_by(erasures.c.due_at)).scalars())
-    done = {}
-    for person_id in due:
-        with database.writing() as connection:
-            done[person_id] = erase_personal_proof(database, connection, person_id, actor)
-            connection.execute(update(erasures).where(erasures.c.person_id == person_id)
-                               .values(done_at=stored_time()))
-    return done
+    return {person_id: erase_now(database, person_id, actor) for person_id in due}
+
+
+def erase_now(database: Database, person_id: int, actor: str) -> int:
+    """Erase the identifying proof in the person's ledger now, with its ``ledger.erased``
+    entry, and record the erasure as done (requested before or not), in one transaction;
+    return how many entries lost their proof."""
+    with database.writing() as connection:
+        erased = erase_personal_proof(database, connection, person_id, actor)
+        done = stored_time()
+        marked = connection.execute(update(erasures).where(erasures.c.person_id == person_id)
+                                    .values(done_at=done))
+        if not marked.rowcount:
+            connection.execute(insert(erasures).values(
+                person_id=person_id, requested_at=done, requested_by=actor, due_at=done,
+                done_at=done))
+    return erased
 
 
 def _record_once(database: Database, table: Table, person_id: int, entry: Entry,

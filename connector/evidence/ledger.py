@@ -167,11 +167,6 @@ class Ledger:
             return connection.execute(select(func.count()).select_from(ledger_entries)
                                       ).scalar_one()
 
-    def erase(self, person_id: int, actor: str) -> int:
-        """Erase the identifying proof in the person's ledger now, in a transaction of its
-        own (``erase_personal_proof``); return how many entries lost their proof."""
-        with self.database.writing() as connection:
-            return erase_personal_proof(self.database, connection, person_id, actor)
 
 
 def erase_personal_proof(database: Database, connection: Connection, person_id: int,

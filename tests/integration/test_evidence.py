@@ -164,8 +164,8 @@ def test_erasure_removes_the_identifying_proof_and_the_chain_still_verifies(data
     ledger = Ledger(database)
     a_choice(ledger, 7)
 
-    assert ledger.erase(7, "dpo") == 1
-    assert ledger.erase(7, "dpo") == 0  # nothing left: no second entry
+    assert facts.erase_now(database, 7, "dpo") == 1
+    assert facts.erase_now(database, 7, "dpo") == 0  # nothing left: no second entry
 
     entries = ledger.entries(7)
     assert [e["action"] for e in entries][-1] == "ledger.erased"
