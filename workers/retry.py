@@ -91,16 +91,15 @@ def requeue_lost(connection) -> list[str]:
     Redis is back after an outage; returns the ids queued again. A job another worker has just
     taken is harmless to queue twice: jobs are idempotent and a person's run one at a time.
     """
+    queues = {name.encode(): Queue(name, connection=connection) for name in QUEUE_NAMES}
+    waiting = {job_id for queue in queues.values() for job_id in queue.get_job_ids()}
     requeued = []
-    for name in QUEUE_NAMES:
-        queue = Queue(name, connection=connection)
-        waiting = set(queue.get_job_ids())
-        for key in connection.scan_iter(match=f"{Job.redis_job_namespace_prefix}*", count=500):
-            job_id = key.decode().removeprefix(Job.redis_job_namespace_prefix)
-            if job_id in waiting or ":" in job_id:
-                continue
-            origin, status = connection.hmget(key, "origin", "status")
-            if origin == name.encode() and status == JobStatus.QUEUED.value.encode():
-                queue.enqueue_job(Job.fetch(job_id, connection=connection))
-                requeued.append(job_id)
+    for key in connection.scan_iter(match=f"{Job.redis_job_namespace_prefix}*", count=500):
+        job_id = key.decode().removeprefix(Job.redis_job_namespace_prefix)
+        if job_id in waiting or ":" in job_id:
+            continue
+        origin, status = connection.hmget(key, "origin", "status")
+        if origin in queues and status == JobStatus.QUEUED.value.encode():
+            queues[origin].enqueue_job(Job.fetch(job_id, connection=connection))
+            requeued.append(job_id)
     return requeued
