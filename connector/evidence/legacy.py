@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import redis
-from sqlalchemy import Connection, Row, insert, select
+from sqlalchemy import Connection, Row, Table, insert, select
 
 from connector.evidence import facts
 from connector.evidence.database import Database
@@ -213,10 +213,7 @@ def _import_onboarded(connection: redis.Redis, database: Database) -> int:
     imported = 0
     for batch in _batches(_unique_ids(members)):
         with database.writing() as transaction:
-            present = set(transaction.execute(
-                select(onboarded_persons.c.person_id)
-                .where(onboarded_persons.c.person_id.in_(batch))).scalars())
-            missing = [person_id for person_id in batch if person_id not in present]
+            missing = _without_row(transaction, onboarded_persons, batch)
             if not missing:
                 continue
             entries = _first_onboarded_entries(transaction, missing)
@@ -234,6 +231,13 @@ def _import_onboarded(connection: redis.Redis, database: Database) -> int:
                                                                      **values))
             imported += len(missing)
     return imported
+
+
+def _without_row(transaction: Connection, table: Table, person_ids: list[int]) -> list[int]:
+    """The persons of ``person_ids`` that ``table`` (keyed by person) has no row for."""
+    present = set(transaction.execute(select(table.c.person_id)
+                                      .where(table.c.person_id.in_(person_ids))).scalars())
+    return [person_id for person_id in person_ids if person_id not in present]
 
 
 def _first_onboarded_entries(transaction: Connection, person_ids: list[int]) -> dict[int, Row]:
@@ -265,10 +269,7 @@ def _import_confirmation_mails(connection: redis.Redis, database: Database) -> t
         if not sent:
             continue
         with database.writing() as transaction:
-            present = set(transaction.execute(
-                select(confirmation_mails.c.person_id)
-                .where(confirmation_mails.c.person_id.in_(sent))).scalars())
-            missing = [person_id for person_id in sent if person_id not in present]
+            missing = _without_row(transaction, confirmation_mails, sent)
             if not missing:
                 continue
             mails = _last_confirmation_mails(transaction, missing)
