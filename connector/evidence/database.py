@@ -123,12 +123,13 @@ class Database:
         return self._upgrade()
 
     def _upgrade(self) -> tuple[str | None, str]:
-        # Alembic takes a quarter of a second to import, at every start of every process;
-        # only a schema change needs it.
+        before, head = self.revisions()
+        if before == head:  # the embedded database at every start: nothing to migrate
+            return before, head
+        # Alembic takes a quarter of a second to import: only a schema change needs it.
         from alembic import command
         from alembic.config import Config
 
-        before, _ = self.revisions()
         with self.engine.begin() as connection:
             config = Config()
             config.set_main_option("script_location", MIGRATIONS)
