@@ -2,8 +2,10 @@
 
 import click
 import redis
+import sqlalchemy.exc
 
 from connector.commands import services_or_exit
+from connector.evidence.database import unreachable_reason
 from connector.exceptions import JobNotFailedError, JobNotFoundError
 from connector.support import jobs as support
 from connector.support.dry_run import Plan, plan
@@ -156,6 +158,11 @@ def retry_command(job_ids: tuple[str, ...], retry_all: bool, person_id: int | No
         except JobNotFailedError as error:
             click.echo(f"skipped: {error}", err=True)
             continue
+        except sqlalchemy.exc.OperationalError as error:
+            click.echo(f"stopped: {unreachable_reason(error)}; {job.id} and the jobs after it "
+                       f"were not queued again (a retry is recorded in the ledger first)",
+                       err=True)
+            break
         done += 1
         person = support.person_of(job)
         click.echo(f"queued again: {job.id} ({support.step_of(job)} for person {person}); "

@@ -18,6 +18,7 @@ import re
 import rq_dashboard
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
+from sqlalchemy.exc import SQLAlchemyError
 
 from connector.exceptions import JobNotFailedError, JobNotFoundError
 from connector.support import jobs as support
@@ -75,6 +76,8 @@ def retry_job(job_id: str):
         abort(404, str(error))
     except JobNotFailedError as error:
         flash(str(error), "warning")
+    except SQLAlchemyError:
+        flash(LEDGER_UNREACHABLE, "warning")
     else:
         flash(f"Job {job.id} ({support.step_of(job)} for person {support.person_of(job)}) is "
               f"queued again. The retry is recorded in the person's consent ledger.", "success")
@@ -91,10 +94,18 @@ def retry_all():
             support.requeue(services.redis, services.ledger, job, admin_actor())
         except JobNotFailedError:
             continue  # retried by someone else meanwhile
+        except SQLAlchemyError:
+            flash(LEDGER_UNREACHABLE, "warning")
+            break
         done += 1
     flash(f"{done} failed job(s) queued again. Each retry is recorded in the person's consent "
           f"ledger." if done else "There were no failed jobs to retry.", "success")
     return redirect(url_for(".jobs_page"), code=303)
+
+
+LEDGER_UNREACHABLE = ("The retry could not be recorded in the person's consent ledger (the "
+                      "evidence database does not answer), so the job was not queued again. "
+                      "Try again when the database is back.")
 
 
 def _redis():
