@@ -7,6 +7,7 @@ Key files, the client secret and the default system user live in ``--data-dir``
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import secrets
 import sys
@@ -50,6 +51,18 @@ def persisted_client_secret(data_dir: Path) -> str:
     return load_or_create_secret(data_dir / CLIENT_SECRET_FILE, lambda: secrets.token_urlsafe(24))
 
 
+def parse_quota(text: str) -> float:
+    """Turn ``--quota``'s text into requests per second; raise ArgumentTypeError unless positive."""
+    message = f"quota must be a positive number of requests per second, got {text!r}"
+    try:
+        per_second = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(message) from None
+    if not (math.isfinite(per_second) and per_second > 0):
+        raise argparse.ArgumentTypeError(message)
+    return per_second
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the command line parser."""
     parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
@@ -72,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lifetime of a system user ticket (default 6 h)")
     parser.add_argument("--fixed-ticket-lifetime", action="store_true",
                         help="tickets lapse --ticket-ttl after issue, not after their last use")
+    parser.add_argument("--quota", type=parse_quota, default=os.environ.get("SANDBOX_QUOTA") or None,
+                        metavar="PER_SECOND",
+                        help="requests per second the tenant's API allows; over it: 429 with "
+                             "Retry-After (default: no limit); also read from SANDBOX_QUOTA")
     return parser
 
 
@@ -90,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         args.tenant, tokens or {"demo-token": 9}, app_token=args.app_token, data_dir=data_dir,
         system_users=system_users or persisted_system_users(data_dir),
         client_secret=args.client_secret or persisted_client_secret(data_dir),
-        ticket_ttl=args.ticket_ttl, ticket_sliding=not args.fixed_ticket_lifetime)
+        ticket_ttl=args.ticket_ttl, ticket_sliding=not args.fixed_ticket_lifetime,
+        quota=args.quota)
     server = make_server(args.host, args.port, app, threaded=True)
     root_url = f"http://{args.host}:{server.server_port}"
     print(f"sandbox CRM listening on {root_url}/{args.tenant}/api/v1", flush=True)

@@ -8,13 +8,14 @@ Four parts, one app:
 * SuperOffice's services at the server root: the system user sign-in
   (``/Login/api/PartnerSystemUser/Authenticate``), the token-signing keys
   (``/login/.well-known/jwks``) and the tenant state API (``/api/state/{tenant}``);
-* sandbox controls (``/__sandbox/...``) — faults, reset, delivery, call and sign-in logs,
-  tickets, tenant state and moves; not part of SuperOffice, no auth;
+* sandbox controls (``/__sandbox/...``) — faults, the request quota, reset, delivery, call and
+  sign-in logs, tickets, tenant state and moves; not part of SuperOffice, no auth;
 * a person card (``/`` and ``/{tenant}/person/{id}``) to look at what was written.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
 import shutil
@@ -33,6 +34,7 @@ from werkzeug.serving import make_server
 
 from sandbox.keys import SandboxKeys
 from sandbox.login import NETSERVER_SERVICES, TICKET_TTL, SignInRefused, SystemUserLogin
+from sandbox.quota import Quota
 from sandbox.store import (
     COMMENT_MAX,
     CUSTOMER_LANGUAGES,
@@ -74,6 +76,7 @@ def create_sandbox_app(
     ticket_ttl: float = TICKET_TTL,
     ticket_sliding: bool = True,
     state_valid_for: float = 300,
+    quota: float | None = None,
 ) -> Flask:
     """Build the sandbox CRM app.
 
@@ -93,6 +96,8 @@ def create_sandbox_app(
         ticket_sliding: each accepted call moves the ticket's expiry to now + ``ticket_ttl``
             (SuperOffice's behaviour); False lets it lapse ``ticket_ttl`` after issue.
         state_valid_for: seconds the state API's ValidUntil lies ahead.
+        quota: requests per second the tenant's API allows, over it 429 with Retry-After
+            (sandbox/quota.py: a model, SuperOffice documents no limit); None: no limit.
     """
     app = Flask(__name__)
     app.json.sort_keys = False
@@ -114,6 +119,8 @@ def create_sandbox_app(
         "login": login,
         "place": TenantPlace(tenant),
         "state_valid_for": state_valid_for,
+        "initial_quota": quota,
+        "quota": _new_quota(quota),
     }
     _register_blueprints(app)
     app.register_error_handler(HTTPException, _http_error)
@@ -138,6 +145,15 @@ def _temporary_dir(app: Flask) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="sandbox-keys-"))
     weakref.finalize(app, shutil.rmtree, folder, ignore_errors=True)
     return folder
+
+
+def _new_quota(per_second: float | None) -> Quota | None:
+    """A full quota of ``per_second`` requests a second; None for no limit.
+
+    Raises:
+        ValueError: ``per_second`` is not a positive number.
+    """
+    return None if per_second is None else Quota(per_second)
 
 
 def default_system_users() -> dict[str, int]:
@@ -249,6 +265,19 @@ def _injected_fault():
     return None
 
 
+def _over_quota():
+    """Take a token from the tenant's quota, if it has one; with none left answer 429 and
+    Retry-After (whole seconds until a token is available, at least 1)."""
+    quota = _sandbox()["quota"]
+    if quota is None:
+        return None
+    allowed, wait = quota.take()
+    if allowed:
+        return None
+    return error(429, f"Too many requests: the tenant allows {quota.per_second:g} requests "
+                      "per second", **{"Retry-After": str(max(1, math.ceil(wait)))})
+
+
 def _unauthorized(message: str):
     return error(401, message, **{"WWW-Authenticate": "Bearer"})
 
@@ -283,11 +312,11 @@ def _token_caller(scheme: str, credential: str):
 
 @api.before_request
 def _gatekeeper():
-    """Tenant and endpoint, tenant State, injected faults, then auth — in that order, like
-    Online's front door."""
+    """Tenant and endpoint, tenant State, the quota, injected faults, then auth — in that
+    order, like Online's front door."""
     g.associate_id = None
     g.system_user = False
-    refusal = _tenant_gate() or _injected_fault()
+    refusal = _tenant_gate() or _over_quota() or _injected_fault()
     if refusal is not None:
         return refusal
     scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
@@ -1033,11 +1062,42 @@ def clear_faults():
     return "", 204
 
 
+def quota_json() -> dict:
+    """The quota control's answer: {per_second (null: no limit), served, refused}."""
+    quota = _sandbox()["quota"]
+    if quota is None:
+        return {"per_second": None, "served": 0, "refused": 0}
+    return {"per_second": quota.per_second, "served": quota.served, "refused": quota.refused}
+
+
+@controls.get("/quota")
+def current_quota():
+    """The tenant's request quota and the API calls it served and refused (429) since it was
+    set or the sandbox was reset."""
+    return jsonify(quota_json())
+
+
+@controls.put("/quota")
+def set_quota():
+    """Set the tenant's request quota ({"per_second": 10}) or remove it ({"per_second": null});
+    a new quota starts with a full bucket and its counts at zero."""
+    body = request.get_json(silent=True, force=True)
+    if not isinstance(body, dict) or "per_second" not in body:
+        return error(400, 'Send {"per_second": <requests per second>} or {"per_second": null}')
+    try:
+        _sandbox()["quota"] = _new_quota(body["per_second"])
+    except ValueError as exc:
+        return error(400, str(exc))
+    return jsonify(quota_json())
+
+
 @controls.post("/reset")
 def reset():
     """Forget persons, webhooks, deliveries, calls and faults, revocations and sign-ins (keys,
     system users and the tickets issued stay); put the tenant back at its initial endpoint,
-    Running."""
+    Running, and the quota back to the one the app was created with (none unless
+    ``create_sandbox_app(quota=...)``), its bucket full and its counts at zero."""
+    _sandbox()["quota"] = _new_quota(_sandbox()["initial_quota"])
     _store().reset()
     _login().reset()
     _place().reset()

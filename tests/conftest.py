@@ -207,6 +207,15 @@ class SandboxClient:
     def calls(self) -> list[dict]:
         return requests.get(f"{self.base_url}/__sandbox/calls", timeout=5).json()
 
+    def set_quota(self, per_second: float | None):
+        """Let the tenant's API serve ``per_second`` requests a second (None: no limit)."""
+        requests.put(f"{self.base_url}/__sandbox/quota", json={"per_second": per_second},
+                     timeout=5).raise_for_status()
+
+    def quota(self) -> dict:
+        """The tenant's quota and its counts: {per_second, served, refused}."""
+        return requests.get(f"{self.base_url}/__sandbox/quota", timeout=5).json()
+
     def reset(self):
         """Empty the sandbox; it also puts the tenant back at its initial endpoint."""
         requests.post(f"{self.base_url}/__sandbox/reset", timeout=5).raise_for_status()
