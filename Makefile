@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench venv system-deps clean
+.PHONY: demo test bench venv system-deps bench-deps clean
 
 demo: $(STAMP)  ## run the whole system on embedded defaults (SERVE=1 keeps it running)
 	$(BIN)/python -m sandbox.demo
@@ -12,9 +12,10 @@ demo: $(STAMP)  ## run the whole system on embedded defaults (SERVE=1 keeps it r
 test: $(STAMP) system-deps  ## run every test (unit, integration with real Redis/SMTP/CRM/workers, browser)
 	$(BIN)/python -m pytest
 
-bench: $(STAMP) system-deps  ## run the benchmarks in bench/ (figures, not asserts; see bench/README.md)
+bench: $(STAMP) system-deps bench-deps  ## run the benchmarks in bench/ (figures, not asserts; see bench/README.md)
 	$(BIN)/python bench/export_bench.py
 	$(BIN)/python bench/ledger_bench.py
+	$(BIN)/python bench/ack_bench.py
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used);
 # the SMTP TLS tests make a throwaway certificate with openssl; the export tests open the
@@ -27,6 +28,14 @@ system-deps:
 	  && { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || { \
 	  echo "installing $(SYSTEM_PACKAGES) from Debian's packages (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
+
+# bench/ack_bench.py drives the web receiver with wrk, an HTTP load generator written in C
+# (Debian's package), so that the client takes little of the 2 cores the receivers run on.
+BENCH_PACKAGES := wrk
+bench-deps:
+	@command -v wrk >/dev/null || { \
+	  echo "installing $(BENCH_PACKAGES) from Debian's packages (needs root)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(BENCH_PACKAGES); }
 
 venv: $(STAMP)
 
