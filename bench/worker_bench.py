@@ -1,0 +1,520 @@
+"""Benchmark of RQ's worker classes on the connector's jobs: which one drains the queues
+fastest, per worker process, next to RQ's own no-op rate for the same class (the anchor),
+measured in one run.
+
+    .venv/bin/python bench/worker_bench.py                    # 300 no-ops, 200 onboardings
+    .venv/bin/python bench/worker_bench.py --jobs 100         # 100 of each
+    .venv/bin/python bench/worker_bench.py --only simple --only pool
+    nice -n 10 .venv/bin/python bench/worker_bench.py         # on a shared machine
+
+The classes: RQ's ``Worker`` (a work horse forked per job; the connector's
+``ConnectorWorker``, as ``consent-connector worker`` runs it), the same with ``workers.jobs``
+imported before the fork, ``SimpleWorker`` (the job runs in the worker process;
+``bench.worker_jobs.SimpleConnectorWorker`` for the connector), and RQ's worker pool
+(``rq worker-pool``: ``rq.worker_pool.WorkerPool``, N processes, default 2) with each of the
+two as its ``--worker-class``.
+
+Per class, each run in a fresh child process, one worker process (or one pool) in burst mode
+(``work(burst=True, with_scheduler=True)``) draining jobs queued beforehand:
+
+- the anchor: N jobs of ``bench.worker_jobs.noop`` through RQ's own class;
+- the project: N onboardings (``workers.jobs.onboard_person``, queued by
+  ``connector.queueing.enqueue_onboarding``) of persons created just before in the sandbox CRM,
+  served from this process on loopback; the confirmation mails go to an aiosmtpd sink in this
+  process (accepted, counted, discarded); the evidence database is the embedded SQLite file
+  and Redis the embedded server, both in a temporary folder.
+
+The rate is jobs / the time of ``work()`` in each worker process (``bench.worker_jobs.
+TimedWork``); for the pool, per process (jobs / the sum of its processes' times) and overall
+(jobs / first start to last end). The steady rate leaves out each process's start and stop and
+its first job (one-time loads): jobs after the first / end of the first job to end of the
+last; it matters at small ``--jobs``. Every job must have finished: the failed, scheduled
+(retrying) and left counts are printed with the first failure's reason. Per run it also
+prints RQ's mean job duration (ended_at - started_at), the CPU time per job of the worker
+processes, of this process (the CRM and SMTP servers) and of redis-server, the CRM calls and
+mails per onboarding.
+
+Goal (figures, not asserts; see bench/README.md): with a fast CRM and SMTP, onboardings/s per
+worker process >= 50 % of RQ's own no-op rate for the same worker class.
+"""
+
+import argparse
+import collections
+import importlib
+import json
+import logging
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GOAL_RATIO = 0.5
+TENANT = "Cust12345"
+CONNECTOR_ASSOCIATE, USER_TOKEN, USER_ASSOCIATE = 9, "bench-user-token", 7
+SYSTEM_USER_TOKEN = "consent-connector-Bench01"
+CHILD_TIMEOUT_PER_JOB = 2.0  # seconds; a child that takes longer is stopped (its whole group)
+
+JOBS = "bench.worker_jobs"
+
+
+class Config:
+    """One worker class: the anchor's class, the connector's, and the pool size (0: one
+    process, no pool)."""
+
+    def __init__(self, key, label, anchor, project, pool=0, preload=False):
+        self.key, self.label, self.anchor, self.project = key, label, anchor, project
+        self.pool, self.preload = pool, preload
+
+
+def configs(pool_size: int) -> dict[str, list[Config]]:
+    """The configurations of each ``--only`` choice."""
+    return {
+        "worker": [
+            Config("Worker", "Worker (fork per job)",
+                   f"{JOBS}.TimedWorker", f"{JOBS}.TimedConnectorWorker"),
+            Config("Worker+preload", "Worker, workers.jobs imported before the fork",
+                   f"{JOBS}.TimedWorker", f"{JOBS}.TimedConnectorWorker", preload=True),
+        ],
+        "simple": [
+            Config("SimpleWorker", "SimpleWorker (no fork)",
+                   f"{JOBS}.TimedSimpleWorker", f"{JOBS}.SimpleConnectorWorker"),
+        ],
+        "pool": [
+            Config(f"pool×{pool_size} Worker", f"worker-pool, {pool_size} processes, "
+                   f"--worker-class Worker (fork per job)",
+                   f"{JOBS}.TimedWorker", f"{JOBS}.PoolConnectorWorker", pool=pool_size),
+            Config(f"pool×{pool_size} Simple", f"worker-pool, {pool_size} processes, "
+                   f"--worker-class SimpleWorker",
+                   f"{JOBS}.TimedSimpleWorker", f"{JOBS}.PoolSimpleConnectorWorker",
+                   pool=pool_size),
+        ],
+    }
+
+
+# ---------------------------------------------------------------- the child: one worker run
+def child(spec: dict) -> None:
+    """Run one worker process (or one pool) in burst mode; the workers record their times in
+    Redis (bench.worker_jobs.TimedWork); the pool's wall time goes to ``spec["out"]``."""
+    import redis
+    from rq.worker_pool import WorkerPool
+
+    # The process image of ``consent-connector worker`` for every run, the anchor's too: a
+    # fork copies the same address space.
+    importlib.import_module("connector.commands.worker")
+    from connector.commands import crm_or_exit, services_or_exit
+    from connector.keys import QUEUE_NAMES
+    from connector.logs import configure_logging
+
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    module, name = spec["class"].rsplit(".", 1)
+    worker_class = getattr(importlib.import_module(module), name)
+    if spec["preload"]:
+        importlib.import_module("workers.jobs")
+    connection = redis.Redis.from_url(os.environ["REDIS_URL"])
+    services = None
+    if spec["connector"]:
+        services = services_or_exit()
+        crm_or_exit(services)  # signs in, as the command does before its first job
+    started = time.perf_counter()
+    if spec["pool"]:
+        if services is not None:  # each pool process builds its own
+            services.database.dispose()
+            services.redis.close()
+        pool = WorkerPool(list(QUEUE_NAMES), connection=connection, num_workers=spec["pool"],
+                          worker_class=worker_class)
+        started = time.perf_counter()
+        pool.start(burst=True, logging_level="INFO")
+    else:
+        if services is not None:
+            worker = worker_class(services)
+        else:
+            worker = worker_class(list(QUEUE_NAMES), connection=connection)
+        worker.work(burst=True, with_scheduler=True)
+    Path(spec["out"]).write_text(json.dumps({"wall": time.perf_counter() - started}))
+
+
+# ---------------------------------------------------------------- the servers
+class DiscardingSink:
+    """aiosmtpd handler: accept every message, count it, keep nothing."""
+
+    def __init__(self):
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.lock:
+            self.count += 1
+        return "250 OK"
+
+
+class Bench:
+    """The servers of one benchmark run (Redis, the sandbox CRM, the SMTP sink), and the
+    runs."""
+
+    def __init__(self, folder: Path, crm_budget: int):
+        self.folder = folder
+        self.crm_budget = crm_budget
+        self.stack = []  # what to stop, in reverse order
+
+    def start(self) -> None:
+        import redis
+        import requests
+        from aiosmtpd.controller import Controller
+
+        from connector.redis_connection import ensure_embedded_server, stop_embedded_server
+        from connector.settings import Settings
+        from sandbox.server import (connector_settings, create_sandbox_app, run_in_thread,
+                                    stop_server)
+
+        self.data_dir = self.folder / "data"
+        self.data_dir.mkdir()
+        redis_dir = self.folder / "redis"
+        self.redis_url = ensure_embedded_server(redis_dir)
+        self.stack.append(lambda: stop_embedded_server(redis_dir))
+        self.redis = redis.Redis.from_url(self.redis_url)
+
+        app = create_sandbox_app(TENANT, {USER_TOKEN: USER_ASSOCIATE},
+                                 associates={CONNECTOR_ASSOCIATE: "consent-connector",
+                                             USER_ASSOCIATE: "Sally Sales"},
+                                 data_dir=self.folder / "sandbox-keys",
+                                 system_users={SYSTEM_USER_TOKEN: CONNECTOR_ASSOCIATE},
+                                 client_secret="bench-client-secret")
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+        server, self.crm_url = run_in_thread(app)
+        self.stack.append(lambda: stop_server(server))
+        self.http = requests.Session()
+        self.stack.append(self.http.close)
+
+        self.sink = DiscardingSink()
+        smtp = Controller(self.sink, hostname="127.0.0.1", port=free_port())
+        smtp.start()
+        self.stack.append(smtp.stop)
+
+        self.env = {
+            "REDIS_URL": self.redis_url,
+            **connector_settings(app, self.crm_url),
+            "SUPEROFFICE_WEBHOOK_SECRET": "bench-webhook-secret",
+            "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
+            "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
+            "MAIL_FROM": "privacy@example.com",
+            "PUBLIC_BASE_URL": "https://consent.example.com",
+            "SECRET_KEY": "bench-secret-key-0123456789abcdef",
+            "CONSENT_CONFIG": str(ROOT / "config" / "purposes.yaml"),
+            "DATA_DIR": str(self.data_dir),  # no DATABASE_URL: the embedded SQLite file here
+            "RECONCILE_INTERVAL": "0",
+            # The shared CRM request budget (connector.crm.budget) paces every CRM call; at
+            # its default (10 a second) it, not the worker class, sets the onboarding rate.
+            "CRM_MAX_REQUESTS_PER_SECOND": str(self.crm_budget),
+            "LOG_LEVEL": "INFO",
+            "PYTHONPATH": str(ROOT),
+        }
+        self.settings = Settings.from_env(self.env)
+
+    def stop(self) -> None:
+        while self.stack:
+            try:
+                self.stack.pop()()
+            except Exception as error:  # noqa: BLE001 -- stop the rest anyway
+                print(f"(stopping: {type(error).__name__}: {error})", file=sys.stderr)
+
+    # ------------------------------------------------------------ sandbox controls
+    def control(self, path: str):
+        response = self.http.get(f"{self.crm_url}/__sandbox/{path}", timeout=10)
+        response.raise_for_status()
+        return response.json()
+
+    def create_persons(self, count: int, tag: str) -> list[int]:
+        ids = []
+        for number in range(count):
+            response = self.http.post(
+                f"{self.crm_url}/{TENANT}/api/v1/Person", timeout=10,
+                headers={"Authorization": f"Bearer {USER_TOKEN}", "Accept": "application/json"},
+                json={"Firstname": "Bench", "Lastname": f"{tag}{number}",
+                      "Emails": [{"Value": f"bench-{tag}-{number}@example.org"}]})
+            response.raise_for_status()
+            ids.append(response.json()["PersonId"])
+        return ids
+
+    # ------------------------------------------------------------ one run
+    def run(self, config: Config, kind: str, count: int) -> dict:
+        """Queue ``count`` jobs of ``kind`` ("noop" or "onboarding"), drain them with the
+        configuration's class in a child process, and check and measure the outcome."""
+        from rq import Queue
+        from bench.worker_jobs import RECORDS_KEY, noop
+        from connector.keys import ONBOARDING
+
+        self.redis.flushdb()
+        queue = Queue(ONBOARDING, connection=self.redis)
+        tag = uuid.uuid4().hex[:6]
+        if kind == "noop":
+            job_ids = [queue.enqueue(noop).id for _ in range(count)]
+        else:
+            persons = self.create_persons(count, tag)
+            job_ids = [queue_onboarding(self.redis, self.settings, person_id,
+                                        str(uuid.uuid4())).id for person_id in persons]
+        calls_before = len(self.control("calls"))
+        sign_ins_before = len(self.control("sign-ins"))
+        mails_before = self.sink.count
+        redis_cpu_before = self.redis_cpu()
+
+        out = self.folder / f"child-{tag}.json"
+        log_path = self.folder / f"child-{tag}.log"
+        spec = {"class": config.project if kind == "onboarding" else config.anchor,
+                "connector": kind == "onboarding", "pool": config.pool,
+                "preload": config.preload and kind == "onboarding", "out": str(out)}
+        own_before = resource.getrusage(resource.RUSAGE_SELF)
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(
+                [sys.executable, __file__, "--child", json.dumps(spec)],
+                env={**os.environ, **self.env}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)  # its own process group: its horses go with it
+            try:
+                process.wait(timeout=30 + CHILD_TIMEOUT_PER_JOB * count)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        own_after = resource.getrusage(resource.RUSAGE_SELF)
+        if process.returncode != 0 or not out.exists():
+            tail = log_path.read_text(errors="replace").splitlines()[-25:]
+            raise RuntimeError(f"{config.key} {kind}: the child exited with "
+                               f"{process.returncode}:\n" + "\n".join(tail))
+        wall = json.loads(out.read_text())["wall"]
+
+        records = [json.loads(item) for item in self.redis.lrange(RECORDS_KEY, 0, -1)]
+        calls = self.control("calls")[calls_before:]
+        result = {
+            "config": config.key, "kind": kind, "count": count, "wall": wall,
+            "processes": len(records),
+            "jobs_taken": sum(r["jobs"] for r in records),
+            "process_seconds": sum(r["seconds"] for r in records),
+            "steady_jobs": sum(r["steady_jobs"] for r in records),
+            "steady_seconds": sum(r["steady_seconds"] for r in records),
+            "span": (max(r["ended_at"] for r in records) - min(r["started_at"] for r in records))
+            if records else float("nan"),
+            "worker_cpu": sum(r["cpu"] for r in records),
+            "servers_cpu": cpu(own_after) - cpu(own_before),
+            "redis_cpu": self.redis_cpu() - redis_cpu_before,
+            "mails": self.sink.count - mails_before,
+            "calls": collections.Counter(call_kind(call) for call in calls),
+            "calls_failed": sum(1 for call in calls if call["status"] >= 400),
+            "sign_ins": len(self.control("sign-ins")) - sign_ins_before,
+        }
+        result.update(self.outcome(queue, job_ids))
+        return result
+
+    def outcome(self, queue, job_ids: list[str]) -> dict:
+        """Finished / failed / retrying / left, the first failure's reason, and RQ's job
+        durations (ended_at - started_at) of the finished jobs."""
+        from rq.job import Job
+
+        finished = set(queue.finished_job_registry.get_job_ids())
+        failed = queue.failed_job_registry.get_job_ids()
+        scheduled = queue.scheduled_job_registry.get_job_ids()
+        reason = None
+        if failed or scheduled:
+            job = Job.fetch((failed or scheduled)[0], connection=self.redis)
+            latest = job.latest_result()
+            reason = job.meta.get("reason") or (latest.exc_string.strip().splitlines()[-1]
+                                                if latest and latest.exc_string else None)
+        durations = [(job.ended_at - job.started_at).total_seconds()
+                     for job in Job.fetch_many([i for i in job_ids if i in finished],
+                                               connection=self.redis)
+                     if job is not None and job.started_at and job.ended_at]
+        return {"finished": len(finished & set(job_ids)), "failed": len(failed),
+                "scheduled": len(scheduled), "left": queue.count, "reason": reason,
+                "job_ms_mean": statistics.mean(durations) * 1000 if durations else float("nan"),
+                "job_ms_median": (statistics.median(durations) * 1000 if durations
+                                  else float("nan"))}
+
+    def redis_cpu(self) -> float:
+        info = self.redis.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def queue_onboarding(connection, settings, person_id: int, event_id: str):
+    """Queue one onboarding as the connector does: ``enqueue_onboarding`` (or, where the
+    intake queues events, ``enqueue_event(…, ONBOARD, …)``)."""
+    from connector import queueing
+
+    if hasattr(queueing, "enqueue_onboarding"):
+        return queueing.enqueue_onboarding(connection, settings, person_id, event_id)
+    return queueing.enqueue_event(connection, settings, queueing.ONBOARD, person_id, event_id)
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cpu(usage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def call_kind(call: dict) -> str:
+    """``GET Person/{id}/Consent`` from a logged call (the tenant prefix and ids dropped)."""
+    path = re.sub(r"/\d+", "/{id}", re.sub(r"^.*?/api/v1/", "", call["path"]))
+    return f"{call['method']} {path}"
+
+
+def per_process_rate(run: dict) -> float:
+    """Jobs per second of one worker process: jobs / the sum of its processes' work() time."""
+    return run["jobs_taken"] / run["process_seconds"] if run["process_seconds"] else 0.0
+
+
+def steady_rate(run: dict) -> float:
+    """The same without each process's start, stop and first job: jobs after the first / the
+    time from the end of the first job to the end of the last."""
+    return run["steady_jobs"] / run["steady_seconds"] if run["steady_seconds"] else 0.0
+
+
+# ---------------------------------------------------------------- report
+def header(bench: Bench) -> None:
+    from importlib.metadata import version
+
+    import aiosmtpd
+    import redis
+    import rq
+    import sqlalchemy
+    import sqlite3
+
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    fs = subprocess.run(["df", "-T", str(bench.folder)], capture_output=True, text=True)
+    fs_type = fs.stdout.splitlines()[-1].split()[1] if fs.returncode == 0 else "?"
+    print("worker class benchmark — "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}")
+    print(f"machine: {model}, {os.cpu_count()} cores; load average "
+          f"{', '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    print(f"Python {platform.python_version()}, RQ {rq.__version__}, redis-py {redis.__version__}, "
+          f"redis-server {bench.redis.info('server')['redis_version']} (embedded, appendfsync "
+          f"always), SQLAlchemy {sqlalchemy.__version__}, SQLite {sqlite3.sqlite_version}, "
+          f"Flask {version('flask')}, aiosmtpd {aiosmtpd.__version__}")
+    print(f"temp folder {bench.folder} on {fs_type} (Redis AOF and the SQLite evidence "
+          f"database fsync there); CRM_MAX_REQUESTS_PER_SECOND={bench.crm_budget}")
+    print()
+
+
+def report(runs: dict, selected: list[Config]) -> None:
+    print()
+    print("Runs (rate = per worker process: jobs / its work() time; steady = the same from the "
+          "end of its first job to the end of its last; overall = jobs / first start to last "
+          "end; CPU ms per job):")
+    print(f"{'class':<16} {'job':<10} {'jobs':>5} {'done':>5} {'fail':>4} {'retry':>5} "
+          f"{'left':>4} {'procs':>5} {'rate/s':>7} {'steady':>6} {'overall':>8} {'wall s':>6} "
+          f"{'RQ job ms':>9} {'per job':>7} {'worker':>6} {'servers':>7} {'redis':>5} "
+          f"{'mails':>5}")
+    for (key, kind), run in runs.items():
+        rate = per_process_rate(run)
+        overall = run["count"] / run["span"] if run["span"] else 0.0
+        print(f"{key:<16} {kind:<10} {run['count']:>5} {run['finished']:>5} {run['failed']:>4} "
+              f"{run['scheduled']:>5} {run['left']:>4} {run['processes']:>5} {rate:>7.1f} "
+              f"{steady_rate(run):>6.1f} "
+              f"{overall:>8.1f} {run['wall']:>6.2f} {run['job_ms_mean']:>9.1f} "
+              f"{1000 / rate if rate else float('nan'):>7.1f} "
+              f"{1000 * run['worker_cpu'] / run['count']:>6.1f} "
+              f"{1000 * run['servers_cpu'] / run['count']:>7.1f} "
+              f"{1000 * run['redis_cpu'] / run['count']:>5.1f} {run['mails']:>5}")
+        if run["failed"] or run["scheduled"] or run["left"] or run["finished"] != run["count"]:
+            print(f"  !! not every job finished: first failure: {run['reason']}")
+    print("  RQ job ms: mean ended_at - started_at of the finished jobs (the job itself, in its "
+          "horse or in place); per job: 1000 / rate, the job plus the worker's own cost")
+
+    onboardings = [run for (_, kind), run in runs.items() if kind == "onboarding"]
+    if onboardings:
+        print()
+        print("CRM calls per onboarding (from the sandbox's call log, /__sandbox/calls):")
+        for run in onboardings:
+            parts = ", ".join(f"{kind} {n / run['count']:.2f}"
+                              for kind, n in sorted(run["calls"].items()))
+            print(f"  {run['config']:<16} {sum(run['calls'].values()) / run['count']:.2f}: "
+                  f"{parts}; failed calls {run['calls_failed']}, sign-ins {run['sign_ins']}")
+
+    print()
+    print(f"Per worker class (goal: onboardings/s per process >= {GOAL_RATIO:.0%} of RQ's no-op "
+          f"rate for the same class):")
+    print(f"{'class':<16} {'no-op/s':>8} {'onboard/s':>9} {'ratio':>6} {'goal':>6} "
+          f"{'steady ratio':>12} {'overall onboard/s':>17}  description")
+    for config in selected:
+        noop, onboarding = runs.get((config.key, "noop")), runs.get((config.key, "onboarding"))
+        if not noop or not onboarding:
+            continue
+        noop_rate, onboard_rate = per_process_rate(noop), per_process_rate(onboarding)
+        valid = all(run["finished"] == run["count"] and not run["failed"]
+                    for run in (noop, onboarding))
+        ratio = onboard_rate / noop_rate if noop_rate else 0.0
+        verdict = ("meets" if ratio >= GOAL_RATIO else "MISSES") if valid else "INVALID"
+        overall = onboarding["count"] / onboarding["span"] if onboarding["span"] else 0.0
+        steady = (steady_rate(onboarding) / steady_rate(noop)) if steady_rate(noop) else 0.0
+        print(f"{config.key:<16} {noop_rate:>8.1f} {onboard_rate:>9.1f} {ratio:>6.2f} "
+              f"{verdict:>6} {steady:>12.2f} {overall:>17.1f}  {config.label}")
+    print(f"load average now: {', '.join(f'{value:.2f}' for value in os.getloadavg())} "
+          f"(other work on the 2 cores lowers every rate; compare within one run)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int,
+                        help="jobs per run (no-ops and onboardings); default 300 no-ops and "
+                             "200 onboardings")
+    parser.add_argument("--only", action="append", choices=["worker", "simple", "pool"],
+                        help="measure only this class (repeatable); default all")
+    parser.add_argument("--pool-workers", type=int, default=2,
+                        help="processes of the worker pool (default 2)")
+    parser.add_argument("--crm-budget", type=int, default=100_000,
+                        help="CRM_MAX_REQUESTS_PER_SECOND of the workers (default 100000: the "
+                             "budget never waits; the connector's default is 10)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(json.loads(args.child))
+        return
+
+    noops = args.jobs or 300
+    onboardings = args.jobs or 200
+    choices = configs(args.pool_workers)
+    selected = [config for choice in (args.only or list(choices)) for config in choices[choice]]
+    folder = Path(tempfile.mkdtemp(prefix="worker-bench-"))
+    bench = Bench(folder, args.crm_budget)
+    runs = {}
+    try:
+        bench.start()
+        header(bench)
+        for config in selected:
+            for kind, count in (("noop", noops), ("onboarding", onboardings)):
+                if kind == "noop" and config.preload:  # the same anchor as plain Worker
+                    anchor = runs.get(("Worker", "noop"))
+                    if anchor is not None:
+                        runs[(config.key, kind)] = dict(anchor, config=config.key)
+                        continue
+                print(f"{config.key}: {count} {kind} jobs …", flush=True)
+                runs[(config.key, kind)] = bench.run(config, kind, count)
+        report(runs, selected)
+    finally:
+        bench.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
