@@ -19,6 +19,21 @@ stays valid for ever) or a delivery so late that the reconciliation has it: it i
 EVENT_DEDUPE_TTL = 7 * 24 * 3600
 """Seconds an EventId is remembered, so a redelivered event is not queued twice."""
 
+PROMOTE_AHEAD = 100
+"""Most jobs the workers make from waiting events per lane before those are run
+(connector.intake): the rest waits as ~100-byte entries, not as job hashes."""
+
+PROMOTE_WAIT = 1.0
+"""Seconds a worker's promoter waits for the next event before looking at the lanes again."""
+
+PROMOTER_SILENCE = 60
+"""Seconds after which a promoter that stopped beating counts as gone and the entries it had
+taken are put back (a worker killed in the middle of queueing them)."""
+
+FINISHED_JOB_TTL = 24 * 3600
+"""Seconds a finished job is kept for support to look at (the intake's dedupe window, not the
+job, keeps a redelivered event from being queued twice)."""
+
 REDIS_UNAVAILABLE_RETRY_AFTER = 30
 """Retry-After (seconds) sent with a 503 when Redis cannot take the event."""
 
@@ -27,6 +42,21 @@ REDIS_SOCKET_TIMEOUT = 2.0
 
 CRM_TIMEOUT = (3.05, 10.0)
 """(connect, read) timeout in seconds of every CRM call."""
+
+CRM_MAX_REQUESTS_PER_SECOND = 10
+"""Most calls to the CRM's API per second, from all processes together (connector.crm.budget).
+SuperOffice publishes no rate limit; 10 a second is about what a user's own browser sends when
+opening a person, leaves the tenant to its users, and still onboards about 3 persons a second
+(3 to 4 calls each): 10,000 persons an hour. Raise it when the CRM's owner allows more; lower it
+a little below a limit the CRM does have (calls are counted as they leave, the CRM counts
+them as they arrive)."""
+
+CRM_WAIT_IN_PLACE = 30.0
+"""Most seconds a call waits in place when the CRM asks everyone to pause (429 or 503 with
+Retry-After); a longer pause sends the job back to the queue until the pause is over."""
+
+CRM_BUDGET_MIN_WAIT = 0.005
+"""Fewest seconds a call waits before asking the budget again (a window about to free a slot)."""
 
 SMTP_TIMEOUT = 10.0
 """Seconds an SMTP conversation may stall before the mail counts as not sent (and is retried)."""
@@ -48,14 +78,6 @@ every 30 s; an idle worker waits for a job no longer than this)."""
 WORKER_SILENCE = 60
 """Seconds without a heartbeat after which a worker counts as gone (/readyz?workers=1,
 doctor): two missed WORKER_HEARTBEAT_INTERVALs."""
-
-MAIL_CLAIM_TTL = 600
-"""Seconds an attempt holds the claim on sending a person's confirmation mail. A worker that
-died mid-send releases it when this runs out, so the mail is neither lost nor sent twice."""
-
-MAIL_ATTEMPT_MEMORY = 30 * 24 * 3600
-"""Seconds an interrupted attempt at a confirmation mail is remembered, so the attempt that
-sends it again says so in the ledger."""
 
 PENDING_CHOICE_TTL = 2 * 3600
 """Seconds a choice saved on the page is shown as "being saved" while its job runs (longer

@@ -17,8 +17,35 @@ PREFERENCES = "preferences"
 HISTORY = "history"
 """Queue of recording a CRM user's consent changes in the ledger."""
 
-QUEUE_NAMES = (PREFERENCES, ONBOARDING, HISTORY)
+BACKFILL = "backfill"
+"""Queue of onboarding persons a reconciliation found (``reconcile --all``): after the rest."""
+QUEUE_NAMES = (PREFERENCES, ONBOARDING, HISTORY, BACKFILL)
 """Every queue, in the order workers take from them: a person waiting on their page first."""
+# -- the intake (connector.intake) ---------------------------------------------------------------
+INTAKE_PREFIX = PREFIX + "intake:"
+INTAKE_HOLDERS = INTAKE_PREFIX + "holders"
+"""Redis set of the promoters that may hold entries (workers' names)."""
+
+
+def intake_lane(lane: str) -> str:
+    """Redis list of the entries waiting in ``lane`` (events, backfill) to become jobs."""
+    return f"{INTAKE_PREFIX}lane:{lane}"
+
+
+def intake_taken(holder: str, lane: str) -> str:
+    """Redis list of the entries of ``lane`` a promoter took and is queueing jobs for."""
+    return f"{INTAKE_PREFIX}taken:{holder}:{lane}"
+
+
+def intake_holder(holder: str) -> str:
+    """Redis string while the promoter ``holder`` is alive (PROMOTER_SILENCE)."""
+    return f"{INTAKE_PREFIX}alive:{holder}"
+
+
+def event_seen(event_id: str) -> str:
+    """Redis string for EVENT_DEDUPE_TTL after an event was accepted: a redelivery is a
+    duplicate."""
+    return f"{PREFIX}event:{event_id}"
 
 # -- locks -------------------------------------------------------------------------------------
 
@@ -48,6 +75,23 @@ RECONCILE_LAST_RUN = PREFIX + "reconcile:last"
 
 RECONCILE_LOCK = PREFIX + "reconcile:lock"
 """Redis lock held while a pass runs, so two passes never list the CRM at the same time."""
+
+# -- the CRM request budget (connector.crm.budget) ---------------------------------------------
+CRM_BUDGET_PREFIX = PREFIX + "crm-budget"
+"""Prefix of the ``limits`` library's moving window of CRM calls."""
+
+CRM_BUDGET_WINDOW = "calls"
+"""The moving window's name under CRM_BUDGET_PREFIX: one for the whole installation."""
+
+CRM_BUDGET_PAUSE = PREFIX + "crm-budget:paused-until"
+"""Redis string: until when (epoch seconds) no process calls the CRM (its 429/503 Retry-After)."""
+
+
+def crm_budget_waiting(priority: int) -> str:
+    """Redis string while a call of ``priority`` waits for the next slot: until when (epoch
+    seconds); calls of a lower priority leave that slot to it."""
+    return f"{PREFIX}crm-budget:waiting:{priority}"
+
 
 # -- SuperOffice sign-in and tenant ------------------------------------------------------------
 # Per system user (a fingerprint of tenant, app and key): a changed setting starts afresh.

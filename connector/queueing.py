@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import redis
 from rq import Callback, Queue, Retry
-from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
 from connector import defaults
-from connector.keys import HISTORY, ONBOARDING, PREFERENCES
+from connector.crm.budget import Priority
+from connector.keys import BACKFILL, HISTORY, ONBOARDING, PREFERENCES
 from connector.metrics import job_succeeded
 from connector.pending import clear_pending, mark_pending
 from connector.settings import Settings
@@ -56,50 +56,40 @@ JOB_KINDS = {kind.function: kind for kind in (ONBOARD, APPLY_PREFERENCES, SEND_F
                                               RECORD_CRM_CHANGES, RECORD_DELETION)}
 """The connector's jobs by dotted path."""
 
+EVENT_JOB_PREFIXES = {ONBOARD.function: "onboard-", RECORD_CRM_CHANGES.function: "crm-change-",
+                      RECORD_DELETION.function: "deletion-"}
+"""The jobs of CRM events, and the prefix of their job ids (before the EventId)."""
+
+QUEUE_PRIORITY = {PREFERENCES: Priority.INTERACTIVE, ONBOARDING: Priority.EVENTS,
+                  HISTORY: Priority.EVENTS, BACKFILL: Priority.BACKGROUND}
+"""The CRM budget's priority of the jobs on each queue (connector.crm.budget)."""
+
 
 def retry_policy(settings: Settings) -> Retry:
     """Return the RQ Retry for a job: one retry per configured interval."""
     return Retry(max=len(settings.retry_intervals), interval=list(settings.retry_intervals))
 
 
-def enqueue_onboarding(connection: redis.Redis, settings: Settings, person_id: int,
-                       event_id: str) -> Job | None:
-    """Queue the onboarding of a new person, once per CRM event.
+def enqueue_event(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,
+                  event_id: str, *, queue: str | None = None,
+                  pipeline: redis.client.Pipeline | None = None) -> Job:
+    """Queue the job of one CRM event (``kind`` is ONBOARD, RECORD_CRM_CHANGES or
+    RECORD_DELETION) under the id support knows it by (``onboard-<EventId>`` …).
 
-    The job id is derived from the EventId and created atomically, so a redelivered event
-    finds its job and is not queued again; finished jobs are kept for the dedupe window.
+    The workers call it for what the intake accepted (connector.intake), inside their
+    ``pipeline``; the intake has already dropped redelivered events, so a finished job is
+    kept only for FINISHED_JOB_TTL.
 
-    Returns:
-        The new job, or None when this event was already queued.
+    Args:
+        queue: the queue when not the kind's own (the backfill queue).
+        pipeline: a transaction to queue the job in (executed by the caller).
 
     Raises:
         redis.RedisError: Redis did not take the job (nothing was queued).
     """
-    return _enqueue_once(connection, settings, ONBOARD, person_id, event_id,
-                         job_id=f"onboard-{event_id}")
-
-
-def enqueue_crm_changes(connection: redis.Redis, settings: Settings, person_id: int,
-                        event_id: str) -> Job | None:
-    """Queue recording, in the ledger, consent changes a CRM user made (once per event).
-
-    Returns:
-        The new job, or None when this event was already queued.
-    """
-    return _enqueue_once(connection, settings, RECORD_CRM_CHANGES, person_id, event_id,
-                         job_id=f"crm-change-{event_id}")
-
-
-def enqueue_deletion(connection: redis.Redis, settings: Settings, person_id: int,
-                     event_id: str) -> Job | None:
-    """Queue recording that the CRM deleted a person, which schedules the erasure of the
-    identifying proof in their ledger (once per event).
-
-    Returns:
-        The new job, or None when this event was already queued.
-    """
-    return _enqueue_once(connection, settings, RECORD_DELETION, person_id, event_id,
-                         job_id=f"deletion-{event_id}")
+    return _enqueue(connection, settings, kind, person_id, event_id,
+                    job_id=EVENT_JOB_PREFIXES[kind.function] + event_id, queue=queue,
+                    pipeline=pipeline, result_ttl=defaults.FINISHED_JOB_TTL)
 
 
 def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: int,
@@ -132,20 +122,10 @@ def enqueue_fresh_link(connection: redis.Redis, settings: Settings, person_id: i
     return _enqueue(connection, settings, SEND_FRESH_LINK, person_id)
 
 
-def _enqueue_once(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,
-                  *args, job_id: str) -> Job | None:
-    """Enqueue under a unique ``job_id`` kept for the dedupe window; None when it exists."""
-    try:
-        return _enqueue(connection, settings, kind, person_id, *args, job_id=job_id,
-                        unique=True, result_ttl=defaults.EVENT_DEDUPE_TTL)
-    except DuplicateJobError:
-        return None
-
-
 def _enqueue(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,
-             *args, **options) -> Job:
+             *args, queue: str | None = None, **options) -> Job:
     """Enqueue ``kind(person_id, *args)`` with the retry policy and the meta support reads."""
-    return Queue(kind.queue, connection=connection).enqueue(
+    return Queue(queue or kind.queue, connection=connection).enqueue(
         kind.function, person_id, *args,
         retry=retry_policy(settings),
         job_timeout=defaults.JOB_TIMEOUT,

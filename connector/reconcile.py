@@ -13,8 +13,13 @@ has not onboarded yet. Onboarding is idempotent, so a person queued twice gets n
    finished, in the evidence database: a Redis that lost its data does not onboard them again),
    and, in scheduled passes, those changed in the last SCHEDULED_SETTLE seconds (their
    webhook's job is most likely still running; the next pass sees them).
-4. Queue ``onboard_person`` for the rest with the synthetic event id ``reconcile-<id>``:
-   its job id ``onboard-reconcile-<id>`` is unique, so two passes queue a person once.
+4. Hand the rest to the intake (connector.intake) with the synthetic event id
+   ``reconcile-<id>``, remembered for the dedupe window, so two passes queue a person once;
+   their jobs are ``onboard-reconcile-<id>``. A backfill (``--all``) uses the backfill lane
+   and queue, which the workers take after everything else: a CRM that existed before the
+   connector may hold many thousands of persons, and live events and persons on their page
+   go first. Interrupted, a backfill is simply run again: what it queued stays queued, and
+   persons queued or onboarded already are counted, not queued again.
 5. Only after the whole listing went through, move the watermark to the latest
    registered/updated date seen (never backwards), and record the pass for ``status``.
 
@@ -27,8 +32,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,7 +41,7 @@ from connector import defaults
 from connector.evidence import facts
 from connector.exceptions import CRMError, ReconciliationRunningError
 from connector.keys import RECONCILE_LAST_RUN, RECONCILE_LOCK
-from connector.queueing import enqueue_onboarding
+from connector.intake import BACKFILL, EVENTS, Entry
 from connector.services import Services
 from connector.times import iso, now, parse_iso, utc
 
@@ -69,8 +72,8 @@ QUEUED_IDS_SHOWN = 50
 
 def reconcile(services: Services, since: datetime | None = None, backfill: bool = False, *,
               dry_run: bool = False,
-              settle: float = 0, trigger: str = "manual", page_size: int = PAGE_SIZE,
-              sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+              settle: float = 0, trigger: str = "manual",
+              page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """Run one reconciliation pass now (steps in the module docstring) and return its summary.
 
     Args:
@@ -83,7 +86,6 @@ def reconcile(services: Services, since: datetime | None = None, backfill: bool 
         settle: seconds; persons changed this recently are left to the next pass.
         trigger: who started the pass ("manual", "scheduled"), kept in the record.
         page_size: persons per CRM page.
-        sleep: how to wait out the CRM's Retry-After between pages.
 
     Returns:
         A summary with counts, person ids and times only (no personal data): ``mode``,
@@ -127,25 +129,22 @@ def reconcile(services: Services, since: datetime | None = None, backfill: bool 
         "watermark_before": iso(stored), "watermark": iso(stored), "watermark_moved": False,
     }
 
-    def wait(seconds: float) -> None:
-        summary["waited"] += seconds
-        sleep(seconds)
-        if lock is not None:
-            lock.reacquire()
-
+    waited_before = services.crm_budget.waited
+    lane = BACKFILL if backfill else EVENTS
     cutoff = started - timedelta(seconds=settle) if settle else None
     latest: datetime | None = None
     try:
         # 2.-4. List, skip the known ones, queue the rest; page by page.
         page: list = []
-        for listing in services.crm.list_persons(listed_after, page_size=page_size, sleep=wait):
+        for listing in services.crm.list_persons(listed_after, page_size=page_size):
             page.append(listing)
             if len(page) >= page_size:
-                latest = _handle_page(services, page, summary, cutoff, latest, dry_run)
+                latest = _handle_page(services, page, summary, cutoff, latest, dry_run, lane)
                 page = []
                 if lock is not None:
                     lock.reacquire()
-        latest = _handle_page(services, page, summary, cutoff, latest, dry_run)
+        latest = _handle_page(services, page, summary, cutoff, latest, dry_run, lane)
+        summary["waited"] = round(services.crm_budget.waited - waited_before, 1)
 
         # 5. The whole listing went through: move the watermark (never backwards).
         target = latest if latest is not None else (listed_after if stored is None else None)
@@ -170,9 +169,10 @@ def reconcile(services: Services, since: datetime | None = None, backfill: bool 
 
 
 def _handle_page(services: Services, page: list, summary: dict[str, Any], cutoff: datetime | None,
-                 latest: datetime | None, dry_run: bool) -> datetime | None:
-    """Queue onboarding for the persons of one page the connector has not onboarded; return
-    the latest change date seen so far (persons left to the next pass do not count)."""
+                 latest: datetime | None, dry_run: bool, lane: str) -> datetime | None:
+    """Queue onboarding on ``lane`` for the persons of one page the connector has not
+    onboarded; return the latest change date seen so far (persons left to the next pass do
+    not count)."""
     if not page:
         return latest
     known = facts.onboarded(services.database, [listing.person_id for listing in page])
@@ -187,12 +187,8 @@ def _handle_page(services: Services, page: list, summary: dict[str, Any], cutoff
         if onboarded:
             summary["already_onboarded"] += 1
             continue
-        if dry_run:
-            job = True
-        else:
-            job = enqueue_onboarding(services.redis, services.settings, listing.person_id,
-                                     f"reconcile-{listing.person_id}")
-        if job is None:
+        entry = Entry("onboard", listing.person_id, f"reconcile-{listing.person_id}")
+        if not dry_run and not services.intake.accept(entry, lane, webhook=False):
             summary["already_queued"] += 1  # a job of an earlier pass exists (queued or done)
         else:
             summary["queued"] += 1

@@ -1,5 +1,6 @@
 """What every process works with: the settings, the purposes config in force, Redis, the CRM
-client, the evidence database and its ledger, the mailer and the link signers, built once per process by
+client and the request budget it shares, the intake of events, the evidence database and its
+ledger, the mailer and the link signers, built once per process by
 ``build_services`` (the web's app factory, the worker command and the other commands).
 
 No Flask and no RQ here: the web reaches these through ``connector.web.context.get_services``,
@@ -13,9 +14,11 @@ import redis
 from connector import defaults
 from connector.config import LiveConfig
 from connector.consent import ConsentConfig
+from connector.crm.budget import CRMBudget
 from connector.crm.types import CRMClient
 from connector.evidence.database import Database
 from connector.evidence.ledger import Ledger
+from connector.intake import Intake
 from connector.links import LinkSigner, UnsubscribeSigner
 from connector.mail.delivery import Mailer
 from connector.metrics import crm_observer
@@ -32,6 +35,8 @@ class Services:
     live_config: LiveConfig
     redis: redis.Redis
     crm: CRMClient
+    crm_budget: CRMBudget
+    intake: Intake
     mailer: Mailer
     database: Database
     ledger: Ledger
@@ -65,6 +70,7 @@ def build_services(settings: Settings, *, connection: redis.Redis | None = None,
         ValueError: SMTP_URL is malformed (the message names it).
     """
     connection = connection or connect(settings, socket_timeout=redis_timeout)
+    budget = CRMBudget(connection, settings.crm_max_requests_per_second)
     database = Database(settings.database)
     if settings.database_embedded:
         database.upgrade()
@@ -74,7 +80,10 @@ def build_services(settings: Settings, *, connection: redis.Redis | None = None,
         settings=settings,
         live_config=LiveConfig(settings.consent_config),
         redis=connection,
-        crm=crm or client_from_settings(settings, connection, observe=crm_observer(connection)),
+        crm=crm or client_from_settings(settings, connection, budget,
+                                        observe=crm_observer(connection)),
+        crm_budget=budget,
+        intake=Intake(connection),
         mailer=Mailer.from_url(settings.smtp_url, settings.outbox_dir),
         database=database,
         ledger=Ledger(database),

@@ -75,6 +75,7 @@ class Settings:
     worker_maintenance_interval: int = defaults.WORKER_MAINTENANCE_INTERVAL
     database_url: str | None = None
     ledger_erase_after_days: int = defaults.LEDGER_ERASE_AFTER_DAYS
+    crm_max_requests_per_second: int = defaults.CRM_MAX_REQUESTS_PER_SECOND
 
     def __repr__(self) -> str:
         return f"Settings(api_url={self.superoffice_api_url!r}, data_dir={str(self.data_dir)!r})"
@@ -158,6 +159,9 @@ class Settings:
             database_url=env.database_url("DATABASE_URL"),
             ledger_erase_after_days=env.integer("LEDGER_ERASE_AFTER_DAYS", minimum=0,
                                                 default=defaults.LEDGER_ERASE_AFTER_DAYS),
+            crm_max_requests_per_second=env.integer(
+                "CRM_MAX_REQUESTS_PER_SECOND", minimum=1,
+                default=defaults.CRM_MAX_REQUESTS_PER_SECOND),
         )
 
 

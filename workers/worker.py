@@ -12,7 +12,9 @@ import redis
 from rq import Worker
 
 from connector import defaults
+from connector.crm.budget import Priority, crm_priority
 from connector.keys import QUEUE_NAMES
+from connector.queueing import QUEUE_PRIORITY
 from connector.services import Services, build_services
 from connector.settings import Settings
 from workers.retry import apply_retry_policy, requeue_lost
@@ -88,6 +90,11 @@ class ConnectorWorker(Worker):
             for job_id in requeue_lost(self.connection):
                 log.warning("worker.job_requeued job_id=%s reason=lost_in_a_redis_outage", job_id)
         return outcome
+
+    def perform_job(self, job, queue, *args, **kwargs):
+        """Run the job with its queue's priority for the CRM budget (in the work horse)."""
+        with crm_priority(QUEUE_PRIORITY.get(queue.name, Priority.EVENTS)):
+            return super().perform_job(job, queue, *args, **kwargs)
 
     def execute_job(self, job, queue):
         self.job_in_hand = job

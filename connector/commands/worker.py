@@ -5,13 +5,17 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 
 import click
 import redis
 
+from connector import defaults
 from connector.commands import crm_or_exit, services_or_exit
+from connector.intake import Promoter, waiting
 from connector.logs import configure_logging
+from connector.redis_connection import connect
 from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
 from workers.retry import retry_interrupted
 from workers.worker import ConnectorWorker
@@ -28,6 +32,14 @@ def worker(burst: bool):
     services = services_or_exit()
     crm_or_exit(services)
     rq_worker = ConnectorWorker(services)
+    # Events wait in the intake until a worker makes jobs of them (connector.intake): a thread
+    # with its own Redis connection does so as they come; a burst promotes before each round.
+    promoter = Promoter(connect(services.settings, socket_timeout=None), services.settings,
+                        holder=rq_worker.name)
+    promoting = None
+    if not burst:
+        promoting = threading.Thread(target=promoter.run, name="intake-promoter", daemon=True)
+        promoting.start()
     # RQ's cron scheduler queues a reconciliation every RECONCILE_INTERVAL minutes.
     reconcile_every = 0 if burst else services.settings.reconcile_interval
     cron = start_reconcile_cron(services.settings, reconcile_every) if reconcile_every else None
@@ -36,7 +48,12 @@ def worker(burst: bool):
         # records a job's outcome: ride out the outage and work on, unless asked to stop.
         while True:
             try:
+                if burst:
+                    while promoter.promote():
+                        pass
                 rq_worker.work(with_scheduler=True, burst=burst)
+                if burst and any(waiting(services.redis).values()):
+                    continue
             except redis.RedisError as error:  # RQ's own teardown needs Redis too
                 log.error("worker.redis_lost error=%s", type(error).__name__)
             if burst or rq_worker.stopping:
@@ -48,6 +65,9 @@ def worker(burst: bool):
             rq_worker = ConnectorWorker(services)
             rq_worker.redis_lost = True  # its first heartbeat looks for jobs lost meanwhile
     finally:
+        promoter.stopping.set()
+        if promoting is not None:
+            promoting.join(defaults.PROMOTE_WAIT + 5)
         if cron is not None:
             stop_reconcile_cron(cron)
 

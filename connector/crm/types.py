@@ -5,7 +5,7 @@ Keys (purpose, legal basis, source) are the CRM's own list keys (``STORE``, ``61
 Dates are aware UTC datetimes, or None where the CRM has them unset.
 """
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -128,10 +128,10 @@ class CRMClient(Protocol):
         """Change only the selection of the given shipment types (id → selected), checked
         against ``current`` (as read): the CRM refuses the change if it moved meanwhile."""
 
-    def list_persons(self, changed_since: datetime | None, page_size: int = ..., *,
-                     sleep: Callable[[float], None] = ...) -> Iterator[PersonListing]:
+    def list_persons(self, changed_since: datetime | None,
+                     page_size: int = ...) -> Iterator[PersonListing]:
         """Yield every person registered or updated after ``changed_since`` (all when None),
-        each once; ``sleep`` waits out a short Retry-After between pages."""
+        each once, page by page."""
 
     def list_webhooks(self) -> list[WebhookInfo]:
         """The webhooks registered in the CRM, with their state."""

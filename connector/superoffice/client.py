@@ -24,6 +24,7 @@ import redis
 import requests
 
 from connector import JSON_HEADERS, defaults
+from connector.crm.budget import CRMBudget, LocalBudget
 from connector.crm.types import (COMMENT_MAX_LENGTH, CRMListItem, Person, PersonListing,
                                  Principal, ShipmentType, TenantState, WebhookInfo)
 from connector.emails import hide_emails
@@ -57,11 +58,9 @@ LIST_PAGE_SIZE = 200
 LIST_PAGE_SIZE_MAX = 1000
 """Largest ``$top`` the client sends, whatever the caller asks for."""
 
-LIST_RATE_LIMIT_RETRIES = 3
-"""How often one page of a listing is asked again after a 429/503 that carried a Retry-After."""
-
-LIST_RATE_LIMIT_MAX_WAIT = 120.0
-"""Longest Retry-After (seconds) a listing waits out itself; a longer one raises CRMError."""
+PAUSES_PER_CALL = 3
+"""How often one call is made again after the CRM answered 429/503 with a Retry-After (the
+pause is shared by every process: connector.crm.budget); then its CRMError is raised."""
 
 
 class Credentials(Protocol):
@@ -75,6 +74,20 @@ class Credentials(Protocol):
     def renew(self, rejected: dict[str, str]) -> str | None: ...
     """Replace credentials the CRM answered 401 to: ``"fresh"`` (signed in anew), ``"shared"``
     (taken over from another process, possibly about to lapse too), None (cannot)."""
+
+
+class Budget(Protocol):
+    """What paces the calls (connector.crm.budget): CRMBudget, shared through Redis, or a
+    LocalBudget."""
+
+    longest_wait: float
+    """Most seconds a call waits in place for the CRM's pause."""
+
+    def take(self) -> None: ...
+    """Wait until a call may go out, and count it."""
+
+    def pause(self, seconds: float) -> None: ...
+    """The CRM asked to pause for ``seconds``."""
 
 
 class Endpoint(Protocol):
@@ -104,13 +117,17 @@ class SuperOfficeClient:
         timeout: (connect, read) seconds for every call.
         session: a ``requests.Session`` to reuse connections; one is created if omitted.
         observe: told ``(method, status, seconds)`` of every call.
+        budget: what every call waits for before it goes out: the installation's shared
+            CRMBudget, or (default) a LocalBudget that only waits out the CRM's pauses.
     """
 
     def __init__(self, endpoint: str | Endpoint, *, credentials: Credentials | None = None,
                  access_token: str | None = None, ticket: str | None = None,
                  app_token: str | None = None, timeout: tuple[float, float] = defaults.CRM_TIMEOUT,
                  session: requests.Session | None = None,
-                 observe: Callable[[str, int | None, float], None] | None = None):
+                 observe: Callable[[str, int | None, float], None] | None = None,
+                 budget: Budget | None = None):
+        self._budget = budget or LocalBudget()
         self._endpoint = FixedEndpoint(endpoint) if isinstance(endpoint, str) else endpoint
         self._credentials = credentials or FixedCredentials(access_token=access_token,
                                                             ticket=ticket, app_token=app_token)
@@ -213,8 +230,8 @@ class SuperOfficeClient:
                    action=f"writing {subject}", person_id=person_id, json_body=operations,
                    content_type="application/json-patch+json")
 
-    def list_persons(self, changed_since: datetime | None, page_size: int = LIST_PAGE_SIZE, *,
-                     sleep: Callable[[float], None] = time.sleep) -> Iterator[PersonListing]:
+    def list_persons(self, changed_since: datetime | None,
+                     page_size: int = LIST_PAGE_SIZE) -> Iterator[PersonListing]:
         """Yield every person registered or updated after ``changed_since`` (every person when
         None), each once, page by page, one call at a time.
 
@@ -232,14 +249,12 @@ class SuperOfficeClient:
            nobody; new persons come at the end.
         3. ``odata.nextLink`` is followed; it must stay on the API's scheme and host, since it
            gets the credentials. Without one, a full page is followed by ``$skip``.
-        4. A listing is many calls: a 429 or 503 with a Retry-After of at most
-           LIST_RATE_LIMIT_MAX_WAIT seconds is waited out with ``sleep`` and the same page asked
-           again, up to LIST_RATE_LIMIT_RETRIES times, rather than starting over.
+        4. A listing is many calls: a page answered 429 or 503 with a short Retry-After is
+           asked again after the pause (as every call is: ``_call``), not started over.
 
         Args:
             changed_since: aware datetime (a naive one is taken as UTC), or None for all.
             page_size: ``$top``, at most LIST_PAGE_SIZE_MAX.
-            sleep: how to wait out a Retry-After (tests pass a recorder).
 
         Raises:
             ValueError: ``page_size`` is not positive.
@@ -257,7 +272,7 @@ class SuperOfficeClient:
                        f"personUpdatedDate afterTime '{when}'"]
         seen: set[int] = set()
         for odata_filter in filters:
-            for listing in self._list_person_archive(odata_filter, page_size, sleep):
+            for listing in self._list_person_archive(odata_filter, page_size):
                 if listing.person_id not in seen:
                     seen.add(listing.person_id)
                     yield listing
@@ -334,8 +349,8 @@ class SuperOfficeClient:
         except ValueError:
             raise unreadable(f"{subject} that is not JSON") from None
 
-    def _list_person_archive(self, odata_filter: str | None, page_size: int,
-                             sleep: Callable[[float], None]) -> Iterator[PersonListing]:
+    def _list_person_archive(self, odata_filter: str | None,
+                             page_size: int) -> Iterator[PersonListing]:
         params = {"$select": ",".join(LIST_COLUMNS)}
         if odata_filter:
             params["$filter"] = odata_filter
@@ -344,7 +359,7 @@ class SuperOfficeClient:
         position = 0
         previous: list[int] = []
         while True:
-            body = self._list_page(url, sleep)
+            body = self._list_page(url)
             rows = body.get("value")
             if not isinstance(rows, list):
                 raise unreadable("a person list without a 'value' array")
@@ -369,31 +384,17 @@ class SuperOfficeClient:
             else:
                 return
 
-    def _list_page(self, url: str, sleep: Callable[[float], None]) -> Mapping:
-        """GET one page of the person list, waiting out a short Retry-After (see list_persons)."""
-        attempt = 0
-        while True:
-            try:
-                response = self._call("GET", url, (200,), subject="the person list",
-                                      action="listing persons",
-                                      not_found="the person list (GET Person)")
-            except CRMError as error:
-                wait = error.retry_after
-                if (error.permanent or wait is None or wait > LIST_RATE_LIMIT_MAX_WAIT
-                        or attempt >= LIST_RATE_LIMIT_RETRIES):
-                    raise
-                attempt += 1
-                log.info("person list: CRM answered %s, waiting %g s as it asked", error.status,
-                         wait)
-                sleep(wait)
-                continue
-            try:
-                body = response.json()
-            except ValueError:
-                raise unreadable("a person list that is not JSON") from None
-            if not isinstance(body, Mapping):
-                raise unreadable("a person list that is not an object")
-            return body
+    def _list_page(self, url: str) -> Mapping:
+        """GET one page of the person list."""
+        response = self._call("GET", url, (200,), subject="the person list",
+                              action="listing persons", not_found="the person list (GET Person)")
+        try:
+            body = response.json()
+        except ValueError:
+            raise unreadable("a person list that is not JSON") from None
+        if not isinstance(body, Mapping):
+            raise unreadable("a person list that is not an object")
+        return body
 
     def _same_origin(self, link: str) -> str:
         """Resolve an odata.nextLink against the API URL into a path below it; refuse one on
@@ -425,11 +426,15 @@ class SuperOfficeClient:
         2. A tenant that moved (421 Misdirected Request, a redirect, or a host that refuses or
            does not resolve) is looked up again and the call made once more at the new address
            (docs/en/apps/tenant-status/status-page.md).
+        3. A 429 or 503 with a Retry-After pauses every process's calls that long (the
+           budget's shared pause) and the call is made again after it, up to PAUSES_PER_CALL
+           times; a pause longer than CRM_WAIT_IN_PLACE sends the job back to the queue.
         """
         data = json.dumps(json_body).encode() if json_body is not None else None
         renewal: str | None = None
         renewals = 0
         relocated = False
+        pauses = 0
         while True:
             api_url = self._endpoint.api_url()
             credentials = self._credentials.headers()
@@ -458,6 +463,14 @@ class SuperOfficeClient:
                 relocated = True
                 self._endpoint.relocate(api_url)
                 continue
+            retry_after = (parse_retry_after(response.headers.get("Retry-After"))
+                           if status in (429, 503) else None)
+            if retry_after is not None:
+                log.info("crm.paused status=%s retry_after=%g", status, retry_after)
+                self._budget.pause(retry_after)
+                if retry_after <= self._budget.longest_wait and pauses < PAUSES_PER_CALL:
+                    pauses += 1
+                    continue
             break
         if status in expected:
             return response
@@ -470,6 +483,8 @@ class SuperOfficeClient:
 
     def _send(self, method: str, url: str, headers: dict[str, str],
               data: bytes | None) -> requests.Response:
+        """Send one request once the budget allows it."""
+        self._budget.take()
         started = time.monotonic()
         status = None
         try:
@@ -628,13 +643,14 @@ def _crm_error_text(response: requests.Response) -> str:
     return text
 
 
-def client_from_settings(settings: Settings, connection: redis.Redis,
+def client_from_settings(settings: Settings, connection: redis.Redis, budget: CRMBudget,
                          observe: Callable[[str, int | None, float], None] | None = None
                          ) -> SuperOfficeClient:
     """Return the client for the tenant and credentials in the settings: the system user's
     shared ticket and the discovered address (SuperOffice Online), or the fixed
-    SUPEROFFICE_API_URL and token (on-site). ``observe(method, status, seconds)`` is told
-    about every call (see connector.metrics.crm_observer).
+    SUPEROFFICE_API_URL and token (on-site). Every call waits for the shared ``budget``;
+    ``observe(method, status, seconds)`` is told about every call (see
+    connector.metrics.crm_observer).
 
     Raises:
         SettingsError: the private key or the certificate file cannot be used.
@@ -645,7 +661,8 @@ def client_from_settings(settings: Settings, connection: redis.Redis,
                                  access_token=settings.superoffice_access_token,
                                  ticket=settings.superoffice_ticket,
                                  app_token=settings.superoffice_app_token,
-                                 timeout=defaults.CRM_TIMEOUT, observe=observe)
+                                 timeout=defaults.CRM_TIMEOUT, observe=observe,
+                                 budget=budget)
     session = requests.Session()
     credentials = SystemUserCredentials(SystemUserLogin(system_user, session=session), connection)
     endpoint = (settings.superoffice_api_url or
@@ -653,4 +670,4 @@ def client_from_settings(settings: Settings, connection: redis.Redis,
                                    connection, hint=lambda: credentials.api_url_hint,
                                    session=session))
     return SuperOfficeClient(endpoint, credentials=credentials, timeout=defaults.CRM_TIMEOUT,
-                             session=session, observe=observe)
+                             session=session, observe=observe, budget=budget)

@@ -13,18 +13,16 @@ docs/en/automation/webhook/dev/notification.md, "Error Handling for Webhooks").
 """
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
 
 import redis
 from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
-from rq.job import Job
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector import defaults, metrics
 from connector.exceptions import SignatureError
-from connector.queueing import enqueue_crm_changes, enqueue_deletion, enqueue_onboarding
+from connector.intake import Entry
 from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PERSON_DELETED,
                                            PERSON_UNCONSENTED, SIGNATURE_HEADER, TEST_HEADER,
                                            MalformedBodyError, WebhookEvent, parse_event,
@@ -32,13 +30,14 @@ from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PER
 from connector.times import now
 from connector.web.context import get_services
 
-# What each event we act on queues: new persons are onboarded; consent changes made by CRM
-# users are recorded in the ledger, so a person's history is complete.
-QUEUE_FOR_EVENT = {
-    PERSON_CREATED: enqueue_onboarding,
-    PERSON_CONSENTED: enqueue_crm_changes,
-    PERSON_UNCONSENTED: enqueue_crm_changes,
-    PERSON_DELETED: enqueue_deletion,
+# What each event we act on becomes (connector.intake.KINDS): new persons are onboarded;
+# consent changes made by CRM users are recorded in the ledger, so a person's history is
+# complete; a deletion schedules the erasure of the identifying proof.
+KIND_OF_EVENT = {
+    PERSON_CREATED: "onboard",
+    PERSON_CONSENTED: "crm-change",
+    PERSON_UNCONSENTED: "crm-change",
+    PERSON_DELETED: "deletion",
 }
 
 bp = Blueprint("superoffice_webhooks", __name__)
@@ -76,24 +75,25 @@ def receive_superoffice():
     if stale:
         log.warning("webhook.stale event_id=%s reason=%s", event.event_id, stale)
         return _answer(200, "stale", status="ignored", event_id=event.event_id, reason=stale)
-    enqueue, ignored_because = decide_webhook(event, settings.associate_id)
-    if enqueue is None:
+    kind, ignored_because = decide_webhook(event, settings.associate_id)
+    if kind is None:
         return _ignored(event.event_id, ignored_because)
+    entry = Entry(kind, event.primary_key, event.event_id)
     try:
-        job = enqueue(services.redis, settings, event.primary_key, event.event_id)
+        queued = services.intake.accept(entry)  # counts the answer too: one round trip
     except redis.RedisError as error:
         log.error("webhook.unavailable event_id=%s error=%s", event.event_id, type(error).__name__)
         response = _answer(503, "unavailable", error="queue_unavailable",
                            message="the event could not be queued; send it again later")
         response.headers["Retry-After"] = str(defaults.REDIS_UNAVAILABLE_RETRY_AFTER)
         return response
-    if job is None:
+    if not queued:
         log.info("webhook.duplicate event_id=%s", event.event_id)
-        return _answer(200, "duplicate", status="duplicate", event_id=event.event_id,
-                       message="this event was already queued")
+        return _json(200, status="duplicate", event_id=event.event_id,
+                     message="this event was already queued")
     log.info("webhook.queued event_id=%s person_id=%s job_id=%s",
-             event.event_id, event.primary_key, job.id)
-    return _answer(200, "queued", status="queued", event_id=event.event_id, job_id=job.id)
+             event.event_id, event.primary_key, entry.job_id)
+    return _json(200, status="queued", event_id=event.event_id, job_id=entry.job_id)
 
 
 def decide_stale(event: WebhookEvent, at: datetime, max_age: int) -> str:
@@ -109,17 +109,16 @@ def decide_stale(event: WebhookEvent, at: datetime, max_age: int) -> str:
     return f"stale: sent {int(age)} s ago, more than WEBHOOK_MAX_AGE ({max_age} s)"
 
 
-def decide_webhook(event: WebhookEvent, own_associate_id: int | None
-                   ) -> tuple[Callable[..., Job | None] | None, str]:
-    """What to do with a valid event: (the function that queues its work, ""), or (None, why
-    it is ignored): events the connector does not act on, and its own writes coming back
+def decide_webhook(event: WebhookEvent, own_associate_id: int | None) -> tuple[str | None, str]:
+    """What to do with a valid event: (the intake kind of its work, ""), or (None, why it is
+    ignored): events the connector does not act on, and its own writes coming back
     (ChangedByAssociateId is SUPEROFFICE_ASSOCIATE_ID: the loop guard)."""
-    enqueue = QUEUE_FOR_EVENT.get(event.event)
-    if enqueue is None:
+    kind = KIND_OF_EVENT.get(event.event)
+    if kind is None:
         return None, f"{event.event} events are not acted on"
     if own_associate_id and event.changed_by_associate_id == own_associate_id:
         return None, "caused by the connector's own associate"
-    return enqueue, ""
+    return kind, ""
 
 
 def _ignored(event_id: str, reason: str):
@@ -130,6 +129,10 @@ def _ignored(event_id: str, reason: str):
 def _answer(http_status: int, outcome: str, **body):
     """A JSON answer; /metrics counts the request as received and as ``outcome``."""
     metrics.count_webhook(get_services().redis, "received", outcome)
+    return _json(http_status, **body)
+
+
+def _json(http_status: int, **body):
     response = jsonify(body)
     response.status_code = http_status
     return response

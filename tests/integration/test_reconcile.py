@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 import redis
 from rq import Queue
 from rq.cron import CronScheduler
+from rq.job import Job
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -32,8 +32,10 @@ from sandbox.server import create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, USER_ASSOCIATE,
                             USER_TOKEN, SandboxClient, fixed_crm, new_event_id, run_command,
                             start_worker, wait_for)
+from connector import intake
+from connector.intake import BACKFILL, EVENTS
 from connector.keys import HISTORY, ONBOARDING
-from connector.queueing import enqueue_onboarding
+from connector.queueing import ONBOARD, enqueue_event
 from connector.keys import RECONCILE_LAST_RUN as LAST_RUN_KEY
 from connector.evidence import facts
 from connector.reconcile import WATERMARK_OVERLAP, read_last_run, reconcile, scheduled_pass
@@ -128,7 +130,7 @@ def test_lost_persons_are_found_onboarded_and_not_queued_again(sandbox, env6, db
 def test_a_person_onboarded_from_their_webhook_is_not_queued_again(sandbox, env6, db6,
                                                                   in_process, evidence_database):
     person = sandbox.create_person("Webhook", "Worked", email())
-    enqueue_onboarding(db6, Settings.from_env(env6), person, new_event_id())
+    enqueue_event(db6, Settings.from_env(env6), ONBOARD, person, new_event_id())
     drain(env6)
     assert facts.onboarded(evidence_database, [person]) == [True]
 
@@ -196,9 +198,15 @@ def test_all_backfills_every_person_of_an_existing_crm(sandbox, env6, db6, evide
     assert "every person in the CRM (--all)" in backfill.stdout
     assert "queued             3 onboarding job(s)" in backfill.stdout
     assert "$filter" not in parse_qs(list_calls(sandbox)[-1]["query"])
-    assert sorted(Queue(ONBOARDING, connection=db6).job_ids) == sorted(
-        f"onboard-reconcile-{p}" for p in persons)
+    assert [entry.person_id for entry in intake.entries(db6, BACKFILL)] == persons
+    assert Queue(ONBOARDING, connection=db6).count == 0  # live events go first
     assert facts.read_watermark(evidence_database) == watermark
+
+    drain(env6)
+
+    jobs = [Job.fetch(f"onboard-reconcile-{p}", connection=db6) for p in persons]
+    assert [(job.origin, job.get_status()) for job in jobs] == [("backfill", "finished")] * 3
+    assert all(set(sandbox.consents(p)) == {"STORE"} for p in persons)
 
 
 # ---------------------------------------------------------------- a polite, careful client
@@ -245,7 +253,7 @@ class HalfListingCRM:
     def __init__(self, rows, error):
         self.rows, self.error = rows, error
 
-    def list_persons(self, changed_since, page_size=200, *, sleep=time.sleep):
+    def list_persons(self, changed_since, page_size=200):
         yield from self.rows
         raise self.error
 
@@ -262,7 +270,7 @@ def test_a_pass_failing_half_way_queues_what_it_saw_but_keeps_the_watermark(in_p
         reconcile(half_listing, page_size=1)
 
     assert facts.read_watermark(evidence_database) == watermark
-    assert Queue(ONBOARDING, connection=db6).job_ids == ["onboard-reconcile-41"]
+    assert [entry.job_id for entry in intake.entries(db6, EVENTS)] == ["onboard-reconcile-41"]
     assert not read_last_run(db6)["ok"]
 
 

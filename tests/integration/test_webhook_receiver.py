@@ -7,6 +7,7 @@ import pytest
 import redis
 from rq import Queue
 
+from connector.intake import Promoter
 from connector.web.app import create_app
 from connector.superoffice.webhook import sign
 from tests.conftest import CONNECTOR_ASSOCIATE, USER_ASSOCIATE, WEBHOOK_SECRETS, new_event_id
@@ -21,6 +22,15 @@ def redis_conn(redis_url):
     connection = redis.Redis.from_url(f"{redis_url}?db=2")
     connection.flushdb()
     return connection
+
+
+PROMOTING = {}
+"""The settings the jobs are queued with (their retry policy), for ``queued``."""
+
+
+@pytest.fixture(autouse=True)
+def promoting_settings(settings):
+    PROMOTING["settings"] = settings
 
 
 @pytest.fixture
@@ -56,8 +66,11 @@ def post(client, payload, secret=WEBHOOK_SECRETS[0], headers=None, raw: bytes | 
     return client.post("/webhooks/superoffice", data=body, headers=all_headers)
 
 
-def queued(redis_conn) -> list:
-    return Queue(ONBOARDING, connection=redis_conn).get_jobs()
+def queued(redis_conn, queue_name=ONBOARDING) -> list:
+    """The jobs on ``queue_name`` once a worker's promoter made jobs of what the receiver
+    handed to the intake (connector.intake)."""
+    Promoter(redis_conn, PROMOTING["settings"], holder="test").promote()
+    return Queue(queue_name, connection=redis_conn).get_jobs()
 
 
 def test_person_created_queues_one_onboarding_job(client, redis_conn):
@@ -169,7 +182,7 @@ def test_consent_changes_and_deletions_by_crm_users_are_queued_for_the_history(c
     again = post(client, payload)
     assert response.status_code == 200 and response.json["status"] == "queued"
     assert again.status_code == 200 and again.json["status"] == "duplicate"
-    jobs = Queue(queue_name, connection=redis_conn).get_jobs()
+    jobs = queued(redis_conn, queue_name)
     assert [job.id for job in jobs] == [job_prefix + payload["EventId"]]
     assert jobs[0].args == (55, payload["EventId"])
 
@@ -181,7 +194,7 @@ def test_events_caused_by_the_connector_itself_are_ignored(client, redis_conn, n
     assert response.json["status"] == "ignored"
     assert "connector" in response.json["reason"]
     assert queued(redis_conn) == []
-    assert Queue(HISTORY, connection=redis_conn).get_jobs() == []
+    assert queued(redis_conn, HISTORY) == []
 
 
 def test_a_redelivered_event_queues_no_second_job(client, redis_conn):

@@ -14,7 +14,7 @@ from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
 from connector.keys import ONBOARDING
-from connector.queueing import enqueue_onboarding
+from connector.queueing import ONBOARD, enqueue_event
 from workers.retry import apply_retry_policy
 
 pytestmark = pytest.mark.integration
@@ -33,7 +33,7 @@ def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
     env, own_db = own_database(connector_env, 11, DATA_DIR=str(tmp_path), RETRY_INTERVALS="0")
     person_id = sandbox.create_person("Killed", "Worker", None)
     sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")  # a slow CRM
-    job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
+    job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
 
     doomed = start_worker(env)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
@@ -68,7 +68,7 @@ def test_an_idle_worker_retries_a_dead_workers_job_within_the_maintenance_interv
                                WORKER_MAINTENANCE_INTERVAL="3")
     person_id = sandbox.create_person("Orphaned", "Job", None)
     sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")
-    job = enqueue_onboarding(own_db, Settings.from_env(env), person_id, new_event_id())
+    job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
     doomed = start_worker(env)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
     wait_for(lambda: sandbox.faults() == [], what="the job's GET to reach the slow CRM")

@@ -11,6 +11,8 @@ import responses
 
 from connector import __version__
 from connector.crm.types import ConsentRecord, Person
+from connector.crm.budget import LocalBudget
+from connector.defaults import CRM_WAIT_IN_PLACE
 from connector.superoffice.client import SuperOfficeClient, parse_retry_after
 from connector.superoffice.parse import (language_code, parse_consent_info, parse_date,
                                          parse_person_entity)
@@ -344,13 +346,27 @@ def test_421_on_sod_points_to_the_sod_state_api(crm):
     assert "https://sod.superoffice.com/api/state/Cust999" in str(error)
 
 
-def test_429_with_retry_after_seconds_is_transient(client, crm):
-    crm.put(f"{API}/Person/12/Consent/STORE", status=429, headers={"Retry-After": "30"})
+def test_429_with_a_short_retry_after_is_waited_out_and_the_call_made_again(crm):
+    waits = []
+    client = SuperOfficeClient(API, access_token="t", budget=LocalBudget(sleep=waits.append))
+    url = f"{API}/Person/12/Consent/STORE"
+    crm.put(url, status=429, headers={"Retry-After": "3"})
+    crm.put(url, status=204)
+
+    client.set_consent(12, "STORE", "API", "61F", "")
+
+    assert waits == [pytest.approx(3, abs=0.1)] and len(crm.calls) == 2
+
+
+def test_429_with_a_retry_after_longer_than_the_wait_in_place_is_transient(client, crm):
+    crm.put(f"{API}/Person/12/Consent/STORE", status=429,
+            headers={"Retry-After": str(int(CRM_WAIT_IN_PLACE) + 30)})
 
     error = error_of(lambda: client.set_consent(12, "STORE", "API", "61F", ""))
 
-    assert (error.status, error.permanent, error.retry_after) == (429, False, 30.0)
-    assert len(crm.calls) == 1  # no retry inside the client
+    assert (error.status, error.permanent) == (429, False)
+    assert error.retry_after == pytest.approx(CRM_WAIT_IN_PLACE + 30, abs=1)
+    assert len(crm.calls) == 1  # the job comes back when the pause is over
 
 
 def test_503_with_retry_after_http_date(client, crm):
@@ -362,6 +378,7 @@ def test_503_with_retry_after_http_date(client, crm):
 
     assert (error.status, error.permanent) == (503, False)
     assert 110 <= error.retry_after <= 120
+    assert len(crm.calls) == 1
 
 
 @pytest.mark.parametrize("headers", [{}, {"Retry-After": "soon"}])

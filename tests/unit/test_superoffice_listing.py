@@ -10,9 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import responses
 
-from connector.superoffice.client import (LIST_PAGE_SIZE_MAX, LIST_RATE_LIMIT_MAX_WAIT,
-                                       LIST_RATE_LIMIT_RETRIES, SuperOfficeClient, WebhookInfo,
-                                       odata_datetime)
+from connector.crm.budget import LocalBudget
+from connector.defaults import CRM_WAIT_IN_PLACE
+from connector.superoffice.client import (LIST_PAGE_SIZE_MAX, PAUSES_PER_CALL,
+                                       SuperOfficeClient, WebhookInfo, odata_datetime)
 from connector.crm.types import PersonListing
 from connector.superoffice.parse import parse_person_row
 from connector.exceptions import CRMError, PersonNotFoundError
@@ -26,6 +27,34 @@ SINCE = datetime(2026, 11, 1, 8, 30, 15, tzinfo=UTC)
 @pytest.fixture
 def client():
     return SuperOfficeClient(API, access_token="8A:Cust12345.token", app_token="app-secret")
+
+
+class FakeTime:
+    """A clock that only moves when the client sleeps; ``waits`` records every sleep."""
+
+    def __init__(self):
+        self.now = 1000.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def time_passes():
+    return FakeTime()
+
+
+@pytest.fixture
+def paced(time_passes):
+    """A client whose waits for the CRM's pauses are recorded, not slept."""
+    budget = LocalBudget(clock=time_passes.clock, sleep=time_passes.sleep)
+    return SuperOfficeClient(API, access_token="8A:Cust12345.token", app_token="app-secret",
+                             budget=budget)
 
 
 @pytest.fixture
@@ -229,59 +258,55 @@ def test_an_answer_that_is_not_a_person_list_fails_permanently(client, crm, body
 # -- failures and the CRM's Retry-After -------------------------------------------------------
 
 
-def test_429_with_retry_after_is_waited_out_and_the_same_page_asked_again(client, crm):
+def test_429_with_retry_after_is_waited_out_and_the_same_page_asked_again(paced, crm,
+                                                                          time_passes):
     second = f"{API}/Person?$top=2&$skip=2"
     crm.get(person_list_url(), json=page(row(1), row(2), next_link=second))
     crm.get(second, status=429, headers={"Retry-After": "7"}, json={"Error": "slow down"})
     crm.get(second, json=page(row(3)))
-    waits = []
 
-    assert listed(client, since=None, page_size=2, sleep=waits.append) == [1, 2, 3]
+    assert listed(paced, since=None, page_size=2) == [1, 2, 3]
 
-    assert waits == [7.0]
+    assert time_passes.waits == [7.0]
     assert [c.request.url for c in crm.calls] == [crm.calls[0].request.url, second, second]
 
 
-def test_503_with_retry_after_is_waited_out_too(client, crm):
+def test_503_with_retry_after_is_waited_out_too(paced, crm, time_passes):
     crm.get(person_list_url(), status=503, headers={"Retry-After": "2"})
     crm.get(person_list_url(), json=page(row(4)))
-    waits = []
 
-    assert listed(client, since=None, sleep=waits.append) == [4]
-    assert waits == [2.0]
+    assert listed(paced, since=None) == [4]
+    assert time_passes.waits == [2.0]
 
 
-def test_429_without_retry_after_raises_at_once(client, crm):
+def test_429_without_retry_after_raises_at_once(paced, crm, time_passes):
     crm.get(person_list_url(), status=429)
-    waits = []
 
     with pytest.raises(CRMError) as caught:
-        listed(client, since=None, sleep=waits.append)
+        listed(paced, since=None)
     assert not caught.value.permanent and caught.value.status == 429
-    assert waits == []
+    assert time_passes.waits == []
 
 
-def test_a_retry_after_too_long_to_wait_is_left_to_the_caller(client, crm):
+def test_a_retry_after_too_long_to_wait_is_left_to_the_caller(paced, crm, time_passes):
     crm.get(person_list_url(), status=429,
-            headers={"Retry-After": str(int(LIST_RATE_LIMIT_MAX_WAIT) + 1)})
-    waits = []
+            headers={"Retry-After": str(int(CRM_WAIT_IN_PLACE) + 1)})
 
     with pytest.raises(CRMError) as caught:
-        listed(client, since=None, sleep=waits.append)
-    assert caught.value.retry_after == LIST_RATE_LIMIT_MAX_WAIT + 1 and not caught.value.permanent
-    assert waits == []
+        listed(paced, since=None)
+    assert caught.value.retry_after == CRM_WAIT_IN_PLACE + 1 and not caught.value.permanent
+    assert time_passes.waits == []
 
 
-def test_a_page_is_asked_again_only_a_few_times(client, crm):
-    for _ in range(LIST_RATE_LIMIT_RETRIES + 1):
+def test_a_page_is_asked_again_only_a_few_times(paced, crm, time_passes):
+    for _ in range(PAUSES_PER_CALL + 1):
         crm.get(person_list_url(), status=429, headers={"Retry-After": "1"})
-    waits = []
 
     with pytest.raises(CRMError) as caught:
-        listed(client, since=None, sleep=waits.append)
+        listed(paced, since=None)
     assert caught.value.status == 429
-    assert waits == [1.0] * LIST_RATE_LIMIT_RETRIES
-    assert len(crm.calls) == LIST_RATE_LIMIT_RETRIES + 1
+    assert time_passes.waits == [1.0] * PAUSES_PER_CALL
+    assert len(crm.calls) == PAUSES_PER_CALL + 1
 
 
 def test_404_on_the_list_is_a_wrong_url_not_a_missing_person(client, crm):
@@ -293,14 +318,13 @@ def test_404_on_the_list_is_a_wrong_url_not_a_missing_person(client, crm):
     assert caught.value.permanent and "SUPEROFFICE_API_URL" in str(caught.value)
 
 
-def test_bad_credentials_fail_permanently_without_waiting(client, crm):
+def test_bad_credentials_fail_permanently_without_waiting(paced, crm, time_passes):
     crm.get(person_list_url(), status=401)
-    waits = []
 
     with pytest.raises(CRMError) as caught:
-        listed(client, since=None, sleep=waits.append)
+        listed(paced, since=None)
     assert caught.value.permanent and "SUPEROFFICE_ACCESS_TOKEN" in str(caught.value)
-    assert waits == []
+    assert time_passes.waits == []
 
 
 # -- webhooks ---------------------------------------------------------------------------------
