@@ -72,10 +72,14 @@ def set_default_priority(priority: Priority) -> None:
     _priority.set(priority)
 
 
-def plan_wait(now: float, paused_until: float, higher_waiting_until: float) -> float:
+def plan_wait(now: float, paused_until: float, higher_waiting_until: float | None) -> float:
     """Seconds to wait before asking for a slot (0: ask now): while the CRM's pause lasts,
-    and while a call of a higher priority waits for the next slot."""
-    return max(paused_until - now, higher_waiting_until - now, 0.0)
+    and while a call of a higher priority waits for the next slot (a little past the time it
+    expects it, so it takes the slot first; it clears its mark once it has)."""
+    waits = [paused_until - now]
+    if higher_waiting_until is not None:
+        waits.append(max(higher_waiting_until - now, 0) + defaults.CRM_BUDGET_MIN_WAIT)
+    return max(*waits, 0.0)
 
 
 class CRMBudget:
@@ -121,6 +125,8 @@ class CRMBudget:
         """
         priority = current_priority()
         higher = [keys.crm_budget_waiting(level) for level in Priority if level < priority]
+        mark = keys.crm_budget_waiting(priority)
+        marked = False
         while True:
             paused_until, *waiting = self._redis.mget([keys.CRM_BUDGET_PAUSE, *higher])
             now = self._clock()
@@ -129,15 +135,19 @@ class CRMBudget:
                 remaining = paused_until - now
                 raise CRMError(f"CRM asked every caller to pause for {remaining:.0f} s more; "
                                f"trying again then", status=429, retry_after=math.ceil(remaining))
-            wait = plan_wait(now, paused_until, max((float(w) for w in waiting if w), default=0))
+            marks = [float(until) for until in waiting if until is not None]
+            wait = plan_wait(now, paused_until, max(marks) if marks else None)
             if not wait:
                 if self._limiter.hit(self._window, keys.CRM_BUDGET_WINDOW):
+                    if marked:
+                        self._redis.delete(mark)
                     return
                 reset, _ = self._limiter.get_window_stats(self._window, keys.CRM_BUDGET_WINDOW)
                 wait = max(reset - self._clock(), defaults.CRM_BUDGET_MIN_WAIT)
                 if priority < Priority.BACKGROUND:
-                    self._redis.set(keys.crm_budget_waiting(priority), self._clock() + wait,
-                                    px=math.ceil((wait + defaults.CRM_BUDGET_MIN_WAIT) * 1000))
+                    # Lower priorities wait while this lives; it outlives a dead caller by 1 s.
+                    self._redis.set(mark, self._clock() + wait, px=math.ceil((wait + 1) * 1000))
+                    marked = True
             self._sleep(wait)
             self.waited += wait
 
