@@ -75,6 +75,9 @@ RECONCILE_LAST_RUN = PREFIX + "reconcile:last"
 
 RECONCILE_LOCK = PREFIX + "reconcile:lock"
 """Redis lock held while a pass runs, so two passes never list the CRM at the same time."""
+BACKFILL_PROGRESS = PREFIX + "reconcile:backfill"
+"""Redis hash: the backfill under way (``reconcile --all``): when it started, how many persons
+it queued (connector.reconcile.backfill_progress)."""
 
 # -- the CRM request budget (connector.crm.budget) ---------------------------------------------
 CRM_BUDGET_PREFIX = PREFIX + "crm-budget"

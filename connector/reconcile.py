@@ -32,16 +32,19 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 import redis
+from rq import Queue
 
 from connector import defaults
 from connector.evidence import facts
 from connector.exceptions import CRMError, ReconciliationRunningError
-from connector.keys import RECONCILE_LAST_RUN, RECONCILE_LOCK
-from connector.intake import BACKFILL, EVENTS, Entry
+from connector.intake import BACKFILL, EVENTS, Entry, waiting
+from connector.keys import BACKFILL as BACKFILL_QUEUE
+from connector.keys import BACKFILL_PROGRESS, RECONCILE_LAST_RUN, RECONCILE_LOCK
 from connector.services import Services
 from connector.times import iso, now, parse_iso, utc
 
@@ -72,8 +75,8 @@ QUEUED_IDS_SHOWN = 50
 
 def reconcile(services: Services, since: datetime | None = None, backfill: bool = False, *,
               dry_run: bool = False,
-              settle: float = 0, trigger: str = "manual",
-              page_size: int = PAGE_SIZE) -> dict[str, Any]:
+              settle: float = 0, trigger: str = "manual", page_size: int = PAGE_SIZE,
+              progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run one reconciliation pass now (steps in the module docstring) and return its summary.
 
     Args:
@@ -86,6 +89,7 @@ def reconcile(services: Services, since: datetime | None = None, backfill: bool 
         settle: seconds; persons changed this recently are left to the next pass.
         trigger: who started the pass ("manual", "scheduled"), kept in the record.
         page_size: persons per CRM page.
+        progress: told the summary so far after each page (the command's terminal line).
 
     Returns:
         A summary with counts, person ids and times only (no personal data): ``mode``,
@@ -141,9 +145,13 @@ def reconcile(services: Services, since: datetime | None = None, backfill: bool 
             if len(page) >= page_size:
                 latest = _handle_page(services, page, summary, cutoff, latest, dry_run, lane)
                 page = []
+                if progress is not None:
+                    progress(summary)
                 if lock is not None:
                     lock.reacquire()
         latest = _handle_page(services, page, summary, cutoff, latest, dry_run, lane)
+        if backfill and not dry_run:
+            record_backfill(connection, summary["queued"])
         summary["waited"] = round(services.crm_budget.waited - waited_before, 1)
 
         # 5. The whole listing went through: move the watermark (never backwards).
@@ -213,6 +221,46 @@ def scheduled_pass(services: Services,
         return reconcile(services, settle=settle, trigger="scheduled")
     except ReconciliationRunningError as error:
         return {"skipped": str(error)}
+
+
+# -- the backfill's progress, in Redis (for status) -------------------------------------------
+
+
+def record_backfill(connection: redis.Redis, queued: int) -> None:
+    """Count ``queued`` more persons into the backfill under way (a new one starts when the
+    last has no job left)."""
+    progress = backfill_progress(connection)
+    if progress is None or not progress["remaining"]:
+        connection.delete(BACKFILL_PROGRESS)
+        connection.hset(BACKFILL_PROGRESS, "started_at", iso(now()))
+    connection.hincrby(BACKFILL_PROGRESS, "queued", queued)
+
+
+def backfill_progress(connection: redis.Redis) -> dict[str, Any] | None:
+    """Where the last backfill (``reconcile --all``) stands: ``queued`` (persons it handed to
+    the workers), ``remaining`` (waiting, queued, running or retrying), ``failed``, ``done``,
+    ``started_at``, and ``per_minute`` and ``eta_minutes`` (None before the first is done);
+    None when there was none."""
+    record = connection.hgetall(BACKFILL_PROGRESS)
+    if not record:
+        return None
+    queue = Queue(BACKFILL_QUEUE, connection=connection)
+    remaining = (waiting(connection)[BACKFILL] + queue.count + queue.started_job_registry.count
+                 + queue.scheduled_job_registry.count)
+    started = parse_iso(record[b"started_at"].decode())
+    return plan_progress(int(record.get(b"queued", 0)), remaining,
+                         queue.failed_job_registry.count, started, now())
+
+
+def plan_progress(queued: int, remaining: int, failed: int, started: datetime,
+                  at: datetime) -> dict[str, Any]:
+    """A backfill's progress from its counts: done, rate per minute and minutes left."""
+    done = max(queued - remaining - failed, 0)
+    minutes = max((at - started).total_seconds() / 60, 1e-9)
+    per_minute = done / minutes if done else None
+    eta = remaining / per_minute if per_minute else None
+    return {"queued": queued, "remaining": remaining, "failed": failed, "done": done,
+            "started_at": iso(started), "per_minute": per_minute, "eta_minutes": eta}
 
 
 # -- the last pass, in Redis (for status) ----------------------------------------------------

@@ -13,6 +13,7 @@ from rq.cron import CronJob, CronScheduler
 from rq.exceptions import StopRequested
 
 from connector import defaults
+from connector.crm.budget import Priority, crm_priority
 from connector.evidence import facts
 from connector.keys import HISTORY, ONBOARDING
 from connector.reconcile import SCHEDULED_SETTLE, scheduled_pass
@@ -32,8 +33,10 @@ SCHEDULED_FAILURE_TTL = 7 * 24 * 3600
 
 def scheduled_reconcile(interval_seconds: int = defaults.RECONCILE_INTERVAL * 60,
                         settle: float = SCHEDULED_SETTLE) -> dict[str, Any]:
-    """The job the cron queues: connector.reconcile.scheduled_pass with this worker's services."""
-    return scheduled_pass(current_services(), interval_seconds, settle)
+    """The job the cron queues: connector.reconcile.scheduled_pass with this worker's services,
+    its CRM calls after those of events and persons on their page."""
+    with crm_priority(Priority.BACKGROUND):
+        return scheduled_pass(current_services(), interval_seconds, settle)
 
 
 def scheduled_erasures() -> dict[str, Any]:

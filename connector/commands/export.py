@@ -12,6 +12,7 @@ import sqlalchemy.exc
 
 from connector.commands import services_or_exit
 from connector.exceptions import CRMError, PersonNotFoundError
+from connector.crm.budget import Priority, crm_priority
 from connector.exports.bulk import persons_with_consents, write_bulk
 from connector.exports.document import render_json
 from connector.exports.report import export_filename, gather_report
@@ -60,10 +61,11 @@ def export(person_id: int | None, everyone: bool, output: Path | None, fmt: str 
         _fail(f"cannot write {output}: the folder {output.parent} does not exist")
     by = by or _login_name()
     services = services_or_exit()
-    if everyone:
-        _export_everyone(services, output, by)
-    else:
-        _export_person(services, person_id, output, fmt, by)
+    with crm_priority(Priority.BACKGROUND):  # webhooks and persons on their page go first
+        if everyone:
+            _export_everyone(services, output, by)
+        else:
+            _export_person(services, person_id, output, fmt, by)
 
 
 def _export_person(services: Services, person_id: int, output: Path, fmt: str, by: str) -> None:

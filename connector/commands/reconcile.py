@@ -6,6 +6,7 @@ from datetime import datetime
 import click
 
 from connector.commands import services_or_exit
+from connector.crm.budget import Priority, crm_priority
 from connector.exceptions import CRMError, ReconciliationRunningError
 from connector.reconcile import reconcile as run_pass
 from connector.times import now as current_time
@@ -68,7 +69,9 @@ def reconcile(since, backfill, dry_run):
         raise click.UsageError("give --since or --all, not both")
     services = services_or_exit()
     try:
-        summary = run_pass(services, since, backfill, dry_run=dry_run, trigger="manual")
+        with crm_priority(Priority.BACKGROUND):
+            summary = run_pass(services, since, backfill, dry_run=dry_run, trigger="manual",
+                               progress=_progress_line if sys.stderr.isatty() else None)
     except ReconciliationRunningError as error:
         click.echo(f"consent-connector reconcile: {error}", err=True)
         sys.exit(1)
@@ -79,6 +82,13 @@ def reconcile(since, backfill, dry_run):
         sys.exit(1)
     for line in summary_lines(summary):
         click.echo(line)
+
+
+def _progress_line(summary: dict) -> None:
+    """Show how far the pass is, on one line of the terminal, after each page."""
+    click.echo(f"\r  listed {summary['listed']:,} · already onboarded "
+               f"{summary['already_onboarded']:,} · queued {summary['queued']:,}", err=True,
+               nl=False)
 
 
 def summary_lines(summary: dict) -> list[str]:
@@ -103,8 +113,8 @@ def summary_lines(summary: dict) -> list[str]:
     if summary["deferred"]:
         lines.append(f"  left for next pass {summary['deferred']} (changed in the last minute)")
     if summary["waited"]:
-        lines.append(f"  waited             {summary['waited']:g} s (the CRM asked to slow down: "
-                     f"Retry-After)")
+        lines.append(f"  waited             {summary['waited']:g} s (for the CRM request budget "
+                     f"and the CRM's Retry-After)")
     if summary["dry_run"]:
         lines.append(f"  watermark          {_show(summary['watermark'])} (unchanged)")
     elif summary["watermark_moved"]:

@@ -15,12 +15,14 @@ import sqlalchemy.exc
 from rq import Queue, Worker
 from rq.cron import CronScheduler
 
+from connector import defaults
 from connector.commands import services_or_exit
 from connector.config import config_version
-from connector.exceptions import CRMError
-from connector.keys import QUEUE_NAMES
 from connector.evidence import facts
-from connector.reconcile import WATERMARK_OVERLAP, read_last_run
+from connector.exceptions import CRMError
+from connector.intake import BACKFILL, EVENTS, waiting
+from connector.keys import QUEUE_NAMES
+from connector.reconcile import WATERMARK_OVERLAP, backfill_progress, read_last_run
 from connector.services import Services
 from connector.times import readable
 
@@ -91,6 +93,7 @@ def reconciliation_section(services: Services) -> list[str]:
     try:
         last = read_last_run(services.redis)
         schedule = _schedule(services.redis)
+        backfill = backfill_progress(services.redis)
     except redis.RedisError as error:
         return lines + [f"  Redis unavailable: {type(error).__name__}: {error}"]
     try:
@@ -117,7 +120,29 @@ def reconciliation_section(services: Services) -> list[str]:
         lines.append(f"  watermark   {_show(watermark.isoformat())}: the next pass lists persons "
                      f"changed after {_show((watermark - WATERMARK_OVERLAP).isoformat())}")
     lines.append(f"  schedule    {schedule}")
+    if backfill is not None:
+        lines.append(f"  backfill    {backfill_line(backfill)}")
     return lines
+
+
+def backfill_line(progress: dict) -> str:
+    """The backfill under way (``reconcile --all``) in one line: done, left, rate, ETA."""
+    line = (f"{progress['done']:,} of {progress['queued']:,} persons onboarded since "
+            f"{_show(progress['started_at'])}, {progress['remaining']:,} left")
+    if progress["failed"]:
+        line += f", {progress['failed']:,} failed"
+    if not progress["remaining"]:
+        return line + " (finished)"
+    if progress["per_minute"] is None:
+        return line + " (none done yet)"
+    return (line + f"; {progress['per_minute']:,.0f}/min, about "
+            f"{_duration(progress['eta_minutes'])} to go")
+
+
+def _duration(minutes: float) -> str:
+    if minutes < 90:
+        return f"{max(minutes, 1):.0f} min"
+    return f"{minutes / 60:.1f} h"
 
 
 def queues_section(services: Services) -> list[str]:
@@ -133,8 +158,17 @@ def queues_section(services: Services) -> list[str]:
             failed += counts["failed"]
             lines.append(f"  {name:<12} " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         workers = Worker.all(connection=services.redis)
+        lanes = waiting(services.redis)
+        paused_for = services.crm_budget.paused_for()
     except redis.RedisError as error:
         return lines + [f"  Redis unreachable ({type(error).__name__}): check REDIS_URL"]
+    lines.append(f"  intake       {lanes[EVENTS]} event(s), {lanes[BACKFILL]} backfill person(s) "
+                 f"waiting to become jobs (workers make up to {defaults.PROMOTE_AHEAD} per lane "
+                 f"at a time)")
+    budget = f"  CRM budget   {services.crm_budget.per_second} calls/s for all processes"
+    if paused_for:
+        budget += f"; paused {paused_for:.0f} s more (the CRM answered 429/503 Retry-After)"
+    lines.append(budget + " (CRM_MAX_REQUESTS_PER_SECOND)")
     lines.append(f"  workers      {len(workers)} alive" + ("" if workers else
                  " — nothing is processing jobs: start `consent-connector worker`"))
     if failed:

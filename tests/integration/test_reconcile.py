@@ -201,8 +201,12 @@ def test_all_backfills_every_person_of_an_existing_crm(sandbox, env6, db6, evide
     assert [entry.person_id for entry in intake.entries(db6, BACKFILL)] == persons
     assert Queue(ONBOARDING, connection=db6).count == 0  # live events go first
     assert facts.read_watermark(evidence_database) == watermark
+    assert "backfill    0 of 3 persons onboarded since" in cli(env6, "status").stdout
 
     drain(env6)
+
+    assert "3 of 3 persons onboarded since" in cli(env6, "status").stdout
+    assert "0 left (finished)" in cli(env6, "status").stdout
 
     jobs = [Job.fetch(f"onboard-reconcile-{p}", connection=db6) for p in persons]
     assert [(job.origin, job.get_status()) for job in jobs] == [("backfill", "finished")] * 3

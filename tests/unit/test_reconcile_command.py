@@ -5,6 +5,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from connector.commands.reconcile import parse_since, summary_lines
+from connector.commands.status import backfill_line
+from connector.reconcile import plan_progress
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
@@ -60,5 +62,22 @@ def test_summary_of_a_dry_run_backfill_with_waits_and_many_persons():
     assert "  would queue        120 onboarding job(s): person 1, 2," in lines[3]
     assert lines[3].endswith("49, 50, …")
     assert "  already queued     3 (jobs of an earlier pass)" in lines
-    assert "  waited             2 s (the CRM asked to slow down: Retry-After)" in lines
+    assert "  waited             2 s (for the CRM request budget and the CRM's Retry-After)" in lines
     assert lines[-1].endswith("(unchanged)")
+
+
+def test_a_backfills_progress_says_how_many_are_done_how_fast_and_how_long_is_left():
+    started = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
+    progress = plan_progress(50_000, remaining=44_000, failed=10, started=started,
+                             at=started + timedelta(minutes=60))
+
+    assert (progress["done"], progress["per_minute"]) == (5_990, pytest.approx(99.83, abs=0.01))
+    assert backfill_line(progress).endswith("5,990 of 50,000 persons onboarded since "
+                                            "2026-11-30 04:00:00 UTC, 44,000 left, 10 failed; "
+                                            "100/min, about 7.3 h to go")
+
+
+def test_a_backfill_with_nothing_left_is_finished_and_one_not_started_has_no_rate():
+    started = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
+    assert backfill_line(plan_progress(3, 0, 0, started, started)).endswith("(finished)")
+    assert backfill_line(plan_progress(3, 3, 0, started, started)).endswith("(none done yet)")
