@@ -1,0 +1,510 @@
+"""Benchmark of a backlog drained within the CRM's quota: N new persons waiting in the intake,
+W ``consent-connector worker`` processes, a sandbox CRM that allows Q requests a second (429
+with Retry-After over it) — how long the drain takes, how many calls the CRM refuses, and how
+much of its quota the connector used. Measured in one run, next to the same drain with the
+shared CRM budget effectively off (the anchor).
+
+    .venv/bin/python bench/drain_bench.py                       # 200 persons, 4 workers, 20/s
+    .venv/bin/python bench/drain_bench.py --persons 40 --quota 10
+    .venv/bin/python bench/drain_bench.py --budget 18 --skip-anchor
+    nice -n 10 .venv/bin/python bench/drain_bench.py            # on a shared machine
+
+One drain: Redis emptied; N persons created in the sandbox (with an address,
+``person{n}@example.org``, so the confirmation mail goes out as in production) while it has
+no quota; one intake entry per person (``Intake.accept(Entry("onboard", …))``, what the
+webhook receiver does); then the quota set (``PUT /__sandbox/quota``: a full bucket, its
+counts at zero) and W worker processes started (``python -m connector worker``, as
+``consent-connector worker``, with CRM_MAX_REQUESTS_PER_SECOND = the budget). The benchmark
+then only asks Redis (``rq:job:onboard-<event id>``) until every job has finished — nothing
+asks the CRM while the quota is on — stops the workers, and reads the quota's counts
+(served, refused) and the sandbox's call log.
+
+The servers: the embedded Redis (``appendfsync always``) and the SQLite evidence database in a
+temporary folder; the sandbox CRM in a process of its own (``python -m sandbox``, werkzeug's
+threaded server, on loopback), so it does not share this process's interpreter lock; an
+aiosmtpd sink in this process that counts the mails and keeps nothing.
+
+Two windows, since a worker takes ~2 s to start (imports, sign-in) before its first call:
+
+- the calls window: from the first to the last API call in the CRM's call log;
+- from worker start: from starting the workers to the last job's ``ended_at``.
+
+"% of quota used" = calls served / (Q × the window's seconds). Goal (figures, not asserts; see
+bench/README.md): at 4 workers, 0 calls answered 429 and >= 90 % of the quota used (in the
+calls window).
+"""
+
+import argparse
+import bisect
+import collections
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.worker_bench import (CONNECTOR_ASSOCIATE, SYSTEM_USER_TOKEN, TENANT,  # noqa: E402
+                                USER_ASSOCIATE, USER_TOKEN, DiscardingSink, call_kind,
+                                free_port)
+
+GOAL_SHARE = 0.90
+ANCHOR_BUDGET = 100_000  # CRM_MAX_REQUESTS_PER_SECOND of the anchor: the budget never waits
+CLIENT_SECRET = "bench-client-secret"
+POLL_INTERVAL = 0.1  # seconds between two looks at the jobs in Redis
+STOP_TIMEOUT = 15.0  # seconds a worker gets for its warm shutdown before it is killed
+
+
+class Servers:
+    """Redis, the sandbox CRM (its own process) and the SMTP sink of one benchmark run."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.stack = []  # what to stop, in reverse order
+
+    def start(self) -> None:
+        import redis
+        import requests
+        from aiosmtpd.controller import Controller
+
+        from connector.redis_connection import ensure_embedded_server, stop_embedded_server
+
+        redis_dir = self.folder / "redis"
+        self.redis_url = ensure_embedded_server(redis_dir)
+        self.stack.append(lambda: stop_embedded_server(redis_dir))
+        self.redis = redis.Redis.from_url(self.redis_url)
+
+        self.start_sandbox()
+        self.http = requests.Session()
+        self.stack.append(self.http.close)
+
+        self.sink = DiscardingSink()
+        smtp = Controller(self.sink, hostname="127.0.0.1", port=free_port())
+        smtp.start()
+        self.stack.append(smtp.stop)
+        self.smtp_port = smtp.port
+
+    def start_sandbox(self) -> None:
+        """``python -m sandbox`` on a free port; its settings for the connector are read from
+        what it prints when it listens."""
+        port = free_port()
+        out = self.folder / "sandbox.out"
+        self.sandbox_log = self.folder / "sandbox.log"  # werkzeug's line per request
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith("SANDBOX_")}
+        env["PYTHONPATH"] = str(ROOT)
+        with open(out, "w") as stdout, open(self.sandbox_log, "w") as stderr:
+            self.sandbox = subprocess.Popen(
+                [sys.executable, "-m", "sandbox", "--port", str(port), "--tenant", TENANT,
+                 "--data-dir", str(self.folder / "sandbox-data"),
+                 "--token", f"{USER_TOKEN}={USER_ASSOCIATE}",
+                 "--system-user", f"{SYSTEM_USER_TOKEN}={CONNECTOR_ASSOCIATE}",
+                 "--client-secret", CLIENT_SECRET],
+                cwd=ROOT, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+        self.stack.append(self.stop_sandbox)
+        deadline = time.monotonic() + 30
+        settings = {}
+        while "SUPEROFFICE_TOKEN_CERTIFICATE_FILE" not in settings:
+            if self.sandbox.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the sandbox CRM did not start:\n"
+                                   + self.sandbox_log.read_text(errors="replace")[-2000:])
+            time.sleep(0.05)
+            settings = dict(line.split("=", 1) for line in out.read_text().splitlines()
+                            if "=" in line and line.split("=", 1)[0].isupper())
+        self.crm_settings = settings
+        self.crm_url = settings["SUPEROFFICE_LOGIN_URL"]
+
+    def stop_sandbox(self) -> None:
+        if self.sandbox.poll() is None:
+            self.sandbox.terminate()
+            try:
+                self.sandbox.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.sandbox.pid, signal.SIGKILL)
+                self.sandbox.wait()
+
+    def stop(self) -> None:
+        while self.stack:
+            try:
+                self.stack.pop()()
+            except Exception as error:  # noqa: BLE001 -- stop the rest anyway
+                print(f"(stopping: {type(error).__name__}: {error})", file=sys.stderr)
+
+    def connector_env(self, data_dir: Path, budget: int) -> dict[str, str]:
+        """The environment of the worker processes (as bench/worker_bench.py's)."""
+        return {
+            "REDIS_URL": self.redis_url,
+            **self.crm_settings,
+            "SUPEROFFICE_WEBHOOK_SECRET": "bench-webhook-secret",
+            "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
+            "SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
+            "MAIL_FROM": "privacy@example.com",
+            "PUBLIC_BASE_URL": "https://consent.example.com",
+            "SECRET_KEY": "bench-secret-key-0123456789abcdef",
+            "CONSENT_CONFIG": str(ROOT / "config" / "purposes.yaml"),
+            "DATA_DIR": str(data_dir),  # no DATABASE_URL: the embedded SQLite file there
+            "RECONCILE_INTERVAL": "0",
+            "CRM_MAX_REQUESTS_PER_SECOND": str(budget),
+            "LOG_LEVEL": "INFO",
+            "PYTHONPATH": str(ROOT),
+        }
+
+    # ------------------------------------------------------------ sandbox controls
+    def control(self, method: str, path: str, body=None):
+        """A sandbox control (``/__sandbox/…``: not the tenant's API, never under the quota)."""
+        response = self.http.request(method, f"{self.crm_url}/__sandbox/{path}", json=body,
+                                     timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def create_persons(self, count: int, tag: str) -> list[int]:
+        ids = []
+        for number in range(count):
+            response = self.http.post(
+                f"{self.crm_url}/{TENANT}/api/v1/Person", timeout=10,
+                headers={"Authorization": f"Bearer {USER_TOKEN}", "Accept": "application/json"},
+                json={"Firstname": f"Drain{tag}", "Lastname": f"Person{number}",
+                      "Emails": [{"Value": f"person{number}@example.org"}]})
+            response.raise_for_status()
+            ids.append(response.json()["PersonId"])
+        return ids
+
+
+# ---------------------------------------------------------------- one drain
+def drain(servers: Servers, label: str, persons: int, workers: int, quota: float,
+          budget: int, timeout: float) -> dict:
+    """Onboard ``persons`` new persons with ``workers`` worker processes against a CRM
+    allowing ``quota`` calls a second, the workers' budget ``budget``; measure it."""
+    from rq.job import Job
+
+    from connector.intake import Entry, Intake
+
+    servers.redis.flushdb()
+    servers.control("PUT", "quota", {"per_second": None})
+    tag = uuid.uuid4().hex[:6]
+    person_ids = servers.create_persons(persons, tag)
+    data_dir = servers.folder / f"data-{label}"
+    data_dir.mkdir()
+    env = servers.connector_env(data_dir, budget)
+    intake = Intake(servers.redis)
+    entries = [Entry("onboard", person_id, str(uuid.uuid4())) for person_id in person_ids]
+    for entry in entries:
+        if not intake.accept(entry):
+            raise RuntimeError(f"the intake took {entry} for a duplicate")
+    job_ids = [entry.job_id for entry in entries]
+    calls_before = len(servers.control("GET", "calls"))
+    mails_before = servers.sink.count
+
+    servers.control("PUT", "quota", {"per_second": quota})
+    # From here on only Redis is asked how far the drain is: a call to the CRM would count.
+    processes, logs = [], []
+    cpu_before = cpu_now(servers)
+    started = time.time()
+    try:
+        for number in range(workers):
+            log_path = data_dir / f"worker-{number}.log"
+            logs.append(log_path)
+            with open(log_path, "w") as log:
+                processes.append(subprocess.Popen(
+                    [sys.executable, "-m", "connector", "worker"], cwd=ROOT,
+                    env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True))  # its own group: a horse goes with it
+        deadline = time.monotonic() + timeout
+        statuses = job_statuses(servers.redis, job_ids)
+        while not all(status in ("finished", "failed") for status in statuses):
+            if time.monotonic() > deadline:
+                break
+            dead = [p for p in processes if p.poll() is not None]
+            if dead:
+                tail = logs[processes.index(dead[0])].read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"a worker exited with {dead[0].returncode}:\n{tail}")
+            time.sleep(POLL_INTERVAL)
+            statuses = job_statuses(servers.redis, job_ids)
+        seen_done = time.time()
+    finally:
+        stop_workers(processes)
+    cpu_after = cpu_now(servers)
+    stopped = time.time()
+    quota_counts = servers.control("GET", "quota")
+    servers.control("PUT", "quota", {"per_second": None})
+    calls = servers.control("GET", "calls")[calls_before:]
+
+    counts = collections.Counter(status or "not yet a job" for status in statuses)
+    jobs = [job for job in Job.fetch_many(job_ids, connection=servers.redis) if job is not None]
+    ended = [job.ended_at.replace(tzinfo=timezone.utc).timestamp()
+             for job in jobs if job.get_status(refresh=False) == "finished" and job.ended_at]
+    reason = None
+    failed = [job for job in jobs if job.get_status(refresh=False) != "finished"]
+    if failed:
+        latest = failed[0].latest_result()
+        reason = failed[0].meta.get("reason") or (
+            latest.exc_string.strip().splitlines()[-1] if latest and latest.exc_string else None)
+    complete = counts["finished"] == persons
+    end = max(ended) if complete and ended else seen_done
+    log_text = "".join(path.read_text(errors="replace") for path in logs)
+    return {
+        "label": label, "persons": persons, "workers": workers, "quota": quota,
+        "budget": budget, "started": started, "end": end, "complete": complete,
+        "timed_out": not all(status in ("finished", "failed") for status in statuses),
+        "statuses": counts, "reason": reason, "calls": calls,
+        "served": quota_counts["served"], "refused": quota_counts["refused"],
+        "mails": servers.sink.count - mails_before,
+        "pauses": sum(1 for line in log_text.splitlines() if "crm.paused" in line),
+        "stopped": stopped,
+        "cpu": {key: cpu_after[key] - cpu_before[key] for key in cpu_before},
+    }
+
+
+def cpu_now(servers: Servers) -> dict[str, float]:
+    """CPU seconds so far of: the worker processes this one has waited for, with their work
+    horses (RUSAGE_CHILDREN); the sandbox CRM's process (/proc); redis-server (INFO cpu); this
+    process (the SMTP sink, the polling)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    fields = Path(f"/proc/{servers.sandbox.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    info = servers.redis.info("cpu")
+    return {"workers": children.ru_utime + children.ru_stime,
+            "crm": (int(fields[11]) + int(fields[12])) / ticks,  # utime, stime
+            "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
+            "bench": own.ru_utime + own.ru_stime}
+
+
+def job_statuses(connection, job_ids: list[str]) -> list[str | None]:
+    """Each job's status straight from its RQ hash (None before a worker made the job)."""
+    with connection.pipeline(transaction=False) as pipe:
+        for job_id in job_ids:
+            pipe.hget(f"rq:job:{job_id}", "status")
+        return [value.decode() if value else None for value in pipe.execute()]
+
+
+def stop_workers(processes: list[subprocess.Popen]) -> None:
+    """Warm shutdown (SIGTERM) of every worker at once, a kill of its group if it hangs."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for process in processes:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+# ---------------------------------------------------------------- figures
+def figures(run: dict) -> dict:
+    """The derived figures of one drain."""
+    calls = run["calls"]
+    times = sorted(call["time"] for call in calls)
+    served_times = sorted(call["time"] for call in calls if call["status"] != 429)
+    span = (times[-1] - times[0]) if len(times) > 1 else float("nan")
+    wall = run["end"] - run["started"]
+    quota = run["quota"]
+    # The busiest second at the CRM: most calls it served in any 1 s, at its own clock (the
+    # log's time is when the answer left, a few ms after the quota was taken).
+    busiest = max((bisect.bisect_right(served_times, t + 1.0) - i
+                   for i, t in enumerate(served_times)), default=0)
+    return {
+        "wall": wall, "span": span,
+        "first_call": (times[0] - run["started"]) if times else float("nan"),
+        "rate_wall": run["persons"] / wall if wall > 0 else float("nan"),
+        "rate_span": run["persons"] / span if span > 0 else float("nan"),
+        "share_span": run["served"] / (quota * span) if span > 0 else float("nan"),
+        "share_wall": run["served"] / (quota * wall) if wall > 0 else float("nan"),
+        "per_onboarding": run["served"] / run["persons"],
+        "logged_429": sum(1 for call in calls if call["status"] == 429),
+        "other_errors": sum(1 for call in calls if call["status"] >= 400
+                            and call["status"] != 429),
+        "kinds": collections.Counter(call_kind(call) for call in calls
+                                     if call["status"] != 429),
+        "busiest": busiest,
+    }
+
+
+def print_drain(run: dict, fig: dict) -> None:
+    s = run["statuses"]
+    others = {k: v for k, v in s.items() if k not in ("finished", "failed")}
+    print(f"  jobs: {s['finished']} finished, {s['failed']} failed"
+          + (f", {', '.join(f'{v} {k}' for k, v in others.items())}" if others else "")
+          + f" (of {run['persons']}){' — TIMED OUT' if run['timed_out'] else ''}; "
+          f"mails received {run['mails']}")
+    if run["reason"]:
+        print(f"  !! first job not finished: {run['reason']}")
+    end = "last job's ended_at" if run["complete"] else "the last look at the jobs"
+    print(f"  wall time (worker start → {end}): {fig['wall']:.2f} s; the first CRM call "
+          f"{fig['first_call']:.2f} s after worker start")
+    print(f"  calls window (first → last API call in the CRM's log): {fig['span']:.2f} s")
+    print(f"  onboardings/s: {fig['rate_wall']:.2f} from worker start, {fig['rate_span']:.2f} "
+          f"in the calls window")
+    kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(fig["kinds"].items()))
+    print(f"  CRM calls served {run['served']} ({kinds}); answered 429: {run['refused']} "
+          f"(in the call log: {fig['logged_429']}); other errors {fig['other_errors']}")
+    print(f"  calls per onboarding: {fig['per_onboarding']:.3f} served, "
+          f"{(run['served'] + run['refused']) / run['persons']:.3f} made")
+    print(f"  % of quota used: {fig['share_span']:.1%} in the calls window "
+          f"({run['served']} / ({run['quota']:g}/s × {fig['span']:.2f} s)), "
+          f"{fig['share_wall']:.1%} from worker start "
+          f"({run['served']} / ({run['quota']:g}/s × {fig['wall']:.2f} s))")
+    print(f"  busiest second at the CRM (most calls served in any 1 s of its log): "
+          f"{fig['busiest']}; pauses the workers took on a 429 (crm.paused in their logs): "
+          f"{run['pauses']}")
+    cpu = run["cpu"]
+    total = sum(cpu.values())
+    seconds = run["stopped"] - run["started"]
+    print(f"  CPU seconds from worker start to their exit: workers with their work horses "
+          f"{cpu['workers']:.1f} ({1000 * cpu['workers'] / run['persons']:.0f} ms an "
+          f"onboarding), CRM {cpu['crm']:.1f}, Redis {cpu['redis']:.1f}, this process (SMTP "
+          f"sink, polling) {cpu['bench']:.1f}; {total:.1f} in all = {total / seconds:.2f} "
+          f"of {os.cpu_count()} cores busy on average over those {seconds:.1f} s")
+
+
+def print_429s(run: dict, limit: int = 8) -> None:
+    """Where each of the first 429s fell: the calls served just before it at the CRM."""
+    calls = sorted(run["calls"], key=lambda call: call["time"])
+    if not calls:
+        return
+    first = calls[0]["time"]
+    refused = [i for i, call in enumerate(calls) if call["status"] == 429]
+    if not refused:
+        return
+    quota = run["quota"]
+    print(f"  the first {min(limit, len(refused))} of {len(refused)} calls answered 429 "
+          f"(times at the CRM, from the first call of the drain):")
+    for index in refused[:limit]:
+        call = calls[index]
+        before = [c["time"] for c in calls[:index] if c["status"] != 429]
+        in_second = sum(1 for t in before if t > call["time"] - 1.0)
+        nth = (call["time"] - before[-int(quota)]) if len(before) >= quota else float("nan")
+        print(f"    +{call['time'] - first:7.3f} s {call_kind(call)}: {in_second} calls served "
+              f"in the second before it; the {int(quota)}th served call before it was "
+              f"{nth * 1000:.0f} ms earlier")
+
+
+def header(servers: Servers, args) -> None:
+    from importlib.metadata import version
+
+    import redis
+    import rq
+    import sqlite3
+
+    model = "unknown"
+    with open("/proc/cpuinfo") as cpuinfo:
+        for line in cpuinfo:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    print("drain benchmark — "
+          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}")
+    print(f"machine: {model}, {os.cpu_count()} cores; load average "
+          f"{', '.join(f'{value:.2f}' for value in os.getloadavg())}; nice "
+          f"{os.nice(0)}")
+    print(f"Python {platform.python_version()}, RQ {rq.__version__}, redis-py "
+          f"{redis.__version__}, redis-server {servers.redis.info('server')['redis_version']} "
+          f"(embedded, appendfsync always), limits {version('limits')}, requests "
+          f"{version('requests')}, Flask {version('flask')}, Werkzeug {version('werkzeug')}, "
+          f"SQLAlchemy {version('sqlalchemy')}, SQLite {sqlite3.sqlite_version}, aiosmtpd "
+          f"{version('aiosmtpd')}")
+    print(f"sandbox CRM: python -m sandbox (its own process, werkzeug threaded) at "
+          f"{servers.crm_url}; quota {args.quota:g}/s (token bucket, 1 s burst, 429 + "
+          f"Retry-After)")
+    print(f"{args.persons} persons with an address, {args.workers} `consent-connector worker` "
+          f"processes; temp folder {servers.folder}")
+    print()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--persons", type=int, default=200,
+                        help="new persons to onboard (default 200)")
+    parser.add_argument("--workers", type=int, default=4,
+                        help="worker processes (default 4)")
+    parser.add_argument("--quota", type=float, default=20.0,
+                        help="requests a second the sandbox CRM allows (default 20)")
+    parser.add_argument("--budget", type=int,
+                        help="the workers' CRM_MAX_REQUESTS_PER_SECOND (default: the quota, "
+                             "rounded down)")
+    parser.add_argument("--skip-anchor", action="store_true",
+                        help="no drain with the budget off")
+    parser.add_argument("--timeout", type=float,
+                        help="seconds a drain may take before it is stopped (default "
+                             "60 + 10 × the calls it needs / the quota)")
+    args = parser.parse_args()
+    budget = args.budget or max(int(args.quota), 1)
+    timeout = args.timeout or 60 + 10 * (2 * args.persons + args.workers) / args.quota
+
+    folder = Path(tempfile.mkdtemp(prefix="drain-bench-"))
+    servers = Servers(folder)
+    runs = []
+    try:
+        servers.start()
+        header(servers, args)
+        plan = [("budget", budget)] + ([] if args.skip_anchor else [("anchor", ANCHOR_BUDGET)])
+        for label, run_budget in plan:
+            title = ("the drain" if label == "budget" else
+                     "the anchor: the same drain with the budget effectively off")
+            print(f"{title}: {args.persons} persons, {args.workers} workers, quota "
+                  f"{args.quota:g}/s, CRM_MAX_REQUESTS_PER_SECOND={run_budget}", flush=True)
+            run = drain(servers, label, args.persons, args.workers, args.quota, run_budget,
+                        timeout)
+            fig = figures(run)
+            print_drain(run, fig)
+            print_429s(run)
+            print(flush=True)
+            runs.append((run, fig))
+        report(runs)
+    finally:
+        servers.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def report(runs: list[tuple[dict, dict]]) -> None:
+    print(f"{'drain':<8} {'budget':>7} {'done':>9} {'wall s':>7} {'window s':>8} {'onb/s':>6} "
+          f"{'served':>6} {'429':>4} {'calls/onb':>9} {'quota % window':>14} "
+          f"{'quota % wall':>12} {'busiest 1 s':>11} {'mails':>5}")
+    for run, fig in runs:
+        print(f"{run['label']:<8} {run['budget']:>7} "
+              f"{run['statuses']['finished']:>4}/{run['persons']:<4} {fig['wall']:>7.2f} "
+              f"{fig['span']:>8.2f} {fig['rate_wall']:>6.2f} {run['served']:>6} "
+              f"{run['refused']:>4} {fig['per_onboarding']:>9.3f} {fig['share_span']:>14.1%} "
+              f"{fig['share_wall']:>12.1%} {fig['busiest']:>11} {run['mails']:>5}")
+    run, fig = runs[0]
+    valid = run["complete"]
+    print()
+    print(f"Goal at {run['workers']} workers, quota {run['quota']:g}/s, budget {run['budget']}/s"
+          + ("" if valid else " — INVALID: not every onboarding finished") + ":")
+    print(f"  0 × 429: {'met' if run['refused'] == 0 else 'MISSED'} ({run['refused']})")
+    print(f"  >= {GOAL_SHARE:.0%} of the quota: "
+          f"{'met' if fig['share_span'] >= GOAL_SHARE else 'MISSED'} in the calls window "
+          f"({fig['share_span']:.1%}); from worker start {fig['share_wall']:.1%} "
+          f"({'≥' if fig['share_wall'] >= GOAL_SHARE else '<'} {GOAL_SHARE:.0%}, the workers' "
+          f"start-up of {fig['first_call']:.1f} s included)")
+    anchors = [(a, f) for a, f in runs[1:] if a["label"] == "anchor" and a["complete"]]
+    if anchors:
+        anchor, anchor_fig = anchors[0]
+        if anchor["refused"] == 0 and anchor_fig["share_span"] < GOAL_SHARE:
+            print(f"  the anchor, with no budget to wait for, used {anchor_fig['share_span']:.1%} "
+                  f"of the quota and got no 429: the workers themselves do not reach the "
+                  f"quota on this machine ({anchor_fig['rate_span']:.2f} onboardings/s = "
+                  f"{anchor['served'] / anchor_fig['span']:.1f} calls/s), so the share is set "
+                  f"by the workers, not by the budget")
+        elif anchor["refused"]:
+            print(f"  the anchor, with no budget, got {anchor['refused']} × 429 of "
+                  f"{anchor['served'] + anchor['refused']} calls and took "
+                  f"{anchor_fig['wall']:.1f} s (the drain {fig['wall']:.1f} s)")
+    print(f"load average now: {', '.join(f'{value:.2f}' for value in os.getloadavg())} "
+          f"(the CRM, Redis, SMTP and the workers share this machine's cores)")
+
+
+if __name__ == "__main__":
+    main()
