@@ -55,6 +55,10 @@ CRM_WAIT_IN_PLACE = 30.0
 """Most seconds a call waits in place when the CRM asks everyone to pause (429 or 503 with
 Retry-After); a longer pause sends the job back to the queue until the pause is over."""
 
+CRM_WAIT_IN_A_REQUEST = 2.0
+"""Most seconds a web request (a person's page, the admin area) waits in place for a pause the
+CRM asked for; a longer pause is answered 503 with the CRM's Retry-After."""
+
 CRM_BUDGET_MIN_WAIT = 0.005
 """Fewest seconds a call waits before asking the budget again (a window about to free a slot)."""
 

@@ -158,7 +158,8 @@ class Promoter:
     ``promote`` in a loop for ``worker --burst``).
 
     Args:
-        connection: a Redis client of its own (a thread must not share the work horse's).
+        connection: a Redis client of its own (it blocks waiting for events, in a thread
+            beside the jobs).
         settings: for the jobs' retry policy.
         holder: a name unique to this process (the RQ worker's name).
         ahead: most jobs a lane keeps queued in RQ (PROMOTE_AHEAD).

@@ -24,6 +24,7 @@ from click.testing import CliRunner
 
 from connector.cli import main
 from connector.evidence.database import Database
+from connector.keys import CRM_BUDGET_PREFIX
 from connector.evidence.ledger import Ledger
 from connector.evidence.schema import metadata
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
@@ -272,12 +273,24 @@ def sandbox_server(tmp_path_factory):
     stop_server(server)
 
 
+def forget_crm_pauses(redis_url: str) -> None:
+    """A fresh CRM has asked nobody to pause: drop the CRM budget's shared pause and window in
+    every database of the session's Redis (connector.crm.budget), so a Retry-After one test
+    provoked does not hold the next test's calls."""
+    for db in range(16):
+        connection = redis.Redis.from_url(f"{redis_url}?db={db}")
+        stale = list(connection.scan_iter(match=f"{CRM_BUDGET_PREFIX}*", count=1000))
+        if stale:
+            connection.delete(*stale)
+
+
 @pytest.fixture
-def sandbox(sandbox_server, evidence_database):
+def sandbox(sandbox_server, evidence_database, redis_url):
     """The sandbox CRM, emptied before each test; the evidence database is emptied with it (the
     sandbox numbers persons from 1 again, and a person "onboarded" or "mailed" by an earlier
     test would be skipped)."""
     sandbox_server.reset()
+    forget_crm_pauses(redis_url)
     empty_evidence(evidence_database)
     return sandbox_server
 

@@ -7,10 +7,11 @@ queued (connector.queueing.retry_policy).
 """
 
 import math
+import os
 import random
 
 from rq.exceptions import AbandonedJobError
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.utils import parse_composite_key
@@ -81,6 +82,37 @@ def retry_interrupted(job: Job) -> bool:
     apply_retry_policy(job, AbandonedJobError, AbandonedJobError(), None)
     job.connection.zrem(registry.key, *mine)
     Queue(job.origin, connection=job.connection).enqueue_job(job)
+    return True
+
+
+def retry_jobs_of_dead_workers_here(connection, hostname: str) -> list[str]:
+    """Queue again at once the started jobs of workers on this machine whose process is gone
+    (killed, crashed, out of memory). A worker runs its jobs in its own process, so its death
+    ends the job; RQ's own clean-up would find it only once the job's heartbeat lapses
+    (JOB_TIMEOUT + 60 s), which stays the way for a machine that is gone. Run by each worker
+    when it starts and at each maintenance round; returns the ids queued again."""
+    retried = []
+    for name in QUEUE_NAMES:
+        for job_id in StartedJobRegistry(name, connection=connection).get_job_ids():
+            worker_name = connection.hget(Job.key_for(job_id), "worker_name")
+            if not worker_name:
+                continue
+            host, pid = connection.hmget(f"{Worker.redis_worker_namespace_prefix}"
+                                         f"{worker_name.decode()}", "hostname", "pid")
+            if host is None or host.decode() != hostname or not pid or _alive(int(pid)):
+                continue
+            if retry_interrupted(Job.fetch(job_id, connection=connection)):
+                retried.append(job_id)
+    return retried
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
     return True
 
 

@@ -1,15 +1,31 @@
 """The connector's RQ worker, and the services its jobs use.
 
 ``consent-connector worker`` builds the services once (connector.services.build_services) and
-hands them to ``ConnectorWorker``, before RQ forks a work horse per job: every job of the
-process uses them through ``current_services()``.
+hands them to ``ConnectorWorker``, which runs every job in its own process: every job of the
+process uses them through ``current_services()``, with their open connections.
+
+Why in the process, not in a work horse forked per job (RQ's ``Worker``): the jobs wait on the
+CRM, SMTP and the database, and a horse starts cold — it imports the jobs, reads the
+translations, compiles the templates and opens every connection again. Measured with
+bench/worker_bench.py, an onboarding cost a forked horse 7× the CPU it costs in place, and
+four forking workers on two cores could not reach a CRM quota of 20 calls a second
+(bench/drain_bench.py). What the fork gave is kept another way:
+
+- a job that runs too long is stopped by RQ's SIGALRM death penalty (JOB_TIMEOUT);
+- a job's exception never stops the worker (RQ records it; workers.retry decides);
+- a worker that dies in the middle of a job (killed, out of memory, a crash in C code) is
+  started again by the process manager (Procfile platforms, systemd, Docker), and the job is
+  retried at once by the next worker on the machine that looks
+  (``retry_jobs_of_dead_workers_here``) or, for a machine that is gone, once its heartbeat
+  lapses (RQ's own clean-up).
 """
 
 import logging
 import os
+import socket
 
 import redis
-from rq import Worker
+from rq import SimpleWorker
 
 from connector import defaults
 from connector.crm.budget import Priority, crm_priority
@@ -17,7 +33,7 @@ from connector.keys import QUEUE_NAMES
 from connector.queueing import QUEUE_PRIORITY
 from connector.services import Services, build_services
 from connector.settings import Settings
-from workers.retry import apply_retry_policy, requeue_lost
+from workers.retry import apply_retry_policy, requeue_lost, retry_jobs_of_dead_workers_here
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +49,9 @@ def current_services() -> Services:
     return _services
 
 
-class ConnectorWorker(Worker):
-    """RQ's forking worker on the connector's queues, with its retry policy, that looks at the
-    purposes file before each job, so an edited config/purposes.yaml is picked up without a
+class ConnectorWorker(SimpleWorker):
+    """RQ's worker that runs jobs in its own process (see the module docstring), on the
+    connector's queues, with its retry policy, that looks at the purposes file before each job, so an edited config/purposes.yaml is picked up without a
     restart (an invalid edit is refused and the last good config stays in force; see
     connector.config.LiveConfig).
 
@@ -91,8 +107,14 @@ class ConnectorWorker(Worker):
                 log.warning("worker.job_requeued job_id=%s reason=lost_in_a_redis_outage", job_id)
         return outcome
 
+    def run_maintenance_tasks(self):
+        """RQ's maintenance, then the retry of jobs whose worker on this machine died."""
+        super().run_maintenance_tasks()
+        for job_id in retry_jobs_of_dead_workers_here(self.connection, socket.gethostname()):
+            log.warning("worker.job_requeued job_id=%s reason=its_worker_died", job_id)
+
     def perform_job(self, job, queue, *args, **kwargs):
-        """Run the job with its queue's priority for the CRM budget (in the work horse)."""
+        """Run the job with its queue's priority for the CRM budget."""
         with crm_priority(QUEUE_PRIORITY.get(queue.name, Priority.EVENTS)):
             return super().perform_job(job, queue, *args, **kwargs)
 

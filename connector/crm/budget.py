@@ -66,10 +66,21 @@ def crm_priority(priority: Priority) -> Iterator[None]:
         _priority.reset(token)
 
 
-def set_default_priority(priority: Priority) -> None:
-    """Make ``priority`` the priority of every CRM call of this context from now on (the web
-    process: every call it makes is for a person waiting on their page)."""
-    _priority.set(priority)
+_wait_limit: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "crm_wait_limit", default=None)
+
+
+def serving_a_request() -> None:
+    """Mark the CRM calls of this context from now on as made for someone waiting on a web
+    page: INTERACTIVE, and waiting out at most CRM_WAIT_IN_A_REQUEST of a pause the CRM asked
+    for (a longer one is answered, with its Retry-After, instead of holding the page)."""
+    _priority.set(Priority.INTERACTIVE)
+    _wait_limit.set(defaults.CRM_WAIT_IN_A_REQUEST)
+
+
+def _longest_wait(configured: float) -> float:
+    limit = _wait_limit.get()
+    return configured if limit is None else min(configured, limit)
 
 
 def plan_wait(now: float, paused_until: float, higher_waiting_until: float | None) -> float:
@@ -105,7 +116,7 @@ class CRMBudget:
         self._window = RateLimitItemPerSecond(per_second)
         self._redis = connection
         self.per_second = per_second
-        self.longest_wait = longest_wait
+        self._longest_wait = longest_wait
         self._clock = clock
         self._sleep = sleep
         self._keep_later = connection.register_script(_KEEP_LATER)
@@ -114,6 +125,11 @@ class CRMBudget:
 
     def __repr__(self) -> str:
         return f"CRMBudget({self.per_second} per second)"
+
+    @property
+    def longest_wait(self) -> float:
+        """Most seconds a call made here and now waits in place for the CRM's pause."""
+        return _longest_wait(self._longest_wait)
 
     def take(self) -> None:
         """Wait until a call of the current priority may go to the CRM, and count it.
@@ -172,11 +188,16 @@ class LocalBudget:
     def __init__(self, *, longest_wait: float = defaults.CRM_WAIT_IN_PLACE,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
-        self.longest_wait = longest_wait
+        self._longest_wait = longest_wait
         self._clock = clock
         self._sleep = sleep
         self._paused_until = 0.0
         self.waited = 0.0
+
+    @property
+    def longest_wait(self) -> float:
+        """Most seconds a call made here and now waits in place for the CRM's pause."""
+        return _longest_wait(self._longest_wait)
 
     def take(self) -> None:
         """Wait out the CRM's pause, if any (see CRMBudget.take)."""

@@ -13,7 +13,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector import defaults, keys
-from connector.crm.budget import Priority, set_default_priority
+from connector.crm.budget import serving_a_request
 from connector.crm.types import CRMClient
 from connector.evidence.database import unreachable_reason
 from connector.exceptions import ConfigError, SchemaBehindError, SettingsError
@@ -75,7 +75,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
     app.after_request(_add_security_headers)
     # A CRM call made while answering a request is for someone waiting on a page: it goes
     # before the workers' calls when the CRM budget is short (connector.crm.budget).
-    app.before_request(lambda: set_default_priority(Priority.INTERACTIVE))
+    app.before_request(serving_a_request)
     return app
 
 

@@ -17,7 +17,7 @@ from connector.evidence.legacy import ImportSummary, import_from_redis
 from connector.evidence.ledger import Ledger, append_entry
 from connector.evidence.schema import confirmation_mails, metadata, onboarded_persons
 from connector.exports.ledger_query import COLUMNS
-from connector.keys import (LEGACY_CONFIRMATION_MAIL_PREFIX, LEGACY_LEDGER_PREFIX,
+from connector.keys import (INTAKE_PREFIX, LEGACY_CONFIRMATION_MAIL_PREFIX, LEGACY_LEDGER_PREFIX,
                             LEGACY_ONBOARDED, LEGACY_RECONCILE_WATERMARK)
 from tests.conftest import run_command
 
@@ -89,10 +89,12 @@ def write_old_data(connection) -> None:
 
 
 def redis_contents(connection) -> dict:
-    """Every connector key with its serialised value and time to live (RQ's own keys are the
-    session worker's: its scheduler renews its locks whenever it likes)."""
+    """Every connector key with its serialised value and time to live (RQ's own keys and the
+    intake's are the session worker's: it renews its locks and says it is alive whenever it
+    likes)."""
     return {key: (connection.dump(key), connection.ttl(key))
-            for key in sorted(connection.scan_iter(match="connector:*", count=100))}
+            for key in sorted(connection.scan_iter(match="connector:*", count=100))
+            if not key.startswith(INTAKE_PREFIX.encode())}
 
 
 def database_contents(database: Database) -> dict:

@@ -10,6 +10,7 @@ import pytest
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 
+from connector.defaults import JOB_TIMEOUT
 from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
@@ -18,7 +19,7 @@ from connector.queueing import ONBOARD, enqueue_event
 from workers.retry import apply_retry_policy
 
 pytestmark = pytest.mark.integration
-HEARTBEAT_TTL = 90  # RQ: job_monitoring_interval (30 s) + 60 s
+HEARTBEAT_TTL = JOB_TIMEOUT + 60  # RQ's SimpleWorker: a job's timeout + 60 s
 
 
 def kill_hard(process: subprocess.Popen) -> None:
@@ -57,6 +58,28 @@ def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
                  what="the retried job to finish")
     finally:
         stop_worker(survivor)
+    assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
+
+
+def test_a_worker_started_after_one_killed_on_the_same_machine_retries_its_job_at_once(
+        sandbox, connector_env, tmp_path):
+    env, own_db = own_database(connector_env, 11, DATA_DIR=str(tmp_path), RETRY_INTERVALS="0")
+    person_id = sandbox.create_person("Killed", "Here", None)
+    sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")
+    job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
+    doomed = start_worker(env)
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
+    wait_for(lambda: sandbox.faults() == [], what="the job's GET to reach the slow CRM")
+    kill_hard(doomed)
+
+    replacement = start_worker(env)  # as the process manager starts one
+    try:
+        wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=30,
+                 what="the replacement to retry the job (not after its heartbeat's 3 min)")
+    finally:
+        stop_worker(replacement)
+    job.refresh()
+    assert "worker stopped in the middle" in job.meta["attempts"][0]["error"]
     assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
 
 
