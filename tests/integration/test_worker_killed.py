@@ -29,21 +29,34 @@ def kill_hard(process: subprocess.Popen) -> None:
     process.wait(10)
 
 
-def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
-    # Retry at once: the dead worker's scheduler lock would hold scheduled retries for 60 s.
-    env, own_db = own_database(connector_env, 11, DATA_DIR=str(tmp_path), RETRY_INTERVALS="0")
+def a_job_whose_worker_was_killed(sandbox, env: dict, own_db) -> tuple[int, object]:
+    """Start a worker on an onboarding that waits on a slow CRM, and kill it in the middle:
+    return the person and the job left behind as "started"."""
     person_id = sandbox.create_person("Killed", "Worker", None)
     sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")  # a slow CRM
     job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
-
     doomed = start_worker(env)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
     # Kill it while its GET waits on the slow CRM, not before the GET is sent: a GET not sent
     # yet would leave the delay for the next worker's attempt.
     wait_for(lambda: sandbox.faults() == [], what="the job's GET to reach the slow CRM")
     kill_hard(doomed)
+    assert job.id in StartedJobRegistry(ONBOARDING, connection=own_db).get_job_ids()
+    return person_id, job
+
+
+def on_another_machine(own_db, job) -> None:
+    """Make the job's dead worker look like one of another machine's (its death cannot be seen
+    from here: only its heartbeat lapsing tells)."""
+    job.refresh()
+    own_db.hset(f"rq:worker:{job.worker_name}", "hostname", "another-machine")
+
+
+def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
+    # Retry at once: the dead worker's scheduler lock would hold scheduled retries for 60 s.
+    env, own_db = own_database(connector_env, 11, DATA_DIR=str(tmp_path), RETRY_INTERVALS="0")
+    person_id, job = a_job_whose_worker_was_killed(sandbox, env, own_db)
     registry = StartedJobRegistry(ONBOARDING, connection=own_db)
-    assert job.id in registry.get_job_ids()  # left behind as "started"
 
     # What the next worker's maintenance does once the dead worker's heartbeat is stale:
     registry.cleanup(timestamp=time.time() + HEARTBEAT_TTL + 1,
@@ -64,13 +77,7 @@ def test_a_job_of_a_killed_worker_is_retried(sandbox, connector_env, tmp_path):
 def test_a_worker_started_after_one_killed_on_the_same_machine_retries_its_job_at_once(
         sandbox, connector_env, tmp_path):
     env, own_db = own_database(connector_env, 11, DATA_DIR=str(tmp_path), RETRY_INTERVALS="0")
-    person_id = sandbox.create_person("Killed", "Here", None)
-    sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")
-    job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
-    doomed = start_worker(env)
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
-    wait_for(lambda: sandbox.faults() == [], what="the job's GET to reach the slow CRM")
-    kill_hard(doomed)
+    person_id, job = a_job_whose_worker_was_killed(sandbox, env, own_db)
 
     replacement = start_worker(env)  # as the process manager starts one
     try:
@@ -89,18 +96,14 @@ def test_an_idle_worker_retries_a_dead_workers_job_within_the_maintenance_interv
     # waits: an idle worker found a dead worker's job up to 7 minutes late.
     env, own_db = own_database(connector_env, 10, DATA_DIR=str(tmp_path), RETRY_INTERVALS="0",
                                WORKER_MAINTENANCE_INTERVAL="3")
-    person_id = sandbox.create_person("Orphaned", "Job", None)
-    sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")
-    job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
-    doomed = start_worker(env)
-    wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
-    wait_for(lambda: sandbox.faults() == [], what="the job's GET to reach the slow CRM")
-    kill_hard(doomed)
+    person_id, job = a_job_whose_worker_was_killed(sandbox, env, own_db)
+    on_another_machine(own_db, job)
 
     survivor = start_worker(env)
     try:
         time.sleep(4)  # the survivor is up, has done its first maintenance and waits for jobs
-        # The dead worker's heartbeat lapses now instead of in 90 s:
+        assert job.get_status(refresh=True) == JobStatus.STARTED  # not seen dead from here
+        # The dead worker's heartbeat lapses now instead of in 3 min:
         registry = StartedJobRegistry(ONBOARDING, connection=own_db)
         for member in own_db.zrange(registry.key, 0, -1):
             own_db.zadd(registry.key, {member: time.time() - 1})
