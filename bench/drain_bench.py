@@ -19,10 +19,10 @@ then only asks Redis (``rq:job:onboard-<event id>``) until every job has finishe
 asks the CRM while the quota is on — stops the workers, and reads the quota's counts
 (served, refused) and the sandbox's call log.
 
-The servers: the embedded Redis (``appendfsync always``) and the SQLite evidence database in a
-temporary folder; the sandbox CRM in a process of its own (``python -m sandbox``, werkzeug's
-threaded server, on loopback), so it does not share this process's interpreter lock; an
-aiosmtpd sink in this process that counts the mails and keeps nothing.
+The servers (bench/harness.py): the embedded Redis (``appendfsync always``) and the SQLite
+evidence database in a temporary folder; the sandbox CRM in a process of its own (``python -m
+sandbox``, werkzeug's threaded server, on loopback), so it does not share this process's
+interpreter lock; an aiosmtpd sink in this process that counts the mails and keeps nothing.
 
 Two windows, since a worker takes ~2 s to start (imports, sign-in) before its first call:
 
@@ -38,7 +38,6 @@ import argparse
 import bisect
 import collections
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -47,137 +46,20 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.worker_bench import (CONNECTOR_ASSOCIATE, SYSTEM_USER_TOKEN, TENANT,  # noqa: E402
-                                USER_ASSOCIATE, USER_TOKEN, DiscardingSink, call_kind,
-                                free_port)
+from bench.harness import (Servers, call_kind, cpu, load_average,  # noqa: E402
+                           print_machine)
 
 GOAL_SHARE = 0.90
 ANCHOR_BUDGET = 100_000  # CRM_MAX_REQUESTS_PER_SECOND of the anchor: the budget never waits
-CLIENT_SECRET = "bench-client-secret"
 POLL_INTERVAL = 0.1  # seconds between two looks at the jobs in Redis
 STOP_TIMEOUT = 15.0  # seconds a worker gets for its warm shutdown before it is killed
-
-
-class Servers:
-    """Redis, the sandbox CRM (its own process) and the SMTP sink of one benchmark run."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.stack = []  # what to stop, in reverse order
-
-    def start(self) -> None:
-        import redis
-        import requests
-        from aiosmtpd.controller import Controller
-
-        from connector.redis_connection import ensure_embedded_server, stop_embedded_server
-
-        redis_dir = self.folder / "redis"
-        self.redis_url = ensure_embedded_server(redis_dir)
-        self.stack.append(lambda: stop_embedded_server(redis_dir))
-        self.redis = redis.Redis.from_url(self.redis_url)
-
-        self.start_sandbox()
-        self.http = requests.Session()
-        self.stack.append(self.http.close)
-
-        self.sink = DiscardingSink()
-        smtp = Controller(self.sink, hostname="127.0.0.1", port=free_port())
-        smtp.start()
-        self.stack.append(smtp.stop)
-        self.smtp_port = smtp.port
-
-    def start_sandbox(self) -> None:
-        """``python -m sandbox`` on a free port; its settings for the connector are read from
-        what it prints when it listens."""
-        port = free_port()
-        out = self.folder / "sandbox.out"
-        self.sandbox_log = self.folder / "sandbox.log"  # werkzeug's line per request
-        env = {key: value for key, value in os.environ.items()
-               if not key.startswith("SANDBOX_")}
-        env["PYTHONPATH"] = str(ROOT)
-        with open(out, "w") as stdout, open(self.sandbox_log, "w") as stderr:
-            self.sandbox = subprocess.Popen(
-                [sys.executable, "-m", "sandbox", "--port", str(port), "--tenant", TENANT,
-                 "--data-dir", str(self.folder / "sandbox-data"),
-                 "--token", f"{USER_TOKEN}={USER_ASSOCIATE}",
-                 "--system-user", f"{SYSTEM_USER_TOKEN}={CONNECTOR_ASSOCIATE}",
-                 "--client-secret", CLIENT_SECRET],
-                cwd=ROOT, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
-        self.stack.append(self.stop_sandbox)
-        deadline = time.monotonic() + 30
-        settings = {}
-        while "SUPEROFFICE_TOKEN_CERTIFICATE_FILE" not in settings:
-            if self.sandbox.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the sandbox CRM did not start:\n"
-                                   + self.sandbox_log.read_text(errors="replace")[-2000:])
-            time.sleep(0.05)
-            settings = dict(line.split("=", 1) for line in out.read_text().splitlines()
-                            if "=" in line and line.split("=", 1)[0].isupper())
-        self.crm_settings = settings
-        self.crm_url = settings["SUPEROFFICE_LOGIN_URL"]
-
-    def stop_sandbox(self) -> None:
-        if self.sandbox.poll() is None:
-            self.sandbox.terminate()
-            try:
-                self.sandbox.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.sandbox.pid, signal.SIGKILL)
-                self.sandbox.wait()
-
-    def stop(self) -> None:
-        while self.stack:
-            try:
-                self.stack.pop()()
-            except Exception as error:  # noqa: BLE001 -- stop the rest anyway
-                print(f"(stopping: {type(error).__name__}: {error})", file=sys.stderr)
-
-    def connector_env(self, data_dir: Path, budget: int) -> dict[str, str]:
-        """The environment of the worker processes (as bench/worker_bench.py's)."""
-        return {
-            "REDIS_URL": self.redis_url,
-            **self.crm_settings,
-            "SUPEROFFICE_WEBHOOK_SECRET": "bench-webhook-secret",
-            "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
-            "SMTP_URL": f"smtp://127.0.0.1:{self.smtp_port}",
-            "MAIL_FROM": "privacy@example.com",
-            "PUBLIC_BASE_URL": "https://consent.example.com",
-            "SECRET_KEY": "bench-secret-key-0123456789abcdef",
-            "CONSENT_CONFIG": str(ROOT / "config" / "purposes.yaml"),
-            "DATA_DIR": str(data_dir),  # no DATABASE_URL: the embedded SQLite file there
-            "RECONCILE_INTERVAL": "0",
-            "CRM_MAX_REQUESTS_PER_SECOND": str(budget),
-            "LOG_LEVEL": "INFO",
-            "PYTHONPATH": str(ROOT),
-        }
-
-    # ------------------------------------------------------------ sandbox controls
-    def control(self, method: str, path: str, body=None):
-        """A sandbox control (``/__sandbox/…``: not the tenant's API, never under the quota)."""
-        response = self.http.request(method, f"{self.crm_url}/__sandbox/{path}", json=body,
-                                     timeout=30)
-        response.raise_for_status()
-        return response.json()
-
-    def create_persons(self, count: int, tag: str) -> list[int]:
-        ids = []
-        for number in range(count):
-            response = self.http.post(
-                f"{self.crm_url}/{TENANT}/api/v1/Person", timeout=10,
-                headers={"Authorization": f"Bearer {USER_TOKEN}", "Accept": "application/json"},
-                json={"Firstname": f"Drain{tag}", "Lastname": f"Person{number}",
-                      "Emails": [{"Value": f"person{number}@example.org"}]})
-            response.raise_for_status()
-            ids.append(response.json()["PersonId"])
-        return ids
 
 
 # ---------------------------------------------------------------- one drain
@@ -192,7 +74,8 @@ def drain(servers: Servers, label: str, persons: int, workers: int, quota: float
     servers.redis.flushdb()
     servers.control("PUT", "quota", {"per_second": None})
     tag = uuid.uuid4().hex[:6]
-    person_ids = servers.create_persons(persons, tag)
+    person_ids = servers.create_persons(persons, f"Drain{tag}", "Person{n}",
+                                        "person{n}@example.org")
     data_dir = servers.folder / f"data-{label}"
     data_dir.mkdir()
     env = servers.connector_env(data_dir, budget)
@@ -269,15 +152,10 @@ def cpu_now(servers: Servers) -> dict[str, float]:
     """CPU seconds so far of: the worker processes this one has waited for, with their work
     horses (RUSAGE_CHILDREN); the sandbox CRM's process (/proc); redis-server (INFO cpu); this
     process (the SMTP sink, the polling)."""
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    fields = Path(f"/proc/{servers.sandbox.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    info = servers.redis.info("cpu")
-    return {"workers": children.ru_utime + children.ru_stime,
-            "crm": (int(fields[11]) + int(fields[12])) / ticks,  # utime, stime
-            "redis": float(info["used_cpu_user"]) + float(info["used_cpu_sys"]),
-            "bench": own.ru_utime + own.ru_stime}
+    return {"workers": cpu(resource.getrusage(resource.RUSAGE_CHILDREN)),
+            "crm": servers.sandbox_cpu(),
+            "redis": servers.redis_cpu(),
+            "bench": cpu(resource.getrusage(resource.RUSAGE_SELF))}
 
 
 def job_statuses(connection, job_ids: list[str]) -> list[str | None]:
@@ -392,29 +270,9 @@ def print_429s(run: dict, limit: int = 8) -> None:
 
 
 def header(servers: Servers, args) -> None:
-    from importlib.metadata import version
-
-    import redis
-    import rq
-    import sqlite3
-
-    model = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    print("drain benchmark — "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}")
-    print(f"machine: {model}, {os.cpu_count()} cores; load average "
-          f"{', '.join(f'{value:.2f}' for value in os.getloadavg())}; nice "
-          f"{os.nice(0)}")
-    print(f"Python {platform.python_version()}, RQ {rq.__version__}, redis-py "
-          f"{redis.__version__}, redis-server {servers.redis.info('server')['redis_version']} "
-          f"(embedded, appendfsync always), limits {version('limits')}, requests "
-          f"{version('requests')}, Flask {version('flask')}, Werkzeug {version('werkzeug')}, "
-          f"SQLAlchemy {version('sqlalchemy')}, SQLite {sqlite3.sqlite_version}, aiosmtpd "
-          f"{version('aiosmtpd')}")
+    print_machine("drain benchmark", servers,
+                  ["limits", "requests", "Flask", "Werkzeug", "SQLAlchemy", "SQLite", "aiosmtpd"],
+                  nice=True)
     print(f"sandbox CRM: python -m sandbox (its own process, werkzeug threaded) at "
           f"{servers.crm_url}; quota {args.quota:g}/s (token bucket, 1 s burst, 429 + "
           f"Retry-After)")
@@ -444,7 +302,7 @@ def main() -> None:
     timeout = args.timeout or 60 + 10 * (2 * args.persons + args.workers) / args.quota
 
     folder = Path(tempfile.mkdtemp(prefix="drain-bench-"))
-    servers = Servers(folder)
+    servers = Servers(folder, crm_process=True)
     runs = []
     try:
         servers.start()
@@ -502,7 +360,7 @@ def report(runs: list[tuple[dict, dict]]) -> None:
             print(f"  the anchor, with no budget, got {anchor['refused']} × 429 of "
                   f"{anchor['served'] + anchor['refused']} calls and took "
                   f"{anchor_fig['wall']:.1f} s (the drain {fig['wall']:.1f} s)")
-    print(f"load average now: {', '.join(f'{value:.2f}' for value in os.getloadavg())} "
+    print(f"load average now: {load_average()} "
           f"(the CRM, Redis, SMTP and the workers share this machine's cores)")
 
 

@@ -1,18 +1,18 @@
-"""Benchmark of RQ's worker classes on the connector's jobs: which one drains the queues
-fastest, per worker process, next to RQ's own no-op rate for the same class (the anchor),
-measured in one run.
+"""Benchmark of the connector's worker, in place and forking, on its jobs: which one drains
+the queues fastest, per worker process, next to RQ's own no-op rate for the same kind of
+worker (the anchor), measured in one run.
 
     .venv/bin/python bench/worker_bench.py                    # 300 no-ops, 200 onboardings
     .venv/bin/python bench/worker_bench.py --jobs 100         # 100 of each
-    .venv/bin/python bench/worker_bench.py --only simple --only pool
+    .venv/bin/python bench/worker_bench.py --only connector --only fork
     nice -n 10 .venv/bin/python bench/worker_bench.py         # on a shared machine
 
-The classes: RQ's ``Worker`` (a work horse forked per job; the connector's
-``ConnectorWorker``, as ``consent-connector worker`` runs it), the same with ``workers.jobs``
-imported before the fork, ``SimpleWorker`` (the job runs in the worker process;
-``bench.worker_jobs.SimpleConnectorWorker`` for the connector), and RQ's worker pool
-(``rq worker-pool``: ``rq.worker_pool.WorkerPool``, N processes, default 2) with each of the
-two as its ``--worker-class``.
+The classes: the connector's ``ConnectorWorker`` as shipped (an RQ ``SimpleWorker``: the job
+runs in the worker process; as ``consent-connector worker`` runs it), the same worker forking
+a work horse per job as RQ's ``Worker`` does (``bench.worker_jobs.ForkingConnectorWorker``),
+and RQ's worker pool (``rq worker-pool``: ``rq.worker_pool.WorkerPool``, N processes, default
+2) of the in-place class. The anchors: RQ's ``SimpleWorker`` for the in-place classes, RQ's
+``Worker`` for the forking one.
 
 Per class, each run in a fresh child process, one worker process (or one pool) in burst mode
 (``work(burst=True, with_scheduler=True)``) draining jobs queued beforehand:
@@ -22,17 +22,18 @@ Per class, each run in a fresh child process, one worker process (or one pool) i
   ``connector.queueing.enqueue_onboarding``) of persons created just before in the sandbox CRM,
   served from this process on loopback; the confirmation mails go to an aiosmtpd sink in this
   process (accepted, counted, discarded); the evidence database is the embedded SQLite file
-  and Redis the embedded server, both in a temporary folder.
+  and Redis the embedded server, both in a temporary folder (bench/harness.py).
 
 The rate is jobs / the time of ``work()`` in each worker process (``bench.worker_jobs.
 TimedWork``); for the pool, per process (jobs / the sum of its processes' times) and overall
 (jobs / first start to last end). The steady rate leaves out each process's start and stop and
 its first job (one-time loads): jobs after the first / end of the first job to end of the
 last; it matters at small ``--jobs``. Every job must have finished: the failed, scheduled
-(retrying) and left counts are printed with the first failure's reason. Per run it also
-prints RQ's mean job duration (ended_at - started_at), the CPU time per job of the worker
-processes, of this process (the CRM and SMTP servers) and of redis-server, the CRM calls and
-mails per onboarding.
+(retrying) and left counts are printed with the first failure's reason, and the work horses
+forked (one per job for a forking class, none in place). Per run it also prints RQ's
+mean job duration (ended_at - started_at), the CPU time per job of the worker processes (with
+their horses), of this process (the CRM and SMTP servers) and of redis-server, the CRM calls
+and mails per onboarding.
 
 Goal (figures, not asserts; see bench/README.md): with a fast CRM and SMTP, onboardings/s per
 worker process >= 50 % of RQ's own no-op rate for the same worker class.
@@ -42,66 +43,56 @@ import argparse
 import collections
 import importlib
 import json
-import logging
 import os
-import platform
-import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.harness import (Servers, call_kind, cpu, load_average,  # noqa: E402
+                           print_machine)
+
 GOAL_RATIO = 0.5
-TENANT = "Cust12345"
-CONNECTOR_ASSOCIATE, USER_TOKEN, USER_ASSOCIATE = 9, "bench-user-token", 7
-SYSTEM_USER_TOKEN = "consent-connector-Bench01"
 CHILD_TIMEOUT_PER_JOB = 2.0  # seconds; a child that takes longer is stopped (its whole group)
 
 JOBS = "bench.worker_jobs"
 
 
 class Config:
-    """One worker class: the anchor's class, the connector's, and the pool size (0: one
-    process, no pool)."""
+    """One worker class: the anchor's class, the connector's, whether it forks a work horse
+    per job, and the pool size (0: one process, no pool)."""
 
-    def __init__(self, key, label, anchor, project, pool=0, preload=False):
+    def __init__(self, key, label, anchor, project, forks, pool=0):
         self.key, self.label, self.anchor, self.project = key, label, anchor, project
-        self.pool, self.preload = pool, preload
+        self.forks, self.pool = forks, pool
 
 
 def configs(pool_size: int) -> dict[str, list[Config]]:
     """The configurations of each ``--only`` choice."""
     return {
-        "worker": [
-            Config("Worker", "Worker (fork per job)",
-                   f"{JOBS}.TimedWorker", f"{JOBS}.TimedConnectorWorker"),
-            Config("Worker+preload", "Worker, workers.jobs imported before the fork",
-                   f"{JOBS}.TimedWorker", f"{JOBS}.TimedConnectorWorker", preload=True),
+        "connector": [
+            Config("in place", "ConnectorWorker as shipped (jobs in place; anchor SimpleWorker)",
+                   f"{JOBS}.TimedSimpleWorker", f"{JOBS}.TimedConnectorWorker", forks=False),
         ],
-        "simple": [
-            Config("SimpleWorker", "SimpleWorker (no fork)",
-                   f"{JOBS}.TimedSimpleWorker", f"{JOBS}.SimpleConnectorWorker"),
+        "fork": [
+            Config("fork per job", "ForkingConnectorWorker (a work horse per job; anchor "
+                   "Worker)", f"{JOBS}.TimedWorker", f"{JOBS}.TimedForkingConnectorWorker",
+                   forks=True),
         ],
         "pool": [
-            Config(f"pool×{pool_size} Worker", f"worker-pool, {pool_size} processes, "
-                   f"--worker-class Worker (fork per job)",
-                   f"{JOBS}.TimedWorker", f"{JOBS}.PoolConnectorWorker", pool=pool_size),
-            Config(f"pool×{pool_size} Simple", f"worker-pool, {pool_size} processes, "
-                   f"--worker-class SimpleWorker",
-                   f"{JOBS}.TimedSimpleWorker", f"{JOBS}.PoolSimpleConnectorWorker",
+            Config(f"pool×{pool_size} in place", f"worker-pool, {pool_size} processes, "
+                   f"ConnectorWorker (jobs in place; anchor SimpleWorker)",
+                   f"{JOBS}.TimedSimpleWorker", f"{JOBS}.PoolConnectorWorker", forks=False,
                    pool=pool_size),
         ],
     }
@@ -124,8 +115,6 @@ def child(spec: dict) -> None:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     module, name = spec["class"].rsplit(".", 1)
     worker_class = getattr(importlib.import_module(module), name)
-    if spec["preload"]:
-        importlib.import_module("workers.jobs")
     connection = redis.Redis.from_url(os.environ["REDIS_URL"])
     services = None
     if spec["connector"]:
@@ -150,106 +139,24 @@ def child(spec: dict) -> None:
 
 
 # ---------------------------------------------------------------- the servers
-class DiscardingSink:
-    """aiosmtpd handler: accept every message, count it, keep nothing."""
-
-    def __init__(self):
-        self.count = 0
-        self.lock = threading.Lock()
-
-    async def handle_DATA(self, server, session, envelope):
-        with self.lock:
-            self.count += 1
-        return "250 OK"
-
-
-class Bench:
-    """The servers of one benchmark run (Redis, the sandbox CRM, the SMTP sink), and the
-    runs."""
+class Bench(Servers):
+    """The servers of one benchmark run (bench/harness.py: Redis, the sandbox CRM in a thread
+    of this process, the SMTP sink), the workers' environment, and the runs."""
 
     def __init__(self, folder: Path, crm_budget: int):
-        self.folder = folder
+        super().__init__(folder, crm_process=False)
         self.crm_budget = crm_budget
-        self.stack = []  # what to stop, in reverse order
 
     def start(self) -> None:
-        import redis
-        import requests
-        from aiosmtpd.controller import Controller
-
-        from connector.redis_connection import ensure_embedded_server, stop_embedded_server
         from connector.settings import Settings
-        from sandbox.server import (connector_settings, create_sandbox_app, run_in_thread,
-                                    stop_server)
 
+        super().start()
         self.data_dir = self.folder / "data"
         self.data_dir.mkdir()
-        redis_dir = self.folder / "redis"
-        self.redis_url = ensure_embedded_server(redis_dir)
-        self.stack.append(lambda: stop_embedded_server(redis_dir))
-        self.redis = redis.Redis.from_url(self.redis_url)
-
-        app = create_sandbox_app(TENANT, {USER_TOKEN: USER_ASSOCIATE},
-                                 associates={CONNECTOR_ASSOCIATE: "consent-connector",
-                                             USER_ASSOCIATE: "Sally Sales"},
-                                 data_dir=self.folder / "sandbox-keys",
-                                 system_users={SYSTEM_USER_TOKEN: CONNECTOR_ASSOCIATE},
-                                 client_secret="bench-client-secret")
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-        server, self.crm_url = run_in_thread(app)
-        self.stack.append(lambda: stop_server(server))
-        self.http = requests.Session()
-        self.stack.append(self.http.close)
-
-        self.sink = DiscardingSink()
-        smtp = Controller(self.sink, hostname="127.0.0.1", port=free_port())
-        smtp.start()
-        self.stack.append(smtp.stop)
-
-        self.env = {
-            "REDIS_URL": self.redis_url,
-            **connector_settings(app, self.crm_url),
-            "SUPEROFFICE_WEBHOOK_SECRET": "bench-webhook-secret",
-            "SUPEROFFICE_ASSOCIATE_ID": str(CONNECTOR_ASSOCIATE),
-            "SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
-            "MAIL_FROM": "privacy@example.com",
-            "PUBLIC_BASE_URL": "https://consent.example.com",
-            "SECRET_KEY": "bench-secret-key-0123456789abcdef",
-            "CONSENT_CONFIG": str(ROOT / "config" / "purposes.yaml"),
-            "DATA_DIR": str(self.data_dir),  # no DATABASE_URL: the embedded SQLite file here
-            "RECONCILE_INTERVAL": "0",
-            # The shared CRM request budget (connector.crm.budget) paces every CRM call; at
-            # its default (10 a second) it, not the worker class, sets the onboarding rate.
-            "CRM_MAX_REQUESTS_PER_SECOND": str(self.crm_budget),
-            "LOG_LEVEL": "INFO",
-            "PYTHONPATH": str(ROOT),
-        }
+        # The shared CRM request budget (connector.crm.budget) paces every CRM call; at its
+        # default (10 a second) it, not the worker class, sets the onboarding rate.
+        self.env = self.connector_env(self.data_dir, self.crm_budget)
         self.settings = Settings.from_env(self.env)
-
-    def stop(self) -> None:
-        while self.stack:
-            try:
-                self.stack.pop()()
-            except Exception as error:  # noqa: BLE001 -- stop the rest anyway
-                print(f"(stopping: {type(error).__name__}: {error})", file=sys.stderr)
-
-    # ------------------------------------------------------------ sandbox controls
-    def control(self, path: str):
-        response = self.http.get(f"{self.crm_url}/__sandbox/{path}", timeout=10)
-        response.raise_for_status()
-        return response.json()
-
-    def create_persons(self, count: int, tag: str) -> list[int]:
-        ids = []
-        for number in range(count):
-            response = self.http.post(
-                f"{self.crm_url}/{TENANT}/api/v1/Person", timeout=10,
-                headers={"Authorization": f"Bearer {USER_TOKEN}", "Accept": "application/json"},
-                json={"Firstname": "Bench", "Lastname": f"{tag}{number}",
-                      "Emails": [{"Value": f"bench-{tag}-{number}@example.org"}]})
-            response.raise_for_status()
-            ids.append(response.json()["PersonId"])
-        return ids
 
     # ------------------------------------------------------------ one run
     def run(self, config: Config, kind: str, count: int) -> dict:
@@ -265,11 +172,12 @@ class Bench:
         if kind == "noop":
             job_ids = [queue.enqueue(noop).id for _ in range(count)]
         else:
-            persons = self.create_persons(count, tag)
+            persons = self.create_persons(count, "Bench", f"{tag}{{n}}",
+                                          f"bench-{tag}-{{n}}@example.org")
             job_ids = [queue_onboarding(self.redis, self.settings, person_id,
                                         str(uuid.uuid4())).id for person_id in persons]
-        calls_before = len(self.control("calls"))
-        sign_ins_before = len(self.control("sign-ins"))
+        calls_before = len(self.control("GET", "calls"))
+        sign_ins_before = len(self.control("GET", "sign-ins"))
         mails_before = self.sink.count
         redis_cpu_before = self.redis_cpu()
 
@@ -277,7 +185,7 @@ class Bench:
         log_path = self.folder / f"child-{tag}.log"
         spec = {"class": config.project if kind == "onboarding" else config.anchor,
                 "connector": kind == "onboarding", "pool": config.pool,
-                "preload": config.preload and kind == "onboarding", "out": str(out)}
+                "out": str(out)}
         own_before = resource.getrusage(resource.RUSAGE_SELF)
         with open(log_path, "w") as log:
             process = subprocess.Popen(
@@ -297,11 +205,13 @@ class Bench:
         wall = json.loads(out.read_text())["wall"]
 
         records = [json.loads(item) for item in self.redis.lrange(RECORDS_KEY, 0, -1)]
-        calls = self.control("calls")[calls_before:]
+        calls = self.control("GET", "calls")[calls_before:]
         result = {
             "config": config.key, "kind": kind, "count": count, "wall": wall,
+            "forks": config.forks,
             "processes": len(records),
             "jobs_taken": sum(r["jobs"] for r in records),
+            "horses": sum(r["horses"] for r in records),
             "process_seconds": sum(r["seconds"] for r in records),
             "steady_jobs": sum(r["steady_jobs"] for r in records),
             "steady_seconds": sum(r["steady_seconds"] for r in records),
@@ -313,7 +223,7 @@ class Bench:
             "mails": self.sink.count - mails_before,
             "calls": collections.Counter(call_kind(call) for call in calls),
             "calls_failed": sum(1 for call in calls if call["status"] >= 400),
-            "sign_ins": len(self.control("sign-ins")) - sign_ins_before,
+            "sign_ins": len(self.control("GET", "sign-ins")) - sign_ins_before,
         }
         result.update(self.outcome(queue, job_ids))
         return result
@@ -342,10 +252,6 @@ class Bench:
                 "job_ms_median": (statistics.median(durations) * 1000 if durations
                                   else float("nan"))}
 
-    def redis_cpu(self) -> float:
-        info = self.redis.info("cpu")
-        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
 
 def queue_onboarding(connection, settings, person_id: int, event_id: str):
     """Queue one onboarding as the connector does: ``enqueue_onboarding`` (or, where the
@@ -355,23 +261,6 @@ def queue_onboarding(connection, settings, person_id: int, event_id: str):
     if hasattr(queueing, "enqueue_onboarding"):
         return queueing.enqueue_onboarding(connection, settings, person_id, event_id)
     return queueing.enqueue_event(connection, settings, queueing.ONBOARD, person_id, event_id)
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def cpu(usage) -> float:
-    return usage.ru_utime + usage.ru_stime
-
-
-def call_kind(call: dict) -> str:
-    """``GET Person/{id}/Consent`` from a logged call (the tenant prefix and ids dropped)."""
-    path = re.sub(r"/\d+", "/{id}", re.sub(r"^.*?/api/v1/", "", call["path"]))
-    return f"{call['method']} {path}"
 
 
 def per_process_rate(run: dict) -> float:
@@ -387,30 +276,9 @@ def steady_rate(run: dict) -> float:
 
 # ---------------------------------------------------------------- report
 def header(bench: Bench) -> None:
-    from importlib.metadata import version
-
-    import aiosmtpd
-    import redis
-    import rq
-    import sqlalchemy
-    import sqlite3
-
-    model = "unknown"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
     fs = subprocess.run(["df", "-T", str(bench.folder)], capture_output=True, text=True)
     fs_type = fs.stdout.splitlines()[-1].split()[1] if fs.returncode == 0 else "?"
-    print("worker class benchmark — "
-          f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}")
-    print(f"machine: {model}, {os.cpu_count()} cores; load average "
-          f"{', '.join(f'{value:.2f}' for value in os.getloadavg())}")
-    print(f"Python {platform.python_version()}, RQ {rq.__version__}, redis-py {redis.__version__}, "
-          f"redis-server {bench.redis.info('server')['redis_version']} (embedded, appendfsync "
-          f"always), SQLAlchemy {sqlalchemy.__version__}, SQLite {sqlite3.sqlite_version}, "
-          f"Flask {version('flask')}, aiosmtpd {aiosmtpd.__version__}")
+    print_machine("worker class benchmark", bench, ["SQLAlchemy", "SQLite", "Flask", "aiosmtpd"])
     print(f"temp folder {bench.folder} on {fs_type} (Redis AOF and the SQLite evidence "
           f"database fsync there); CRM_MAX_REQUESTS_PER_SECOND={bench.crm_budget}")
     print()
@@ -422,14 +290,15 @@ def report(runs: dict, selected: list[Config]) -> None:
           "end of its first job to the end of its last; overall = jobs / first start to last "
           "end; CPU ms per job):")
     print(f"{'class':<16} {'job':<10} {'jobs':>5} {'done':>5} {'fail':>4} {'retry':>5} "
-          f"{'left':>4} {'procs':>5} {'rate/s':>7} {'steady':>6} {'overall':>8} {'wall s':>6} "
+          f"{'left':>4} {'procs':>5} {'horses':>6} {'rate/s':>7} {'steady':>6} {'overall':>8} {'wall s':>6} "
           f"{'RQ job ms':>9} {'per job':>7} {'worker':>6} {'servers':>7} {'redis':>5} "
           f"{'mails':>5}")
     for (key, kind), run in runs.items():
         rate = per_process_rate(run)
         overall = run["count"] / run["span"] if run["span"] else 0.0
         print(f"{key:<16} {kind:<10} {run['count']:>5} {run['finished']:>5} {run['failed']:>4} "
-              f"{run['scheduled']:>5} {run['left']:>4} {run['processes']:>5} {rate:>7.1f} "
+              f"{run['scheduled']:>5} {run['left']:>4} {run['processes']:>5} "
+              f"{run['horses']:>6} {rate:>7.1f} "
               f"{steady_rate(run):>6.1f} "
               f"{overall:>8.1f} {run['wall']:>6.2f} {run['job_ms_mean']:>9.1f} "
               f"{1000 / rate if rate else float('nan'):>7.1f} "
@@ -438,8 +307,12 @@ def report(runs: dict, selected: list[Config]) -> None:
               f"{1000 * run['redis_cpu'] / run['count']:>5.1f} {run['mails']:>5}")
         if run["failed"] or run["scheduled"] or run["left"] or run["finished"] != run["count"]:
             print(f"  !! not every job finished: first failure: {run['reason']}")
-    print("  RQ job ms: mean ended_at - started_at of the finished jobs (the job itself, in its "
-          "horse or in place); per job: 1000 / rate, the job plus the worker's own cost")
+        if run["horses"] != (run["jobs_taken"] if run["forks"] else 0):
+            print(f"  !! {run['horses']} work horses forked for {run['jobs_taken']} jobs: "
+                  f"expected {'one per job' if run['forks'] else 'none'}")
+    print("  horses: work horses the worker processes forked; RQ job ms: mean ended_at - "
+          "started_at of the finished jobs (the job itself, in its horse or in place); per job: "
+          "1000 / rate, the job plus the worker's own cost")
 
     onboardings = [run for (_, kind), run in runs.items() if kind == "onboarding"]
     if onboardings:
@@ -469,7 +342,7 @@ def report(runs: dict, selected: list[Config]) -> None:
         steady = (steady_rate(onboarding) / steady_rate(noop)) if steady_rate(noop) else 0.0
         print(f"{config.key:<16} {noop_rate:>8.1f} {onboard_rate:>9.1f} {ratio:>6.2f} "
               f"{verdict:>6} {steady:>12.2f} {overall:>17.1f}  {config.label}")
-    print(f"load average now: {', '.join(f'{value:.2f}' for value in os.getloadavg())} "
+    print(f"load average now: {load_average()} "
           f"(other work on the 2 cores lowers every rate; compare within one run)")
 
 
@@ -478,7 +351,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int,
                         help="jobs per run (no-ops and onboardings); default 300 no-ops and "
                              "200 onboardings")
-    parser.add_argument("--only", action="append", choices=["worker", "simple", "pool"],
+    parser.add_argument("--only", action="append", choices=["connector", "fork", "pool"],
                         help="measure only this class (repeatable); default all")
     parser.add_argument("--pool-workers", type=int, default=2,
                         help="processes of the worker pool (default 2)")
@@ -503,11 +376,6 @@ def main() -> None:
         header(bench)
         for config in selected:
             for kind, count in (("noop", noops), ("onboarding", onboardings)):
-                if kind == "noop" and config.preload:  # the same anchor as plain Worker
-                    anchor = runs.get(("Worker", "noop"))
-                    if anchor is not None:
-                        runs[(config.key, kind)] = dict(anchor, config=config.key)
-                        continue
                 print(f"{config.key}: {count} {kind} jobs …", flush=True)
                 runs[(config.key, kind)] = bench.run(config, kind, count)
         report(runs, selected)

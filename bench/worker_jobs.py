@@ -5,18 +5,17 @@
 - ``TimedWork``: a mixin that times ``work()`` (and the steady state: from the end of the
   first job to the end of the last, without the start and stop of the worker and the
   first job's one-time loads) and counts the jobs this process took (the
-  work horses of a forking worker never call ``work``) and the CPU time it and its horses
-  spent meanwhile, and leaves a JSON record in Redis
+  work horses of a forking worker never call ``work``), the work horses it forked, and the
+  CPU time it and its horses spent meanwhile, and leaves a JSON record in Redis
   (``bench:work``) for the benchmark to read. It changes nothing else.
-- ``TimedWorker`` / ``TimedSimpleWorker``: RQ's ``Worker`` and ``SimpleWorker``, timed (the
-  anchors).
-- ``TimedConnectorWorker``: the connector's own ``workers.worker.ConnectorWorker`` (forks a
-  work horse per job), timed.
-- ``SimpleConnectorWorker``: ``ConnectorWorker`` without the fork: the job runs in the worker
-  process, as in ``rq.SimpleWorker`` (same job timeout by SIGALRM, same heartbeat TTL, no
-  horse to kill). Everything else is ConnectorWorker's: the services global, the retry
-  policy's exception handler, the purposes file looked at before each job, ``job_in_hand``.
-- ``PoolConnectorWorker`` / ``PoolSimpleConnectorWorker``: the two above with the constructor
+- ``TimedWorker`` / ``TimedSimpleWorker``: RQ's ``Worker`` (a work horse forked per job) and
+  ``SimpleWorker`` (the job in the worker process), timed (the anchors).
+- ``TimedConnectorWorker``: the connector's own ``workers.worker.ConnectorWorker`` as
+  ``consent-connector worker`` runs it (an RQ ``SimpleWorker``: jobs in place), timed.
+- ``ForkingConnectorWorker``: ConnectorWorker forking a work horse per job, as RQ's
+  ``Worker`` does (what ConnectorWorker was before it ran jobs in place);
+  ``TimedForkingConnectorWorker``, the same timed.
+- ``PoolConnectorWorker``: TimedConnectorWorker with the constructor
   ``rq.worker_pool.run_worker`` calls (``worker_class(queues, name=…, connection=…,
   exception_handlers=…)``), which ``ConnectorWorker(services)`` does not take: each pool
   process builds its own services from the environment.
@@ -31,7 +30,6 @@ import resource
 import time
 
 from rq import SimpleWorker, Worker
-from rq.worker import BaseWorker
 
 from connector.services import build_services
 from connector.settings import Settings
@@ -45,9 +43,10 @@ def noop():
 
 
 class TimedWork:
-    """Times ``work()`` in this process and counts the jobs it took; the record goes to Redis."""
+    """Times ``work()`` in this process and counts the jobs it took and the work horses it
+    forked; the record goes to Redis."""
 
-    bench_jobs = 0
+    bench_jobs = bench_horses = 0
     bench_first_end = bench_last_end = None
 
     def execute_job(self, job, queue):
@@ -59,6 +58,13 @@ class TimedWork:
             if self.bench_first_end is None:
                 self.bench_first_end = self.bench_last_end
 
+    def fork_work_horse(self, job, queue):
+        """RQ's fork (only forking workers call it); only the worker returns from it: the horse
+        runs the job and leaves by ``os._exit``."""
+        super().fork_work_horse(job, queue)
+        if self.horse_pid and self.horse_pid != os.getpid():
+            self.bench_horses += 1
+
     def work(self, *args, **kwargs):
         started_at, started, cpu_before = time.time(), time.perf_counter(), _cpu()
         try:
@@ -67,7 +73,7 @@ class TimedWork:
             seconds = time.perf_counter() - started
             self.connection.rpush(RECORDS_KEY, json.dumps({
                 "pid": os.getpid(), "class": type(self).__name__, "jobs": self.bench_jobs,
-                "seconds": seconds, "cpu": _cpu() - cpu_before,
+                "horses": self.bench_horses, "seconds": seconds, "cpu": _cpu() - cpu_before,
                 # steady state: from the end of the first job to the end of the last
                 "steady_jobs": max(self.bench_jobs - 1, 0),
                 "steady_seconds": (self.bench_last_end - self.bench_first_end
@@ -91,30 +97,36 @@ class TimedSimpleWorker(TimedWork, SimpleWorker):
 
 
 class TimedConnectorWorker(TimedWork, ConnectorWorker):
-    """The connector's worker as ``consent-connector worker`` runs it, timed."""
+    """The connector's worker as ``consent-connector worker`` runs it (jobs in place), timed."""
 
 
-class SimpleConnectorWorker(TimedWork, ConnectorWorker):
-    """ConnectorWorker, the job run in the worker process instead of a work horse.
+class _HorsePerJob(SimpleWorker, Worker):
+    """RQ's ``Worker`` under a ``SimpleWorker`` subclass: SimpleWorker's two overrides of
+    ``BaseWorker`` handed back to ``Worker`` — ``execute_job`` (prepare the execution, fork a
+    horse that performs the job, monitor it) and ``get_heartbeat_ttl`` (a TTL the horse's
+    monitor renews while the job runs). The rest of what makes a horse (``fork_work_horse``,
+    ``monitor_work_horse``, ``kill_horse``, ``wait_for_horse``) SimpleWorker does not define,
+    so it is ``Worker``'s already."""
 
-    RQ's ``Worker.execute_job`` (under ConnectorWorker's) prepares the execution, forks, and
-    monitors the horse; here "fork" performs the job in place, as the horse's
-    ``main_work_horse`` would (without its signal setup and ``os._exit``), and there is no
-    horse to monitor. The rest that RQ's Worker overrides is taken from SimpleWorker and
-    BaseWorker, so nothing assumes a horse: ``get_heartbeat_ttl`` (the execution's TTL must
-    last the whole job, as no monitor renews it meanwhile) and ``kill_horse``/
-    ``wait_for_horse`` (no-ops: Worker's would signal process group 0, i.e. its own).
+    execute_job = Worker.execute_job
+    get_heartbeat_ttl = Worker.get_heartbeat_ttl
+
+
+class ForkingConnectorWorker(ConnectorWorker, _HorsePerJob):
+    """ConnectorWorker with a work horse forked per job.
+
+    The method order is ForkingConnectorWorker, ConnectorWorker, _HorsePerJob, SimpleWorker,
+    Worker, BaseWorker: everything ConnectorWorker adds is kept — the services global (the
+    horse inherits it with the fork), the retry policy's exception handler, the purposes file
+    looked at and ``job_in_hand`` set before each job (in the worker, around the horse), the
+    CRM priority of the job's queue (``perform_job``, in the horse), the heartbeat's Redis
+    outage check, the maintenance's retry of dead workers' jobs — and its ``super()
+    .execute_job`` is Worker's, which forks.
     """
 
-    def fork_work_horse(self, job, queue):
-        self.perform_job(job, queue, self.execution)
 
-    def monitor_work_horse(self, job, queue, execution):
-        return None
-
-    get_heartbeat_ttl = SimpleWorker.get_heartbeat_ttl
-    kill_horse = BaseWorker.kill_horse
-    wait_for_horse = BaseWorker.wait_for_horse
+class TimedForkingConnectorWorker(TimedWork, ForkingConnectorWorker):
+    """ForkingConnectorWorker, timed."""
 
 
 class _FromPool:
@@ -128,8 +140,4 @@ class _FromPool:
 
 
 class PoolConnectorWorker(_FromPool, TimedConnectorWorker):
-    """TimedConnectorWorker (fork per job) as a worker pool process."""
-
-
-class PoolSimpleConnectorWorker(_FromPool, SimpleConnectorWorker):
-    """SimpleConnectorWorker (no fork) as a worker pool process."""
+    """TimedConnectorWorker (jobs in place) as a worker pool process."""
