@@ -70,12 +70,19 @@ _wait_limit: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "crm_wait_limit", default=None)
 
 
-def serving_a_request() -> None:
-    """Mark the CRM calls of this context from now on as made for someone waiting on a web
-    page: INTERACTIVE, and waiting out at most CRM_WAIT_IN_A_REQUEST of a pause the CRM asked
-    for (a longer one is answered, with its Retry-After, instead of holding the page)."""
-    _priority.set(Priority.INTERACTIVE)
-    _wait_limit.set(defaults.CRM_WAIT_IN_A_REQUEST)
+def serving_a_request() -> Callable[[], None]:
+    """Mark the CRM calls of this context as made for someone waiting on a web page, until
+    the function returned is called: INTERACTIVE, and waiting out at most
+    CRM_WAIT_IN_A_REQUEST of a pause the CRM asked for (a longer one is answered, with its
+    Retry-After, instead of holding the page)."""
+    priority = _priority.set(Priority.INTERACTIVE)
+    wait_limit = _wait_limit.set(defaults.CRM_WAIT_IN_A_REQUEST)
+
+    def end() -> None:
+        _wait_limit.reset(wait_limit)
+        _priority.reset(priority)
+
+    return end
 
 
 def _longest_wait(configured: float) -> float:

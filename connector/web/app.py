@@ -7,7 +7,7 @@ import os
 import sys
 
 import redis
-from flask import Flask, jsonify, request
+from flask import Flask, g, jsonify, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -31,6 +31,13 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
+
+
+@limiter.request_filter
+def _webhooks_are_not_rate_limited() -> bool:
+    """SuperOffice's deliveries are never rate limited (a refused one counts towards switching
+    the webhook off); skipping the limiter spares each of them its work."""
+    return request.blueprint == webhooks.bp.name
 
 
 def create_app(settings: Settings, *, connection: redis.Redis | None = None,
@@ -75,8 +82,17 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
     app.after_request(_add_security_headers)
     # A CRM call made while answering a request is for someone waiting on a page: it goes
     # before the workers' calls when the CRM budget is short (connector.crm.budget).
-    app.before_request(serving_a_request)
+    app.before_request(_serve_crm_calls_as_interactive)
+    app.teardown_request(_end_interactive_crm_calls)
     return app
+
+
+def _serve_crm_calls_as_interactive() -> None:
+    g.end_crm_request = serving_a_request()
+
+
+def _end_interactive_crm_calls(_error: BaseException | None) -> None:
+    g.pop("end_crm_request", lambda: None)()
 
 
 def create_app_from_env() -> Flask:

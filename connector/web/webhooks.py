@@ -29,7 +29,6 @@ from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PER
                                            verify_signature)
 from connector.times import now
 from connector.web.context import get_services
-from connector.web.extensions import limiter
 
 # What each event we act on becomes (connector.intake.KINDS): new persons are onboarded;
 # consent changes made by CRM users are recorded in the ledger, so a person's history is
@@ -43,13 +42,6 @@ KIND_OF_EVENT = {
 
 bp = Blueprint("superoffice_webhooks", __name__)
 log = logging.getLogger(__name__)
-
-
-@limiter.request_filter
-def _not_rate_limited() -> bool:
-    """SuperOffice's deliveries are never rate limited (a refused one counts as a failure
-    towards switching the webhook off); skipping the limiter saves its per-request work."""
-    return request.blueprint == bp.name
 
 
 @bp.post("/webhooks/superoffice")

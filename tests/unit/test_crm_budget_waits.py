@@ -2,8 +2,9 @@
 
 import pytest
 
-from connector.crm.budget import plan_wait
-from connector.defaults import CRM_BUDGET_MIN_WAIT
+from connector.crm.budget import (LocalBudget, Priority, current_priority, plan_wait,
+                                  serving_a_request)
+from connector.defaults import CRM_BUDGET_MIN_WAIT, CRM_WAIT_IN_A_REQUEST
 
 
 def test_a_call_asks_at_once_when_nothing_is_paused_and_nobody_goes_before_it():
@@ -25,3 +26,12 @@ def test_a_higher_priority_call_past_its_time_still_goes_first():
 
 def test_the_longer_of_pause_and_priority_wins():
     assert plan_wait(100.0, paused_until=102.0, higher_waiting_until=100.5) == 2.0
+
+
+def test_a_web_request_makes_its_calls_interactive_and_short_waiting_only_until_it_ends():
+    budget = LocalBudget(longest_wait=30)
+    end = serving_a_request()
+    assert (current_priority(), budget.longest_wait) == (Priority.INTERACTIVE,
+                                                         CRM_WAIT_IN_A_REQUEST)
+    end()
+    assert (current_priority(), budget.longest_wait) == (Priority.EVENTS, 30)
