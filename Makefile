@@ -18,6 +18,7 @@ bench: $(STAMP) system-deps bench-deps  ## run the benchmarks in bench/ (figures
 	$(BIN)/python bench/ack_bench.py
 	$(BIN)/python bench/worker_bench.py
 	$(BIN)/python bench/drain_bench.py
+	$(BIN)/python bench/backfill_bench.py
 
 # The browser tests drive Debian's chromium (Playwright's own browser download is not used);
 # the SMTP TLS tests make a throwaway certificate with openssl; the export tests open the
