@@ -21,7 +21,7 @@ EVENT_DEDUPE_TTL = 7 * 24 * 3600
 
 PROMOTE_AHEAD = 100
 """Most jobs the workers make from waiting events per lane before those are run
-(connector.intake): the rest waits as ~100-byte entries, not as job hashes."""
+(connector.intake): the rest waits as entries of a few dozen bytes, not as job hashes."""
 
 PROMOTE_WAIT = 1.0
 """Seconds a worker's promoter waits for the next event before looking at the lanes again."""

@@ -9,7 +9,8 @@ RQ jobs are made from those entries by the workers (``Promoter``), as they have 
   (persons a reconciliation found: ``reconcile --all``). Events are promoted first; backfill
   only while the events lane is empty.
 - **Room.** A lane is promoted while its RQ queues hold fewer than PROMOTE_AHEAD jobs, so a
-  CRM import of 50,000 persons waits here at ~100 bytes a person, not as 50,000 job hashes,
+  CRM import of 50,000 persons waits here at a few hundred bytes a person (the entry and its
+  dedupe key), not as 50,000 job hashes of ~2 KB,
   and a person's page (the preferences queue, taken first) never waits behind it.
 - **Nothing lost.** Entries are moved atomically to the promoting worker's own list, and
   leave it in the same transaction that queues their jobs. A worker that dies in between
@@ -123,15 +124,21 @@ def entries(connection: redis.Redis, lane: str, limit: int = 100) -> list[Entry]
 
 
 _TAKE = """
+local room = tonumber(ARGV[1])
+if ARGV[2] == 'ahead' then
+    for i = 3, #KEYS do room = room - redis.call('llen', KEYS[i]) end
+end
 local taken = {}
-for i = 1, tonumber(ARGV[1]) do
+for i = 1, room do
     local entry = redis.call('lmove', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
     if not entry then break end
     taken[#taken + 1] = entry
 end
 return taken
 """
-"""Lua: move up to ARGV[1] entries from the head of a lane to a promoter's own list."""
+"""Lua: move entries from the head of a lane to a promoter's own list: ARGV[1] of them, or
+('ahead') as many as the lane's queues (KEYS[3:]) lack to hold ARGV[1] jobs, counted in the
+same step, so promoters working side by side never overfill them."""
 
 _GIVE_BACK = """
 local count = 0
@@ -187,10 +194,11 @@ class Promoter:
         for lane in LANES:
             if lane == BACKFILL and self.connection.llen(keys.intake_lane(EVENTS)):
                 break
-            space = self._room(lane) if room is None else room
-            if space > 0:
-                raw = self._take(keys=[keys.intake_lane(lane), self._taken(lane)], args=[space])
-                queued += self._queue(lane, [Entry.decode(item) for item in raw])
+            queue_keys = [Queue(name, connection=self.connection).key
+                          for name in lane_queues(lane)]
+            raw = self._take(keys=[keys.intake_lane(lane), self._taken(lane), *queue_keys],
+                             args=[self.ahead, "ahead"] if room is None else [room, "exactly"])
+            queued += self._queue(lane, [Entry.decode(item) for item in raw])
         return queued
 
     def run(self) -> None:

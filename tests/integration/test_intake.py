@@ -79,6 +79,7 @@ def test_a_big_import_waits_in_the_intake_and_only_a_few_jobs_at_a_time_are_made
 
     assert promoter.promote() == 100
     assert promoter.promote() == 0  # the queue holds 100: no room until jobs are done
+    assert Promoter(db, settings, holder="worker-b", ahead=100).promote() == 0  # nor for others
     assert (Queue(ONBOARDING, connection=db).count, waiting(db)[EVENTS]) == (100, 150)
 
 
