@@ -45,11 +45,10 @@ CRM_TIMEOUT = (3.05, 10.0)
 
 CRM_MAX_REQUESTS_PER_SECOND = 10
 """Most calls to the CRM's API per second, from all processes together (connector.crm.budget).
-SuperOffice publishes no rate limit; 10 a second is about what a user's own browser sends when
-opening a person, leaves the tenant to its users, and still onboards about 3 persons a second
-(3 to 4 calls each): 10,000 persons an hour. Raise it when the CRM's owner allows more; lower it
-a little below a limit the CRM does have (calls are counted as they leave, the CRM counts
-them as they arrive)."""
+SuperOffice publishes no rate limit (docs/superoffice-notes.md); 10 a second is a polite
+default that leaves the tenant to its users and still onboards 5 persons a second (a GET and a
+PUT each: 18,000 an hour). Raise it when the CRM's owner allows more; keep it a little below a
+limit the CRM does have (calls are counted as they leave, the CRM counts them as they arrive)."""
 
 CRM_WAIT_IN_PLACE = 30.0
 """Most seconds a call waits in place when the CRM asks everyone to pause (429 or 503 with
