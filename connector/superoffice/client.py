@@ -10,6 +10,7 @@ to retry. Messages carry person ids and CRM keys, never names or email addresses
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import json
 import logging
@@ -467,7 +468,8 @@ class SuperOfficeClient:
                            if status in (429, 503) else None)
             if retry_after is not None:
                 log.info("crm.paused status=%s retry_after=%g", status, retry_after)
-                self._budget.pause(retry_after)
+                with _budget_in_redis():
+                    self._budget.pause(retry_after)
                 if retry_after <= self._budget.longest_wait and pauses < PAUSES_PER_CALL:
                     pauses += 1
                     continue
@@ -484,7 +486,8 @@ class SuperOfficeClient:
     def _send(self, method: str, url: str, headers: dict[str, str],
               data: bytes | None) -> requests.Response:
         """Send one request once the budget allows it."""
-        self._budget.take()
+        with _budget_in_redis():
+            self._budget.take()
         started = time.monotonic()
         status = None
         try:
@@ -590,6 +593,17 @@ class SuperOfficeClient:
         environment = match.group(1).lower() if match else "online"
         context_id = next((p for p in parts.path.split("/") if p), "{ContextId}")
         return f"https://{environment}.superoffice.com/api/state/{context_id}"
+
+
+@contextlib.contextmanager
+def _budget_in_redis() -> Iterator[None]:
+    """Turn the budget's Redis failing into a transient CRMError: no call goes out that the
+    budget has not counted, and callers handle it as the CRM being unavailable."""
+    try:
+        yield
+    except redis.RedisError as error:
+        raise CRMError(f"the CRM request budget cannot be read from Redis "
+                       f"({type(error).__name__}); not calling the CRM uncounted") from None
 
 
 def odata_datetime(when: datetime) -> str:

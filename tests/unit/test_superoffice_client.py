@@ -6,12 +6,13 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
+import redis
 import requests
 import responses
 
 from connector import __version__
 from connector.crm.types import ConsentRecord, Person
-from connector.crm.budget import LocalBudget
+from connector.crm.budget import CRMBudget, LocalBudget
 from connector.defaults import CRM_WAIT_IN_PLACE
 from connector.superoffice.client import SuperOfficeClient, parse_retry_after
 from connector.superoffice.parse import (language_code, parse_consent_info, parse_date,
@@ -468,3 +469,14 @@ def test_uses_the_given_session_without_changing_its_headers(crm):
 
     assert dict(session.headers) == before
     assert crm.calls[0].request.headers["Authorization"] == "Bearer t"
+
+
+def test_a_budget_that_redis_cannot_serve_fails_the_call_as_transient_before_calling_the_crm(
+        crm):
+    unreachable = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    client = SuperOfficeClient(API, access_token="t", budget=CRMBudget(unreachable, 10))
+
+    error = error_of(lambda: client.get_person(12))
+
+    assert not error.permanent and "CRM request budget" in str(error)
+    assert len(crm.calls) == 0
