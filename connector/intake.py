@@ -126,7 +126,8 @@ def entries(connection: redis.Redis, lane: str, limit: int = 100) -> list[Entry]
 _TAKE = """
 local room = tonumber(ARGV[1])
 if ARGV[2] == 'ahead' then
-    for i = 3, #KEYS do room = room - redis.call('llen', KEYS[i]) end
+    room = room - math.max(tonumber(redis.call('get', KEYS[3]) or '0'), 0)
+    for i = 4, #KEYS do room = room - redis.call('llen', KEYS[i]) end
 end
 local taken = {}
 for i = 1, room do
@@ -134,11 +135,13 @@ for i = 1, room do
     if not entry then break end
     taken[#taken + 1] = entry
 end
+if #taken > 0 then redis.call('incrby', KEYS[3], #taken) end
 return taken
 """
-"""Lua: move entries from the head of a lane to a promoter's own list: ARGV[1] of them, or
-('ahead') as many as the lane's queues (KEYS[3:]) lack to hold ARGV[1] jobs, counted in the
-same step, so promoters working side by side never overfill them."""
+"""Lua: move entries from the head of a lane (KEYS[1]) to a promoter's own list (KEYS[2]):
+ARGV[1] of them, or ('ahead') as many as the lane's queues (KEYS[4:]) lack to hold ARGV[1]
+jobs, counting the entries other promoters have taken and not queued yet (KEYS[3]), in one
+step, so promoters side by side never overfill them."""
 
 _GIVE_BACK = """
 local count = 0
@@ -148,6 +151,7 @@ while true do
     redis.call('lpush', KEYS[2], entry)
     count = count + 1
 end
+if count > 0 then redis.call('decrby', KEYS[3], count) end
 return count
 """
 """Lua: put a promoter's entries back at the head of their lane, in their order."""
@@ -196,7 +200,8 @@ class Promoter:
                 break
             queue_keys = [Queue(name, connection=self.connection).key
                           for name in lane_queues(lane)]
-            raw = self._take(keys=[keys.intake_lane(lane), self._taken(lane), *queue_keys],
+            raw = self._take(keys=[keys.intake_lane(lane), self._taken(lane),
+                                   keys.intake_in_flight(lane), *queue_keys],
                              args=[self.ahead, "ahead"] if room is None else [room, "exactly"])
             queued += self._queue(lane, [Entry.decode(item) for item in raw])
         return queued
@@ -225,6 +230,7 @@ class Promoter:
                                      defaults.PROMOTE_WAIT, "LEFT", "RIGHT")
         if raw is None:
             return False
+        self.connection.incr(keys.intake_in_flight(EVENTS))
         return bool(self._queue(EVENTS, [Entry.decode(raw)]))
 
     def _taken(self, lane: str) -> str:
@@ -247,6 +253,7 @@ class Promoter:
                               entry.event_id, pipeline=pipe,
                               queue=keys.BACKFILL if lane == BACKFILL else None)
             pipe.delete(self._taken(lane))
+            pipe.decrby(keys.intake_in_flight(lane), len(taken))
             pipe.execute()
         return len(taken)
 
@@ -263,7 +270,7 @@ def recover_orphans(connection: redis.Redis, give_back=None) -> int:
             continue
         for lane in LANES:
             recovered += give_back(keys=[keys.intake_taken(holder, lane),
-                                         keys.intake_lane(lane)])
+                                         keys.intake_lane(lane), keys.intake_in_flight(lane)])
         connection.srem(keys.INTAKE_HOLDERS, holder)
         log.warning("intake.recovered holder=%s entries=%d", holder, recovered)
     return recovered

@@ -37,6 +37,11 @@ def intake_taken(holder: str, lane: str) -> str:
     return f"{INTAKE_PREFIX}taken:{holder}:{lane}"
 
 
+def intake_in_flight(lane: str) -> str:
+    """Redis counter of the entries of ``lane`` promoters have taken and not yet made jobs of."""
+    return f"{INTAKE_PREFIX}in-flight:{lane}"
+
+
 def intake_holder(holder: str) -> str:
     """Redis string while the promoter ``holder`` is alive (PROMOTER_SILENCE)."""
     return f"{INTAKE_PREFIX}alive:{holder}"

@@ -83,6 +83,27 @@ def test_a_big_import_waits_in_the_intake_and_only_a_few_jobs_at_a_time_are_made
     assert (Queue(ONBOARDING, connection=db).count, waiting(db)[EVENTS]) == (100, 150)
 
 
+def taking(promoter: Promoter, count: int) -> list:
+    """What a promoter does before it queues jobs: take entries of the events lane (in the
+    middle of a promotion, or killed there)."""
+    return promoter._take(keys=[keys.intake_lane(EVENTS), promoter._taken(EVENTS),
+                                keys.intake_in_flight(EVENTS)], args=[count, "exactly"])
+
+
+def test_entries_another_promoter_is_making_jobs_of_count_against_the_room(db, settings):
+    intake = Intake(db)
+    for person_id in range(1, 151):
+        intake.accept(onboarding(person_id))
+    first = Promoter(db, settings, holder="worker-a", ahead=100)
+    assert len(taking(first, 100)) == 100  # taken, its jobs not queued yet
+
+    assert Promoter(db, settings, holder="worker-b", ahead=100).promote() == 0
+    assert first._queue(EVENTS, [Entry.decode(raw) for raw in
+                                 db.lrange(keys.intake_taken("worker-a", EVENTS), 0, -1)]) == 100
+    assert Queue(ONBOARDING, connection=db).count == 100
+    assert int(db.get(keys.intake_in_flight(EVENTS))) == 0
+
+
 def test_backfill_becomes_jobs_on_its_own_queue_only_while_no_event_waits(db, settings):
     intake = Intake(db)
     intake.accept(onboarding(1), BACKFILL, webhook=False)
@@ -110,8 +131,7 @@ def test_entries_a_dead_worker_had_taken_go_back_to_their_lane_and_become_jobs(d
     dead = Promoter(db, settings, holder="worker-dead")
     dead.promote(room=0)  # says it is alive, takes nothing
     # It takes the entries and dies before queueing their jobs:
-    dead._take(keys=[keys.intake_lane(EVENTS), keys.intake_taken("worker-dead", EVENTS)],
-               args=[3])
+    taking(dead, 3)
     assert waiting(db)[EVENTS] == 0
 
     alive = Promoter(db, settings, holder="worker-alive")
@@ -123,3 +143,4 @@ def test_entries_a_dead_worker_had_taken_go_back_to_their_lane_and_become_jobs(d
     assert alive.promote() == 3
     assert [job.args[0] for job in Queue(ONBOARDING, connection=db).jobs] == [11, 12, 13]
     assert not db.exists(keys.intake_taken("worker-dead", EVENTS))
+    assert int(db.get(keys.intake_in_flight(EVENTS))) == 0
