@@ -108,10 +108,17 @@ class ConnectorWorker(SimpleWorker):
         return outcome
 
     def run_maintenance_tasks(self):
-        """RQ's maintenance, then the retry of jobs whose worker on this machine died."""
+        """RQ's maintenance, then the retry of jobs whose worker on this machine died; the
+        first round also queues again jobs a stopping worker took from their queue without
+        starting them (a SIGTERM that lands between RQ's pop and the job's start)."""
+        first_round = self.last_cleaned_at is None
         super().run_maintenance_tasks()
         for job_id in retry_jobs_of_dead_workers_here(self.connection, socket.gethostname()):
             log.warning("worker.job_requeued job_id=%s reason=its_worker_died", job_id)
+        if first_round:
+            for job_id in requeue_lost(self.connection):
+                log.warning("worker.job_requeued job_id=%s reason=taken_by_a_stopping_worker",
+                            job_id)
 
     def perform_job(self, job, queue, *args, **kwargs):
         """Run the job with its queue's priority for the CRM budget."""
