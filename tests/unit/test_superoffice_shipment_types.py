@@ -97,7 +97,9 @@ def test_a_deleted_person_is_permanent(client, crm):
 
 
 def test_a_server_error_is_transient_with_retry_after(client, crm):
-    crm.patch(f"{API}/Person/12", status=503, headers={"Retry-After": "30"})
+    # longer than a job waits in place (CRM_WAIT_IN_PLACE): the job comes back then
+    crm.patch(f"{API}/Person/12", status=503, headers={"Retry-After": "120"})
     with pytest.raises(CRMError) as caught:
         client.set_shipment_types(12, {1: True}, TYPES)
-    assert (caught.value.permanent, caught.value.retry_after) == (False, 30.0)
+    assert (caught.value.permanent, caught.value.retry_after) == (False, 120.0)
+    assert len(crm.calls) == 1
