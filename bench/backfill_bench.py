@@ -45,7 +45,6 @@ import argparse
 import collections
 import os
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -58,8 +57,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (TENANT, USER_TOKEN, Servers, call_kind,  # noqa: E402
-                           load_average, print_machine)
+from bench.harness import (TENANT, USER_TOKEN, Servers, call_kind, start_workers,  # noqa: E402
+                           stop_workers, load_average, print_machine)
 
 STOP_TIMEOUT = 30.0  # seconds a worker gets for its warm shutdown before its group is killed
 POLL_INTERVAL = 0.5  # seconds between two looks at the workers during a phase
@@ -161,39 +160,6 @@ def run_status(env: dict) -> tuple[list[str], str]:
     return lines, output
 
 
-def start_workers(env: dict, count: int, folder: Path, label: str):
-    """``count`` ``consent-connector worker`` processes, each in its own process group, their
-    logs in ``folder``; (processes, log paths)."""
-    processes, logs = [], []
-    for number in range(count):
-        log_path = folder / f"worker-{label}-{number}.log"
-        logs.append(log_path)
-        with open(log_path, "w") as log:
-            processes.append(subprocess.Popen(
-                [sys.executable, "-m", "connector", "worker"], cwd=ROOT,
-                env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True))
-    return processes, logs
-
-
-def stop_workers(processes: list[subprocess.Popen]) -> int:
-    """Warm shutdown (SIGTERM) of every worker at once; a kill of the group of any that is not
-    gone in STOP_TIMEOUT seconds. Returns how many had to be killed."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    killed = 0
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for process in processes:
-        try:
-            process.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            killed += 1
-    return killed
-
-
 def run_phase(servers: Servers, env: dict, label: str, workers: int, seconds: float | None,
               folder: Path, database: Path) -> dict:
     """W workers for ``seconds`` (None: until the backfill has nothing left), then a warm
@@ -230,7 +196,7 @@ def run_phase(servers: Servers, env: dict, label: str, workers: int, seconds: fl
             time.sleep(POLL_INTERVAL)
         term_sent = time.time()
     finally:
-        killed = stop_workers(processes)
+        killed = stop_workers(processes, STOP_TIMEOUT)
     after = snapshot(servers, database)
     text = "".join(path.read_text(errors="replace") for path in logs)
     return {"label": label, "before": before, "after": after, "started": before["time"],

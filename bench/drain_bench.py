@@ -40,8 +40,6 @@ import collections
 import os
 import resource
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,8 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.harness import (Servers, call_kind, cpu, load_average,  # noqa: E402
-                           print_machine)
+from bench.harness import (Servers, call_kind, cpu, load_average, start_workers,  # noqa: E402
+                           stop_workers, print_machine)
 
 GOAL_SHARE = 0.90
 ANCHOR_BUDGET = 100_000  # CRM_MAX_REQUESTS_PER_SECOND of the anchor: the budget never waits
@@ -94,14 +92,7 @@ def drain(servers: Servers, label: str, persons: int, workers: int, quota: float
     cpu_before = cpu_now(servers)
     started = time.time()
     try:
-        for number in range(workers):
-            log_path = data_dir / f"worker-{number}.log"
-            logs.append(log_path)
-            with open(log_path, "w") as log:
-                processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "connector", "worker"], cwd=ROOT,
-                    env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True))  # its own group: a horse goes with it
+        processes, logs = start_workers(env, workers, data_dir, "drain")
         deadline = time.monotonic() + timeout
         statuses = job_statuses(servers.redis, job_ids)
         while not all(status in ("finished", "failed") for status in statuses):
@@ -115,7 +106,7 @@ def drain(servers: Servers, label: str, persons: int, workers: int, quota: float
             statuses = job_statuses(servers.redis, job_ids)
         seen_done = time.time()
     finally:
-        stop_workers(processes)
+        stop_workers(processes, STOP_TIMEOUT)
     cpu_after = cpu_now(servers)
     stopped = time.time()
     quota_counts = servers.control("GET", "quota")
@@ -164,20 +155,6 @@ def job_statuses(connection, job_ids: list[str]) -> list[str | None]:
         for job_id in job_ids:
             pipe.hget(f"rq:job:{job_id}", "status")
         return [value.decode() if value else None for value in pipe.execute()]
-
-
-def stop_workers(processes: list[subprocess.Popen]) -> None:
-    """Warm shutdown (SIGTERM) of every worker at once, a kill of its group if it hangs."""
-    for process in processes:
-        if process.poll() is None:
-            process.terminate()
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for process in processes:
-        try:
-            process.wait(max(deadline - time.monotonic(), 0.1))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 # ---------------------------------------------------------------- figures

@@ -275,3 +275,36 @@ def print_machine(title: str, servers: Servers, packages: list[str],
     print(f"Python {platform.python_version()}, RQ {rq.__version__}, redis-py "
           f"{redis.__version__}, redis-server {servers.redis.info('server')['redis_version']} "
           f"(embedded, appendfsync always), " + ", ".join(versions))
+
+
+def start_workers(env: dict, count: int, folder: Path, label: str):
+    """``count`` ``consent-connector worker`` processes, each in its own process group, their
+    logs in ``folder``; (processes, log paths)."""
+    processes, logs = [], []
+    for number in range(count):
+        log_path = folder / f"worker-{label}-{number}.log"
+        logs.append(log_path)
+        with open(log_path, "w") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "connector", "worker"], cwd=ROOT,
+                env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True))
+    return processes, logs
+
+
+def stop_workers(processes: list[subprocess.Popen], timeout: float) -> int:
+    """Warm shutdown (SIGTERM) of every worker at once; a kill of the group of any that is not
+    gone in ``timeout`` seconds. Returns how many had to be killed."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    killed = 0
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            killed += 1
+    return killed

@@ -116,12 +116,23 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def give_back_unstarted(job: Job) -> bool:
+    """Put a job a stopping worker took from its queue, and never started, back at the front
+    of its queue; False when it did start (then it ran, or is retried as interrupted)."""
+    if job.get_status(refresh=True) != JobStatus.QUEUED:
+        return False
+    queue = Queue(job.origin, connection=job.connection)
+    if job.id in queue.get_job_ids():
+        return False
+    queue.enqueue_job(job, at_front=True)
+    return True
+
+
 def requeue_lost(connection) -> list[str]:
     """Queue again the jobs that say "queued" but are in no queue: a worker listening on
     several queues takes a job with BLPOP (RQ's safer BLMOVE works on one queue only), so a
-    job popped as the connection broke, or as the worker was told to stop, is gone from its
-    queue without being started. Run once Redis is back after an outage and when a worker
-    starts; returns the ids queued again. A job another worker has just
+    job popped as the connection broke is gone from its queue without being started. Run once
+    Redis is back after an outage; returns the ids queued again. A job another worker has just
     taken is harmless to queue twice: jobs are idempotent and a person's run one at a time.
     """
     queues = {name.encode(): Queue(name, connection=connection) for name in QUEUE_NAMES}

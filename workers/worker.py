@@ -84,8 +84,9 @@ class ConnectorWorker(SimpleWorker):
     in the outage are queued again (workers.retry.requeue_lost)."""
 
     job_in_hand = None
-    """The job being executed, until its execution is over: what to retry when RQ's loop
-    quits in the middle (workers.retry.retry_interrupted)."""
+    """The job taken from its queue, until its execution is over: what to retry when RQ's
+    loop quits in the middle (workers.retry.retry_interrupted), or to give back when a stop
+    came between taking it and starting it (workers.retry.give_back_unstarted)."""
 
     def request_stop(self, signum, frame):
         """Note the stop, then let RQ stop (warm shutdown: the job in hand finishes)."""
@@ -108,22 +109,23 @@ class ConnectorWorker(SimpleWorker):
         return outcome
 
     def run_maintenance_tasks(self):
-        """RQ's maintenance, then the retry of jobs whose worker on this machine died; the
-        first round also queues again jobs a stopping worker took from their queue without
-        starting them (a SIGTERM that lands between RQ's pop and the job's start)."""
-        first_round = self.last_cleaned_at is None
+        """RQ's maintenance, then the retry of jobs whose worker on this machine died."""
         super().run_maintenance_tasks()
         for job_id in retry_jobs_of_dead_workers_here(self.connection, socket.gethostname()):
             log.warning("worker.job_requeued job_id=%s reason=its_worker_died", job_id)
-        if first_round:
-            for job_id in requeue_lost(self.connection):
-                log.warning("worker.job_requeued job_id=%s reason=taken_by_a_stopping_worker",
-                            job_id)
 
     def perform_job(self, job, queue, *args, **kwargs):
         """Run the job with its queue's priority for the CRM budget."""
         with crm_priority(QUEUE_PRIORITY.get(queue.name, Priority.EVENTS)):
             return super().perform_job(job, queue, *args, **kwargs)
+
+    def dequeue_job_and_maintain_ttl(self, *args, **kwargs):
+        """RQ's wait for a job, remembering the job taken: a SIGTERM that lands before it
+        starts makes RQ's loop quit with the job out of its queue."""
+        taken = super().dequeue_job_and_maintain_ttl(*args, **kwargs)
+        if taken is not None:
+            self.job_in_hand = taken[0]
+        return taken
 
     def execute_job(self, job, queue):
         self.job_in_hand = job

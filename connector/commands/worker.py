@@ -17,7 +17,7 @@ from connector.intake import Promoter, waiting
 from connector.logs import configure_logging
 from connector.redis_connection import connect
 from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
-from workers.retry import retry_interrupted
+from workers.retry import give_back_unstarted, retry_interrupted
 from workers.worker import ConnectorWorker
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,8 @@ def worker(burst: bool):
             except redis.RedisError as error:  # RQ's own teardown needs Redis too
                 log.error("worker.redis_lost error=%s", type(error).__name__)
             if burst or rq_worker.stopping:
+                if rq_worker.job_in_hand is not None and give_back_unstarted(rq_worker.job_in_hand):
+                    log.info("worker.job_given_back job_id=%s", rq_worker.job_in_hand.id)
                 break
             log.error("worker.stopped_unexpectedly restarting once Redis answers")
             wait_for_redis(services.redis)

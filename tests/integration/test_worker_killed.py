@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+from rq import Queue
 from rq.job import JobStatus
 from rq.registry import StartedJobRegistry
 
@@ -16,7 +17,7 @@ from tests.conftest import (new_event_id, own_database, start_worker, stop_worke
                             wait_for)
 from connector.keys import ONBOARDING
 from connector.queueing import ONBOARD, enqueue_event
-from workers.retry import apply_retry_policy
+from workers.retry import apply_retry_policy, give_back_unstarted
 
 pytestmark = pytest.mark.integration
 HEARTBEAT_TTL = JOB_TIMEOUT + 60  # RQ's SimpleWorker: a job's timeout + 60 s
@@ -114,3 +115,17 @@ def test_an_idle_worker_retries_a_dead_workers_job_within_the_maintenance_interv
     finally:
         stop_worker(survivor)
     assert sandbox.consents(person_id)["STORE"]["LegalBaseKey"] == "61F"
+
+
+def test_a_job_a_stopping_worker_took_and_never_started_goes_back_to_the_front_of_its_queue(
+        connector_env):
+    env, own_db = own_database(connector_env, 11)
+    settings = Settings.from_env(env)
+    first, second = (enqueue_event(own_db, settings, ONBOARD, person_id, new_event_id())
+                     for person_id in (1, 2))
+    queue = Queue(ONBOARDING, connection=own_db)
+    own_db.lpop(queue.key)  # RQ's pop, then the SIGTERM before the job starts
+
+    assert give_back_unstarted(first) is True
+    assert queue.get_job_ids() == [first.id, second.id]
+    assert give_back_unstarted(first) is False  # in its queue already: not twice
