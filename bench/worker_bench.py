@@ -19,7 +19,7 @@ Per class, each run in a fresh child process, one worker process (or one pool) i
 
 - the anchor: N jobs of ``bench.worker_jobs.noop`` through RQ's own class;
 - the project: N onboardings (``workers.jobs.onboard_person``, queued by
-  ``connector.queueing.enqueue_onboarding``) of persons created just before in the sandbox CRM,
+  ``connector.queueing.enqueue_event``) of persons created just before in the sandbox CRM,
   served from this process on loopback; the confirmation mails go to an aiosmtpd sink in this
   process (accepted, counted, discarded); the evidence database is the embedded SQLite file
   and Redis the embedded server, both in a temporary folder (bench/harness.py).
@@ -254,13 +254,10 @@ class Bench(Servers):
 
 
 def queue_onboarding(connection, settings, person_id: int, event_id: str):
-    """Queue one onboarding as the connector does: ``enqueue_onboarding`` (or, where the
-    intake queues events, ``enqueue_event(…, ONBOARD, …)``)."""
-    from connector import queueing
+    """Queue one onboarding job as the workers make it from the intake (``enqueue_event``)."""
+    from connector.queueing import enqueue_event
 
-    if hasattr(queueing, "enqueue_onboarding"):
-        return queueing.enqueue_onboarding(connection, settings, person_id, event_id)
-    return queueing.enqueue_event(connection, settings, queueing.ONBOARD, person_id, event_id)
+    return enqueue_event(connection, settings, "onboard", person_id, event_id)
 
 
 def per_process_rate(run: dict) -> float:

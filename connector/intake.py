@@ -32,15 +32,10 @@ import redis
 from rq import Queue
 
 from connector import defaults, keys, metrics
-from connector.queueing import (EVENT_JOB_PREFIXES, ONBOARD, RECORD_CRM_CHANGES,
-                                RECORD_DELETION, JobKind, enqueue_event)
+from connector.queueing import EVENT_JOBS, enqueue_event, event_job_id
 from connector.settings import Settings
 
 log = logging.getLogger(__name__)
-
-KINDS: dict[str, JobKind] = {"onboard": ONBOARD, "crm-change": RECORD_CRM_CHANGES,
-                             "deletion": RECORD_DELETION}
-"""Entry kind → the job it becomes."""
 
 EVENTS = "events"
 BACKFILL = "backfill"
@@ -53,13 +48,14 @@ class Entry:
     """One event waiting in a lane."""
 
     kind: str
+    """A key of connector.queueing.EVENT_JOBS: the job it becomes."""
     person_id: int
     event_id: str
 
     @property
     def job_id(self) -> str:
         """The id of the job this entry becomes."""
-        return EVENT_JOB_PREFIXES[KINDS[self.kind].function] + self.event_id
+        return event_job_id(self.kind, self.event_id)
 
     def encode(self) -> str:
         return json.dumps([self.kind, self.person_id, self.event_id], separators=(",", ":"))
@@ -161,7 +157,7 @@ def lane_queues(lane: str) -> tuple[str, ...]:
     """The RQ queues a lane's jobs go on."""
     if lane == BACKFILL:
         return (keys.BACKFILL,)
-    return tuple(dict.fromkeys(kind.queue for kind in KINDS.values()))
+    return tuple(dict.fromkeys(kind.queue for kind in EVENT_JOBS.values()))
 
 
 class Promoter:
@@ -249,7 +245,7 @@ class Promoter:
             return 0
         with self.connection.pipeline(transaction=True) as pipe:
             for entry in taken:
-                enqueue_event(self.connection, self.settings, KINDS[entry.kind], entry.person_id,
+                enqueue_event(self.connection, self.settings, entry.kind, entry.person_id,
                               entry.event_id, pipeline=pipe,
                               queue=keys.BACKFILL if lane == BACKFILL else None)
             pipe.delete(self._taken(lane))

@@ -56,9 +56,9 @@ JOB_KINDS = {kind.function: kind for kind in (ONBOARD, APPLY_PREFERENCES, SEND_F
                                               RECORD_CRM_CHANGES, RECORD_DELETION)}
 """The connector's jobs by dotted path."""
 
-EVENT_JOB_PREFIXES = {ONBOARD.function: "onboard-", RECORD_CRM_CHANGES.function: "crm-change-",
-                      RECORD_DELETION.function: "deletion-"}
-"""The jobs of CRM events, and the prefix of their job ids (before the EventId)."""
+EVENT_JOBS = {"onboard": ONBOARD, "crm-change": RECORD_CRM_CHANGES, "deletion": RECORD_DELETION}
+"""The jobs of CRM events by their kind, which is also their job id's prefix
+(``onboard-<EventId>``)."""
 
 QUEUE_PRIORITY = {PREFERENCES: Priority.INTERACTIVE, ONBOARDING: Priority.EVENTS,
                   HISTORY: Priority.EVENTS, BACKFILL: Priority.BACKGROUND}
@@ -70,11 +70,11 @@ def retry_policy(settings: Settings) -> Retry:
     return Retry(max=len(settings.retry_intervals), interval=list(settings.retry_intervals))
 
 
-def enqueue_event(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,
+def enqueue_event(connection: redis.Redis, settings: Settings, kind: str, person_id: int,
                   event_id: str, *, queue: str | None = None,
                   pipeline: redis.client.Pipeline | None = None) -> Job:
-    """Queue the job of one CRM event (``kind`` is ONBOARD, RECORD_CRM_CHANGES or
-    RECORD_DELETION) under the id support knows it by (``onboard-<EventId>`` …).
+    """Queue the job of one CRM event (``kind``: a key of EVENT_JOBS) under the id support
+    knows it by (``event_job_id``).
 
     The workers call it for what the intake accepted (connector.intake), inside their
     ``pipeline``; the intake has already dropped redelivered events, so a finished job is
@@ -87,9 +87,14 @@ def enqueue_event(connection: redis.Redis, settings: Settings, kind: JobKind, pe
     Raises:
         redis.RedisError: Redis did not take the job (nothing was queued).
     """
-    return _enqueue(connection, settings, kind, person_id, event_id,
-                    job_id=EVENT_JOB_PREFIXES[kind.function] + event_id, queue=queue,
-                    pipeline=pipeline, result_ttl=defaults.FINISHED_JOB_TTL)
+    return _enqueue(connection, settings, EVENT_JOBS[kind], person_id, event_id,
+                    job_id=event_job_id(kind, event_id), queue=queue, pipeline=pipeline,
+                    result_ttl=defaults.FINISHED_JOB_TTL)
+
+
+def event_job_id(kind: str, event_id: str) -> str:
+    """The id of the job of a CRM event: ``onboard-<EventId>``, ``crm-change-<EventId>`` …"""
+    return f"{kind}-{event_id}"
 
 
 def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: int,

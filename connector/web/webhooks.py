@@ -30,9 +30,9 @@ from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PER
 from connector.times import now
 from connector.web.context import get_services
 
-# What each event we act on becomes (connector.intake.KINDS): new persons are onboarded;
-# consent changes made by CRM users are recorded in the ledger, so a person's history is
-# complete; a deletion schedules the erasure of the identifying proof.
+# What each event we act on becomes (a kind of connector.queueing.EVENT_JOBS): new persons
+# are onboarded; consent changes made by CRM users are recorded in the ledger, so a person's
+# history is complete; a deletion schedules the erasure of the identifying proof.
 KIND_OF_EVENT = {
     PERSON_CREATED: "onboard",
     PERSON_CONSENTED: "crm-change",

@@ -15,7 +15,7 @@ from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
 from connector.keys import ONBOARDING
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 
 pytestmark = pytest.mark.integration
 
@@ -77,7 +77,7 @@ def admin_page(browser):
 
 def failed_job(conn, settings, person_id):
     """Queue an onboarding job and wait until the module's worker failed it."""
-    job = enqueue_event(conn, settings, ONBOARD, person_id, new_event_id())
+    job = enqueue_event(conn, settings, "onboard", person_id, new_event_id())
     registry = FailedJobRegistry(ONBOARDING, connection=conn)
     wait_for(lambda: job.id in registry, what=f"job {job.id} to fail")
     return job

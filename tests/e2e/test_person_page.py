@@ -13,7 +13,7 @@ from connector import i18n
 from connector.config import load_config
 from connector.links import LinkSigner
 from tests.conftest import ROOT, new_event_id, wait_for
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 
 pytestmark = pytest.mark.integration
 CONFIG = load_config(ROOT / "config" / "purposes.yaml")
@@ -26,7 +26,7 @@ def onboarded(sandbox, worker, redis_conn, settings, smtp_server, live_server):
     from their mail pointed at the live server)."""
     def onboard(first="Ada", email="ada.page@example.org", language=None):
         person_id = sandbox.create_person(first, "Tester", email, language=language)
-        job = enqueue_event(redis_conn, settings, ONBOARD, person_id, new_event_id())
+        job = enqueue_event(redis_conn, settings, "onboard", person_id, new_event_id())
         wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="onboarding")
         return person_id, live_server + link_in_mail(smtp_server, email)
     return onboard

@@ -9,7 +9,7 @@ from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
 from tests.factories import edit_file, shipped_config_copy
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 
 pytestmark = pytest.mark.integration
 RENAMED = "{en: Customer care,"
@@ -29,7 +29,7 @@ def test_a_running_worker_picks_up_edits_and_refuses_bad_ones(sandbox, connector
 
     def onboard_comment(name):
         person_id = sandbox.create_person(name, "Reload", None)
-        job = enqueue_event(own_db, settings, ONBOARD, person_id, new_event_id())
+        job = enqueue_event(own_db, settings, "onboard", person_id, new_event_id())
         wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="onboarding")
         return sandbox.consents(person_id)["STORE"]["Comment"]
 

@@ -4,7 +4,7 @@ import pytest
 from rq.job import JobStatus
 
 from tests.conftest import USER_ASSOCIATE, new_event_id, wait_for
-from connector.queueing import ONBOARD, RECORD_CRM_CHANGES, enqueue_event
+from connector.queueing import enqueue_event
 
 pytestmark = pytest.mark.integration
 
@@ -20,11 +20,11 @@ def run(job):
 def test_crm_users_changes_are_recorded_from_to_and_only_once(sandbox, worker, redis_conn,
                                                               settings, ledger):
     person_id = sandbox.create_person("History", "Person", None)
-    run(enqueue_event(redis_conn, settings, ONBOARD, person_id, new_event_id()))
+    run(enqueue_event(redis_conn, settings, "onboard", person_id, new_event_id()))
     sandbox.set_consent(person_id, "STORE", "WITHDRAWN")  # a CRM user, after a phone call
     sandbox.set_consent(person_id, "EMARKETING", "61A", source="USER")
 
-    result = run(enqueue_event(redis_conn, settings, RECORD_CRM_CHANGES, person_id, new_event_id()))
+    result = run(enqueue_event(redis_conn, settings, "crm-change", person_id, new_event_id()))
 
     assert sorted(result["recorded"]) == ["EMARKETING", "STORE"]
     changes = {e["purpose"]: e for e in ledger.entries(person_id)
@@ -36,20 +36,20 @@ def test_crm_users_changes_are_recorded_from_to_and_only_once(sandbox, worker, r
     assert changes["STORE"]["associate_id"] == str(USER_ASSOCIATE)
     assert changes["STORE"]["actor"] == "crm user"
 
-    again = run(enqueue_event(redis_conn, settings, RECORD_CRM_CHANGES, person_id, new_event_id()))
+    again = run(enqueue_event(redis_conn, settings, "crm-change", person_id, new_event_id()))
     assert again["recorded"] == []
 
 
 def test_a_row_deleted_in_the_crm_is_recorded_as_removed(sandbox, worker, redis_conn, settings, ledger):
     person_id = sandbox.create_person("Removed", "Row", None)
-    run(enqueue_event(redis_conn, settings, ONBOARD, person_id, new_event_id()))
+    run(enqueue_event(redis_conn, settings, "onboard", person_id, new_event_id()))
     assert sandbox.call("DELETE", f"Person/{person_id}/Consent/STORE").status_code == 204
 
-    result = run(enqueue_event(redis_conn, settings, RECORD_CRM_CHANGES, person_id, new_event_id()))
+    result = run(enqueue_event(redis_conn, settings, "crm-change", person_id, new_event_id()))
 
     assert result["recorded"] == ["STORE"]
     removed = [e for e in ledger.entries(person_id)
                if e["action"] == "crm.consent_removed"]
     assert [(e["purpose"], e["previous_legal_basis"]) for e in removed] == [("STORE", "61F")]
-    assert run(enqueue_event(redis_conn, settings, RECORD_CRM_CHANGES, person_id, new_event_id()))[
+    assert run(enqueue_event(redis_conn, settings, "crm-change", person_id, new_event_id()))[
         "recorded"] == []

@@ -29,7 +29,7 @@ from connector.support.jobs import decide_workers_alive
 from connector.times import now
 from tests.conftest import ROOT, free_port, new_event_id, start_worker, stop_worker, wait_for
 from connector.keys import HISTORY, ONBOARDING, PREFERENCES
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +128,7 @@ def test_queue_depths_and_workers_are_read_live_from_rq(client, db8, settings):
     assert before.value("connector_workers") == 0
 
     for person_id in (1, 2, 3):
-        enqueue_event(db8, settings, ONBOARD, person_id, new_event_id())
+        enqueue_event(db8, settings, "onboard", person_id, new_event_id())
     Queue(PREFERENCES, connection=db8).enqueue_in(timedelta(hours=1), explode)
     history = Queue(HISTORY, connection=db8)
     history.enqueue(explode)

@@ -11,14 +11,14 @@ from connector.settings import Settings
 from tests.conftest import (CONNECTOR_ASSOCIATE, WEBFORM_TOKEN, free_port, new_event_id,
                             own_database, start_worker, stop_worker, wait_for)
 from connector.keys import ONBOARDING
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 
 pytestmark = pytest.mark.integration
 
 
 def run_onboarding(redis_conn, settings, person_id, timeout=20.0) -> Job:
     """Queue an onboarding job for the session's worker and wait until it finished or failed."""
-    job = enqueue_event(redis_conn, settings, ONBOARD, person_id, new_event_id())
+    job = enqueue_event(redis_conn, settings, "onboard", person_id, new_event_id())
     return wait_until_done(job, timeout)
 
 
@@ -155,7 +155,7 @@ def test_unknown_crm_key_fails_at_once_naming_it(sandbox, redis_conn, connector_
     env, own_db = own_database(connector_env, 1, CONSENT_CONFIG=str(config),
                                DATA_DIR=str(tmp_path))
     person_id = sandbox.create_person("Unknown", "Key", None)
-    job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
+    job = enqueue_event(own_db, Settings.from_env(env), "onboard", person_id, new_event_id())
 
     worker = start_worker(env, "--burst")
     assert worker.wait(60) == 0, worker.log_path.read_text()
@@ -180,7 +180,7 @@ def test_mail_server_down_retries_the_mail_without_rewriting_consents(sandbox, c
     env, own_db = own_database(connector_env, 3, RETRY_INTERVALS="1", DATA_DIR=str(tmp_path),
                                SMTP_URL=f"smtp://127.0.0.1:{free_port()}")  # nobody listens
     person_id = sandbox.create_person("Mail", "Down", "mail.down@example.org")
-    job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
+    job = enqueue_event(own_db, Settings.from_env(env), "onboard", person_id, new_event_id())
 
     worker = start_worker(env)
     try:

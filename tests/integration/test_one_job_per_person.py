@@ -8,7 +8,7 @@ from connector import defaults
 from connector.exceptions import PersonBusyError
 from connector.keys import ONBOARDING, person_lock
 from connector.settings import Settings
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 from tests.conftest import new_event_id, own_database, start_worker, stop_worker, wait_for
 from workers.jobs import one_job_per_person
 
@@ -23,8 +23,8 @@ def test_two_events_for_one_person_on_four_workers_write_each_consent_once(
     # A CRM a little slow to answer widens the gap between a job's read and its write.
     sandbox.fault(delay=0.15, times=60, match="/Person/", method="GET")
     for person_id in person_ids:  # the same person twice in a row: two workers take both
-        enqueue_event(db, settings, ONBOARD, person_id, new_event_id())
-        enqueue_event(db, settings, ONBOARD, person_id, new_event_id())
+        enqueue_event(db, settings, "onboard", person_id, new_event_id())
+        enqueue_event(db, settings, "onboard", person_id, new_event_id())
 
     workers = [start_worker(env) for _ in range(4)]
     try:

@@ -35,7 +35,7 @@ from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, 
 from connector import intake
 from connector.intake import BACKFILL, EVENTS
 from connector.keys import HISTORY, ONBOARDING
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 from connector.keys import RECONCILE_LAST_RUN as LAST_RUN_KEY
 from connector.evidence import facts
 from connector.reconcile import WATERMARK_OVERLAP, read_last_run, reconcile, scheduled_pass
@@ -130,7 +130,7 @@ def test_lost_persons_are_found_onboarded_and_not_queued_again(sandbox, env6, db
 def test_a_person_onboarded_from_their_webhook_is_not_queued_again(sandbox, env6, db6,
                                                                   in_process, evidence_database):
     person = sandbox.create_person("Webhook", "Worked", email())
-    enqueue_event(db6, Settings.from_env(env6), ONBOARD, person, new_event_id())
+    enqueue_event(db6, Settings.from_env(env6), "onboard", person, new_event_id())
     drain(env6)
     assert facts.onboarded(evidence_database, [person]) == [True]
 

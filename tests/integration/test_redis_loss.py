@@ -11,7 +11,7 @@ from rq import Queue
 
 from connector.evidence import facts
 from connector.keys import ONBOARDING
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
 from connector.settings import Settings
 from tests.conftest import (empty_evidence, new_event_id, run_command, start_worker, stop_worker,
@@ -40,7 +40,7 @@ def test_redis_restarted_empty_after_onboarding_repeats_no_mail_and_keeps_every_
     try:
         # 1. Onboard 20 persons, as their webhooks would.
         for person_id in people:
-            enqueue_event(redis.Redis.from_url(url), settings, ONBOARD, person_id, new_event_id())
+            enqueue_event(redis.Redis.from_url(url), settings, "onboard", person_id, new_event_id())
         wait_for(lambda: all(facts.onboarded(evidence_database, list(people))), timeout=120,
                  what="20 onboardings")
         mails = {person_id: f"lost.{run}.{n}@example.org" for person_id, n in people.items()}
@@ -62,7 +62,7 @@ def test_redis_restarted_empty_after_onboarding_repeats_no_mail_and_keeps_every_
         assert Queue(ONBOARDING, connection=connection).count == 0
 
         # 4. Every person's job runs again (a redelivery, a support retry after the loss).
-        jobs = [enqueue_event(connection, settings, ONBOARD, person_id, new_event_id())
+        jobs = [enqueue_event(connection, settings, "onboard", person_id, new_event_id())
                 for person_id in people]
         wait_for(lambda: all(job.get_status(refresh=True) == "finished" for job in jobs),
                  timeout=120, what="every job run again")

@@ -8,7 +8,7 @@ import pytest
 import redis
 from rq.job import Job, JobStatus
 
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
 from connector.settings import Settings
 from tests.conftest import new_event_id, start_worker, stop_worker, wait_for
@@ -36,7 +36,7 @@ def test_a_busy_worker_rides_out_a_redis_restart_and_works_on(sandbox, connector
     sandbox.fault(delay=3, times=1, match=f"Person/{first}", method="GET")  # busy for 3 s
     worker = start_worker(env)
     try:
-        job = enqueue_event(connection, settings, ONBOARD, first, new_event_id())
+        job = enqueue_event(connection, settings, "onboard", first, new_event_id())
         wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job")
         stop_embedded_server(folder)  # Redis goes away while the job waits on the CRM
         time.sleep(5)
@@ -51,7 +51,7 @@ def test_a_busy_worker_rides_out_a_redis_restart_and_works_on(sandbox, connector
         assert "STORE" in sandbox.consents(first)
 
         second = sandbox.create_person("After", "Outage", None)
-        later = enqueue_event(redis.Redis.from_url(url), settings, ONBOARD, second, new_event_id())
+        later = enqueue_event(redis.Redis.from_url(url), settings, "onboard", second, new_event_id())
         wait_for(lambda: later.get_status(refresh=True) == JobStatus.FINISHED, timeout=60,
                  what="a job queued after the outage to be done")
         assert worker.poll() is None

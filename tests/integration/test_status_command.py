@@ -9,7 +9,7 @@ import pytest
 from connector.config import config_version
 from connector.settings import Settings
 from tests.conftest import ROOT, new_event_id, own_database, start_worker
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def test_status_shows_failed_jobs_workers_and_the_config_version(sandbox, connector_env,
                                                                  tmp_path):
     env, own_db = own_database(connector_env, 13, DATA_DIR=str(tmp_path))
-    enqueue_event(own_db, Settings.from_env(env), ONBOARD, 424242, new_event_id())  # no such person
+    enqueue_event(own_db, Settings.from_env(env), "onboard", 424242, new_event_id())  # no such person
     worker = start_worker(env, "--burst")
     assert worker.wait(60) == 0, worker.log_path.read_text()
 

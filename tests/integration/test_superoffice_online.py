@@ -16,7 +16,7 @@ from rq.registry import FailedJobRegistry
 from werkzeug.serving import make_server
 
 from connector.keys import ONBOARDING
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 from connector.settings import Settings
 from connector.support.jobs import workers_alive
 from connector.web.app import create_app
@@ -67,7 +67,7 @@ def queue_burst(client, db, env, count: int, *, put_delay: float) -> list[int]:
     client.fault(delay=put_delay, times=count, match="/Consent/", method="PUT")
     settings = Settings.from_env(env)
     for person_id in person_ids:
-        enqueue_event(db, settings, ONBOARD, person_id, new_event_id())
+        enqueue_event(db, settings, "onboard", person_id, new_event_id())
     return person_ids
 
 
@@ -134,7 +134,7 @@ def test_a_revoked_system_user_token_fails_jobs_naming_it_after_a_bounded_number
         wait_for(lambda: workers_alive(db), what="the worker to start")
         client.revoke_system_user()  # an administrator withdrew the app's consent
         settings = Settings.from_env(env)
-        jobs = [enqueue_event(db, settings, ONBOARD, client.create_person(f"Revoked{n}", "P", None),
+        jobs = [enqueue_event(db, settings, "onboard", client.create_person(f"Revoked{n}", "P", None),
                                    new_event_id()) for n in range(10)]
         registry = FailedJobRegistry(ONBOARDING, connection=db)
         wait_for(lambda: len(registry.get_job_ids()) == 10, timeout=60,
@@ -166,7 +166,7 @@ def test_a_tenant_in_maintenance_makes_jobs_wait_and_status_says_so(
     env, db = online_env(connector_env, app, client, 8, tmp_path, RETRY_INTERVALS="1,1,1,1,1")
     person_id = client.create_person("Patient", "Person", None)
     client.set_tenant_state("OfflineMaintenance")  # an upgrade starts
-    job = enqueue_event(db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
+    job = enqueue_event(db, Settings.from_env(env), "onboard", person_id, new_event_id())
 
     status = cli(env, "status")
     assert "OfflineMaintenance" in status.stdout and "jobs wait" in status.stdout

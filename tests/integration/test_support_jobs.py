@@ -16,7 +16,7 @@ from tests.conftest import (new_event_id, own_database, run_command, start_worke
 from connector.support import jobs as support
 from connector.times import parse_duration
 from connector.keys import ONBOARDING
-from connector.queueing import ONBOARD, enqueue_event, enqueue_preferences
+from connector.queueing import enqueue_event, enqueue_preferences
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def test_outage_then_retry_by_support(env, conn, settings4, crm, support_worker,
     email = "olga.outage@example.org"
     person_id = crm.create_person("Olga", "Outage", email)
     crm.fault(status=503, times=50, match="Consent", method="PUT")
-    job = wait_failed(conn, enqueue_event(conn, settings4, ONBOARD, person_id, new_event_id()))
+    job = wait_failed(conn, enqueue_event(conn, settings4, "onboard", person_id, new_event_id()))
 
     # 1. The list says which person, which step and why, in words.
     listing = jobs_cli(env, "list", "--failed")
@@ -164,7 +164,7 @@ def test_preferences_dry_run_masks_and_retry_by_person(env, conn, settings4, crm
              "notice:e_marketing": "2026-01", "user_agent": "Mozilla/5.0 (X11; Linux) Firefox/140",
              "ip": "203.0.113.0/24 #0123456789abcdef"}
     prefs = enqueue_preferences(conn, settings4, person_id, {"e_marketing": True}, proof)
-    gone = enqueue_event(conn, settings4, ONBOARD, NO_SUCH_PERSON, new_event_id())
+    gone = enqueue_event(conn, settings4, "onboard", NO_SUCH_PERSON, new_event_id())
     wait_failed(conn, prefs)
     wait_failed(conn, gone)
 
@@ -214,13 +214,13 @@ def test_waiting_and_running_jobs_are_listed(env, conn, settings4, crm, support_
     waiting_person = crm.create_person("Wanda", "Waiting", None)
     crm.fault(status=503, times=1, match=f"Person/{waiting_person}/Consent", method="PUT")
     slow_retry = Settings.from_env(env | {"RETRY_INTERVALS": "30"})
-    waiting = enqueue_event(conn, slow_retry, ONBOARD, waiting_person, new_event_id())
+    waiting = enqueue_event(conn, slow_retry, "onboard", waiting_person, new_event_id())
     scheduled = ScheduledJobRegistry(ONBOARDING, connection=conn)
     wait_for(lambda: waiting.id in scheduled, what="the job to wait for its retry")
     # A job the worker is busy with: the CRM takes 3 s to answer.
     running_person = crm.create_person("Rudi", "Running", None)
     crm.fault(delay=3, times=1, match=f"Person/{running_person}", method="GET")
-    running = enqueue_event(conn, settings4, ONBOARD, running_person, new_event_id())
+    running = enqueue_event(conn, settings4, "onboard", running_person, new_event_id())
     started = StartedJobRegistry(ONBOARDING, connection=conn)
     wait_for(lambda: running.id in started, what="the job to start")
 
@@ -243,8 +243,8 @@ def test_waiting_and_running_jobs_are_listed(env, conn, settings4, crm, support_
 
 
 def test_purge_deletes_only_old_failed_jobs(env, conn, settings4, crm, support_worker):
-    old = wait_failed(conn, enqueue_event(conn, settings4, ONBOARD, NO_SUCH_PERSON + 1, new_event_id()))
-    recent = wait_failed(conn, enqueue_event(conn, settings4, ONBOARD, NO_SUCH_PERSON + 2,
+    old = wait_failed(conn, enqueue_event(conn, settings4, "onboard", NO_SUCH_PERSON + 1, new_event_id()))
+    recent = wait_failed(conn, enqueue_event(conn, settings4, "onboard", NO_SUCH_PERSON + 2,
                                                   new_event_id()))
     old.ended_at = datetime.now(timezone.utc) - timedelta(days=40)
     old.save()
@@ -268,7 +268,7 @@ def test_unknown_and_unfailed_jobs_are_refused(env, conn, settings4, crm, suppor
         result = jobs_cli(env, *args)
         assert result.returncode == 1, (args, result.stdout)
         assert "no job with id 'no-such-job'" in result.stderr
-    done = enqueue_event(conn, settings4, ONBOARD, crm.create_person("Fine", "Done", None),
+    done = enqueue_event(conn, settings4, "onboard", crm.create_person("Fine", "Done", None),
                               new_event_id())
     wait_finished(done)
     result = jobs_cli(env, "retry", done.id)

@@ -16,7 +16,7 @@ from connector.settings import Settings
 from tests.conftest import (new_event_id, own_database, start_worker, stop_worker,
                             wait_for)
 from connector.keys import ONBOARDING
-from connector.queueing import ONBOARD, enqueue_event
+from connector.queueing import enqueue_event
 from workers.retry import apply_retry_policy, give_back_unstarted
 
 pytestmark = pytest.mark.integration
@@ -35,7 +35,7 @@ def a_job_whose_worker_was_killed(sandbox, env: dict, own_db) -> tuple[int, obje
     return the person and the job left behind as "started"."""
     person_id = sandbox.create_person("Killed", "Worker", None)
     sandbox.fault(delay=30, times=1, match=f"Person/{person_id}", method="GET")  # a slow CRM
-    job = enqueue_event(own_db, Settings.from_env(env), ONBOARD, person_id, new_event_id())
+    job = enqueue_event(own_db, Settings.from_env(env), "onboard", person_id, new_event_id())
     doomed = start_worker(env)
     wait_for(lambda: job.get_status(refresh=True) == JobStatus.STARTED, what="the job to start")
     # Kill it while its GET waits on the slow CRM, not before the GET is sent: a GET not sent
@@ -121,7 +121,7 @@ def test_a_job_a_stopping_worker_took_and_never_started_goes_back_to_the_front_o
         connector_env):
     env, own_db = own_database(connector_env, 11)
     settings = Settings.from_env(env)
-    first, second = (enqueue_event(own_db, settings, ONBOARD, person_id, new_event_id())
+    first, second = (enqueue_event(own_db, settings, "onboard", person_id, new_event_id())
                      for person_id in (1, 2))
     queue = Queue(ONBOARDING, connection=own_db)
     own_db.lpop(queue.key)  # RQ's pop, then the SIGTERM before the job starts
