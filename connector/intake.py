@@ -119,12 +119,15 @@ def entries(connection: redis.Redis, lane: str, limit: int = 100) -> list[Entry]
     return [Entry.decode(raw) for raw in connection.lrange(keys.intake_lane(lane), 0, limit - 1)]
 
 
-_TAKE = """
-local room = tonumber(ARGV[1])
-if ARGV[2] == 'ahead' then
-    room = room - math.max(tonumber(redis.call('get', KEYS[3]) or '0'), 0)
-    for i = 4, #KEYS do room = room - redis.call('llen', KEYS[i]) end
-end
+_ROOM = """
+local room = tonumber(ARGV[1]) - math.max(tonumber(redis.call('get', KEYS[3]) or '0'), 0)
+for i = 4, #KEYS do room = room - redis.call('llen', KEYS[i]) end
+"""
+"""Lua: how many more jobs a lane's queues (KEYS[4:]) can take to hold ARGV[1], counting the
+entries promoters have taken and not made jobs of yet (KEYS[3])."""
+
+_TAKE = _ROOM + """
+if ARGV[2] == 'exactly' then room = tonumber(ARGV[1]) end
 local taken = {}
 for i = 1, room do
     local entry = redis.call('lmove', KEYS[1], KEYS[2], 'LEFT', 'RIGHT')
@@ -135,9 +138,8 @@ if #taken > 0 then redis.call('incrby', KEYS[3], #taken) end
 return taken
 """
 """Lua: move entries from the head of a lane (KEYS[1]) to a promoter's own list (KEYS[2]):
-ARGV[1] of them, or ('ahead') as many as the lane's queues (KEYS[4:]) lack to hold ARGV[1]
-jobs, counting the entries other promoters have taken and not queued yet (KEYS[3]), in one
-step, so promoters side by side never overfill them."""
+as many as there is room for ('ahead'), or ARGV[1] of them ('exactly'), and count them in
+flight, in one step, so promoters side by side never overfill the lane's queues."""
 
 _GIVE_BACK = """
 local count = 0
@@ -179,6 +181,7 @@ class Promoter:
         self.holder = holder
         self.ahead = ahead
         self._take = connection.register_script(_TAKE)
+        self._room_left = connection.register_script(_ROOM + "return room")
         self._give_back = connection.register_script(_GIVE_BACK)
         self.stopping = threading.Event()
         self._next_recovery = 0.0
@@ -194,10 +197,7 @@ class Promoter:
         for lane in LANES:
             if lane == BACKFILL and self.connection.llen(keys.intake_lane(EVENTS)):
                 break
-            queue_keys = [Queue(name, connection=self.connection).key
-                          for name in lane_queues(lane)]
-            raw = self._take(keys=[keys.intake_lane(lane), self._taken(lane),
-                                   keys.intake_in_flight(lane), *queue_keys],
+            raw = self._take(keys=self._lane_keys(lane),
                              args=[self.ahead, "ahead"] if room is None else [room, "exactly"])
             queued += self._queue(lane, [Entry.decode(item) for item in raw])
         return queued
@@ -233,10 +233,13 @@ class Promoter:
         return keys.intake_taken(self.holder, lane)
 
     def _room(self, lane: str) -> int:
-        with self.connection.pipeline(transaction=False) as pipe:
-            for name in lane_queues(lane):
-                pipe.llen(Queue(name, connection=self.connection).key)
-            return self.ahead - sum(pipe.execute())
+        return self._room_left(keys=self._lane_keys(lane), args=[self.ahead])
+
+    def _lane_keys(self, lane: str) -> list[str]:
+        """The keys _ROOM and _TAKE work on: the lane, this promoter's list of it, the count
+        in flight, the lane's queues."""
+        return [keys.intake_lane(lane), self._taken(lane), keys.intake_in_flight(lane),
+                *(Queue(name, connection=self.connection).key for name in lane_queues(lane))]
 
     def _queue(self, lane: str, taken: list[Entry]) -> int:
         """Queue the jobs of entries this promoter holds and let go of them, in one

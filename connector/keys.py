@@ -91,14 +91,14 @@ CRM_BUDGET_PREFIX = PREFIX + "crm-budget"
 CRM_BUDGET_WINDOW = "calls"
 """The moving window's name under CRM_BUDGET_PREFIX: one for the whole installation."""
 
-CRM_BUDGET_PAUSE = PREFIX + "crm-budget:paused-until"
+CRM_BUDGET_PAUSE = CRM_BUDGET_PREFIX + ":paused-until"
 """Redis string: until when (epoch seconds) no process calls the CRM (its 429/503 Retry-After)."""
 
 
 def crm_budget_waiting(priority: int) -> str:
     """Redis string while a call of ``priority`` waits for the next slot: until when (epoch
     seconds); calls of a lower priority leave that slot to it."""
-    return f"{PREFIX}crm-budget:waiting:{priority}"
+    return f"{CRM_BUDGET_PREFIX}:waiting:{priority}"
 
 
 # -- SuperOffice sign-in and tenant ------------------------------------------------------------

@@ -51,9 +51,9 @@ def current_services() -> Services:
 
 class ConnectorWorker(SimpleWorker):
     """RQ's worker that runs jobs in its own process (see the module docstring), on the
-    connector's queues, with its retry policy, that looks at the purposes file before each job, so an edited config/purposes.yaml is picked up without a
-    restart (an invalid edit is refused and the last good config stays in force; see
-    connector.config.LiveConfig).
+    connector's queues, with its retry policy, that looks at the purposes file before each
+    job, so an edited config/purposes.yaml is picked up without a restart (an invalid edit is
+    refused and the last good config stays in force; see connector.config.LiveConfig).
 
     Args:
         services: what the jobs of this process use.
