@@ -254,6 +254,9 @@ class Promoter:
             pipe.delete(self._taken(lane))
             pipe.decrby(keys.intake_in_flight(lane), len(taken))
             pipe.execute()
+        for entry in taken:  # the receiver answered without a log line: this is the event's
+            log.info("event.queued event_id=%s person_id=%s job_id=%s lane=%s",
+                     entry.event_id, entry.person_id, entry.job_id, lane)
         return len(taken)
 
 

@@ -2,14 +2,14 @@
 
 Our messages start with an event name and carry ``key=value`` pairs::
 
-    log.info("webhook.queued event_id=%s person_id=%s job_id=%s", event_id, person_id, job.id)
+    log.info("event.queued event_id=%s person_id=%s job_id=%s", event_id, person_id, job_id)
 
 becomes (one line)::
 
     {"time": "2026-11-29T05:18:10.753Z", "level": "INFO",
-     "logger": "connector.web.webhooks", "event": "webhook.queued", "event_id": "5f0c…",
+     "logger": "connector.intake", "event": "event.queued", "event_id": "5f0c…",
      "person_id": 123, "job_id": "onboard-5f0c…",
-     "message": "webhook.queued event_id=5f0c… person_id=123 job_id=onboard-5f0c…"}
+     "message": "event.queued event_id=5f0c… person_id=123 job_id=onboard-5f0c…"}
 
 A value runs up to the next `` key=``, so it may contain spaces; whole numbers become
 numbers. Fields passed with ``extra=`` are added as they are. Messages from other

@@ -7,9 +7,9 @@ import os
 import sys
 
 import redis
-from flask import Flask, g, jsonify, request
+from flask import Flask, g
 from sqlalchemy.exc import OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from connector import defaults, keys
@@ -33,13 +33,6 @@ SECURITY_HEADERS = {
 }
 
 
-@limiter.request_filter
-def _webhooks_are_not_rate_limited() -> bool:
-    """SuperOffice's deliveries are never rate limited (a refused one counts towards switching
-    the webhook off); skipping the limiter spares each of them its work."""
-    return request.blueprint == webhooks.bp.name
-
-
 def create_app(settings: Settings, *, connection: redis.Redis | None = None,
                crm: CRMClient | None = None) -> Flask:
     """Build the web app.
@@ -54,6 +47,8 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
     """
     app = Flask(__name__)
     services = build_services(settings, connection=connection, crm=crm)
+    app.wsgi_app = DispatcherMiddleware(app.wsgi_app,
+                                        {webhooks.MOUNT: webhooks.WebhookReceiver(services)})
     app.config.update(
         MAX_CONTENT_LENGTH=defaults.WEBHOOK_MAX_BYTES,
         SECRET_KEY=settings.secret_keys[0],  # signs the session cookie that carries CSRF state
@@ -69,16 +64,13 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
         count = settings.trusted_proxy_count
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     csrf.init_app(app)
-    csrf.exempt(webhooks.bp)  # webhooks prove themselves by their signature
     csrf.exempt(unsubscribe.bp)  # RFC 8058 one-click POSTs come without cookies: the token proves
     limiter.init_app(app)
-    app.register_blueprint(webhooks.bp)
     app.register_blueprint(page.bp)
     app.register_blueprint(unsubscribe.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
     app.register_blueprint(exports.bp)
-    app.register_error_handler(HTTPException, _http_error)
     app.after_request(_add_security_headers)
     # A CRM call made while answering a request is for someone waiting on a page: it goes
     # before the workers' calls when the CRM budget is short (connector.crm.budget).
@@ -106,14 +98,6 @@ def create_app_from_env() -> Flask:
     except OperationalError as error:
         print(f"consent-connector: cannot start:\n{unreachable_reason(error)}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-def _http_error(error: HTTPException):
-    """Answer HTTP errors as JSON for machines (webhooks) and as short text for people."""
-    if request.path.startswith("/webhooks/"):
-        reason = error.name.lower().replace(" ", "_")
-        return jsonify(error=reason, message=error.description), error.code
-    return error
 
 
 def _add_security_headers(response):

@@ -187,17 +187,13 @@ def renew(token: str):
 @bp.app_errorhandler(CSRFError)
 def form_expired(error):
     """The form's CSRF token is missing or old: ask the person to reload."""
-    if request.path.startswith("/webhooks/"):
-        return error
     return message_page(i18n.language_for(get_services().config, request.form.get("lang")),
                         "form_expired", 400)
 
 
 @bp.app_errorhandler(429)
 def too_many(error):
-    """A rate limit was hit: a page for people, JSON for machines."""
-    if request.path.startswith("/webhooks/"):
-        return error
+    """A rate limit was hit: a page saying so."""
     try:
         language = request.values.get("lang")
     except RequestEntityTooLarge:  # reading a too large form here must not turn 429 into 500

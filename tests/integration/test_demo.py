@@ -28,6 +28,6 @@ def test_demo_runs_the_whole_system_on_embedded_defaults(tmp_path):
     assert "no mail: the person has no email address" in output
 
     logs = "".join(p.read_text() for p in (tmp_path / "demo").glob("*.log"))
-    assert "webhook.queued" in logs
+    assert "event.queued" in logs
     for personal in ("Lovelace", "Nordmann", "ada@example.org", "kari@example.no"):
         assert personal not in logs
