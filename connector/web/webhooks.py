@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import redis
-from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wrappers import Request
@@ -38,8 +37,8 @@ from connector.intake import Entry
 from connector.services import Services
 from connector.superoffice.webhook import (PERSON_CONSENTED, PERSON_CREATED, PERSON_DELETED,
                                            PERSON_UNCONSENTED, SIGNATURE_HEADER, TEST_HEADER,
-                                           MalformedBodyError, WebhookEvent, parse_event,
-                                           verify_signature)
+                                           InvalidEventError, MalformedBodyError, WebhookEvent,
+                                           parse_event, verify_signature)
 from connector.times import now
 
 # What each event we act on becomes (a kind of connector.queueing.EVENT_JOBS): new persons
@@ -144,7 +143,7 @@ class WebhookReceiver:
             event = parse_event(body)
         except MalformedBodyError as error:
             return self._answer(400, "rejected_json", error="malformed_json", message=str(error))
-        except ValidationError as error:
+        except InvalidEventError as error:
             return self._answer(422, "rejected_schema", error="invalid_event",
                                 message="the event lacks fields or has wrong values",
                                 fields=error.messages)
