@@ -129,21 +129,32 @@ def give_back_unstarted(job: Job) -> bool:
 
 
 def requeue_lost(connection) -> list[str]:
-    """Queue again the jobs that say "queued" but are in no queue: a worker listening on
-    several queues takes a job with BLPOP (RQ's safer BLMOVE works on one queue only), so a
-    job popped as the connection broke is gone from its queue without being started. Run once
-    Redis is back after an outage; returns the ids queued again. A job another worker has just
-    taken is harmless to queue twice: jobs are idempotent and a person's run one at a time.
+    """Queue again the jobs an outage left where nothing will run them. Run once Redis is
+    back after an outage; returns the ids queued again.
+
+    - "queued" but in no queue: a worker listening on several queues takes a job with BLPOP
+      (RQ's safer BLMOVE works on one queue only), so a job popped as the connection broke is
+      gone from its queue without being started.
+    - "scheduled" but not in its queue's scheduled registry: RQ's ``Job.retry`` (RQ 3.0,
+      rq/job.py) writes the status at once and schedules the job in the failure's
+      transaction; when the connection breaks before that transaction, the job says
+      "scheduled" and no scheduler will ever queue it. It is queued now: its wait is over.
+
+    A job another worker has just taken is harmless to queue twice: jobs are idempotent and a
+    person's run one at a time.
     """
     queues = {name.encode(): Queue(name, connection=connection) for name in QUEUE_NAMES}
     waiting = {job_id for queue in queues.values() for job_id in queue.get_job_ids()}
+    scheduled = {job_id for queue in queues.values()
+                 for job_id in queue.scheduled_job_registry.get_job_ids()}
+    lost_states = {JobStatus.QUEUED.value.encode(), JobStatus.SCHEDULED.value.encode()}
     requeued = []
     for key in connection.scan_iter(match=f"{Job.redis_job_namespace_prefix}*", count=500):
         job_id = key.decode().removeprefix(Job.redis_job_namespace_prefix)
-        if job_id in waiting or ":" in job_id:
+        if job_id in waiting or job_id in scheduled or ":" in job_id:
             continue
         origin, status = connection.hmget(key, "origin", "status")
-        if origin in queues and status == JobStatus.QUEUED.value.encode():
+        if origin in queues and status in lost_states:
             queues[origin].enqueue_job(Job.fetch(job_id, connection=connection))
             requeued.append(job_id)
     return requeued

@@ -1,17 +1,21 @@
 """A worker busy with a job when Redis goes away (a restart, a failover) rides out the outage
-and works on when Redis is back, instead of quitting with "found an unhandled exception"."""
+and works on when Redis is back, instead of quitting with "found an unhandled exception";
+jobs the outage left where nothing would run them are queued again."""
 
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import redis
+from rq import Queue
 from rq.job import Job, JobStatus
 
 from connector.queueing import enqueue_event
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
 from connector.settings import Settings
 from tests.conftest import new_event_id, start_worker, stop_worker, wait_for
+from workers.retry import requeue_lost
 
 pytestmark = pytest.mark.integration
 
@@ -59,3 +63,24 @@ def test_a_busy_worker_rides_out_a_redis_restart_and_works_on(sandbox, connector
         stop_worker(worker)
     assert "STORE" in sandbox.consents(second)
     assert "worker.redis_back" in Path(worker.log_path).read_text()
+
+
+def test_a_retry_lost_with_the_connection_is_queued_again_once_redis_is_back(own_redis, settings):
+    _, url = own_redis
+    connection = redis.Redis.from_url(url)
+    lost = enqueue_event(connection, settings, "onboard", 41, new_event_id())
+    waiting_its_turn = enqueue_event(connection, settings, "onboard", 42, new_event_id())
+    queue = Queue(lost.origin, connection=connection)
+    # RQ's Job.retry writes "scheduled" at once and schedules the job in the failure's
+    # transaction; the connection broke before that transaction: the job is in no queue and
+    # no registry. The other job was scheduled as it should be.
+    connection.lrem(queue.key, 0, lost.id)
+    lost.set_status(JobStatus.SCHEDULED)
+    connection.lrem(queue.key, 0, waiting_its_turn.id)
+    queue.schedule_job(waiting_its_turn, datetime.now(timezone.utc) + timedelta(minutes=5))
+
+    assert requeue_lost(connection) == [lost.id]
+
+    assert queue.get_job_ids() == [lost.id]
+    assert lost.get_status(refresh=True) == JobStatus.QUEUED
+    assert queue.scheduled_job_registry.get_job_ids() == [waiting_its_turn.id]
