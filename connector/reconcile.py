@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis
@@ -239,8 +239,8 @@ def record_backfill(connection: redis.Redis, queued: int) -> None:
 def backfill_progress(connection: redis.Redis) -> dict[str, Any] | None:
     """Where the last backfill (``reconcile --all``) stands: ``queued`` (persons it handed to
     the workers), ``remaining`` (waiting, queued, running or retrying), ``failed``, ``done``,
-    ``started_at``, and ``per_minute`` and ``eta_minutes`` (None before the first is done);
-    None when there was none."""
+    ``started_at``, and ``per_minute`` (the pace of its last RATE_SAMPLE onboardings) and
+    ``eta_minutes`` (None before the first is done); None when there was none."""
     record = connection.hgetall(BACKFILL_PROGRESS)
     if not record:
         return None
@@ -248,16 +248,34 @@ def backfill_progress(connection: redis.Redis) -> dict[str, Any] | None:
     remaining = (waiting(connection)[BACKFILL] + queue.count + queue.started_job_registry.count
                  + queue.scheduled_job_registry.count)
     started = parse_iso(record[b"started_at"].decode())
+    # A finished job's score in RQ's finished registry is when it ended + its result TTL.
+    latest = connection.zrevrange(queue.finished_job_registry.key, 0, RATE_SAMPLE - 1,
+                                  withscores=True)
+    recent = [datetime.fromtimestamp(score - defaults.FINISHED_JOB_TTL, timezone.utc)
+              for _, score in latest]
     return plan_progress(int(record.get(b"queued", 0)), remaining,
-                         queue.failed_job_registry.count, started, now())
+                         queue.failed_job_registry.count, started, now(), recent)
+
+
+RATE_SAMPLE = 100
+"""How many of a backfill's latest onboardings its rate is measured on: the pace now, not the
+average since it started (which a stop of the workers would hide)."""
 
 
 def plan_progress(queued: int, remaining: int, failed: int, started: datetime,
-                  at: datetime) -> dict[str, Any]:
-    """A backfill's progress from its counts: done, rate per minute and minutes left."""
+                  at: datetime, recent: Sequence[datetime] = ()) -> dict[str, Any]:
+    """A backfill's progress from its counts: done, rate per minute and minutes left. The
+    rate is that of the ``recent`` finishes of this backfill (at or after ``started``), from
+    the oldest of them to ``at``, so workers that stopped show as a falling rate; with fewer
+    than two, the average since ``started``."""
     done = max(queued - remaining - failed, 0)
-    minutes = max((at - started).total_seconds() / 60, 1e-9)
-    per_minute = done / minutes if done else None
+    recent = [moment for moment in recent if moment >= started]
+    if len(recent) >= 2:
+        minutes = max((at - min(recent)).total_seconds() / 60, 1e-9)
+        per_minute = len(recent) / minutes
+    else:
+        minutes = max((at - started).total_seconds() / 60, 1e-9)
+        per_minute = done / minutes if done else None
     eta = remaining / per_minute if per_minute else None
     return {"queued": queued, "remaining": remaining, "failed": failed, "done": done,
             "started_at": iso(started), "per_minute": per_minute, "eta_minutes": eta}

@@ -38,7 +38,8 @@ from connector.keys import HISTORY, ONBOARDING
 from connector.queueing import enqueue_event
 from connector.keys import RECONCILE_LAST_RUN as LAST_RUN_KEY
 from connector.evidence import facts
-from connector.reconcile import WATERMARK_OVERLAP, read_last_run, reconcile, scheduled_pass
+from connector.reconcile import (WATERMARK_OVERLAP, backfill_progress, read_last_run, reconcile,
+                                 scheduled_pass)
 from connector.services import build_services
 from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
 
@@ -211,6 +212,15 @@ def test_all_backfills_every_person_of_an_existing_crm(sandbox, env6, db6, evide
     jobs = [Job.fetch(f"onboard-reconcile-{p}", connection=db6) for p in persons]
     assert [(job.origin, job.get_status()) for job in jobs] == [("backfill", "finished")] * 3
     assert all(set(sandbox.consents(p)) == {"STORE"} for p in persons)
+    # The rate is the pace of the finished jobs, read from RQ's finished registry (whose
+    # scores are in whole seconds): 3 from the first one's end to now.
+    first_end = min(job.ended_at for job in jobs).replace(tzinfo=UTC)
+    before = datetime.now(UTC)
+    rate = backfill_progress(db6)["per_minute"]
+    after = datetime.now(UTC)
+    slowest = 3 / ((after - first_end).total_seconds() + 1) * 60
+    fastest = 3 / max((before - first_end).total_seconds() - 1, 0.001) * 60
+    assert slowest <= rate <= fastest
 
 
 # ---------------------------------------------------------------- a polite, careful client

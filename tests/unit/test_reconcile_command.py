@@ -81,3 +81,25 @@ def test_a_backfill_with_nothing_left_is_finished_and_one_not_started_has_no_rat
     started = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
     assert backfill_line(plan_progress(3, 0, 0, started, started)).endswith("(finished)")
     assert backfill_line(plan_progress(3, 3, 0, started, started)).endswith("(none done yet)")
+
+
+def test_a_backfills_rate_is_the_pace_of_its_latest_onboardings_not_its_average():
+    started = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
+    at = started + timedelta(minutes=60)
+    # Idle for 50 minutes (no worker), then 100 onboardings in the last 10 minutes.
+    busy = [at - timedelta(seconds=6 * n) for n in range(100)]
+    progress = plan_progress(5_000, remaining=4_900, failed=0, started=started, at=at,
+                             recent=busy)
+    assert progress["per_minute"] == pytest.approx(100 / 9.9, rel=0.01)
+
+    # 100 onboardings in the first minute, then the workers stopped 59 minutes ago.
+    stalled = [started + timedelta(seconds=0.6 * n) for n in range(100)]
+    progress = plan_progress(5_000, remaining=4_900, failed=0, started=started, at=at,
+                             recent=stalled)
+    assert progress["per_minute"] == pytest.approx(100 / 60, rel=0.01)
+
+    # Finishes of an earlier backfill do not count: the average since it started does.
+    earlier = [started - timedelta(minutes=n) for n in range(1, 100)]
+    progress = plan_progress(5_000, remaining=4_900, failed=0, started=started, at=at,
+                             recent=earlier)
+    assert progress["per_minute"] == pytest.approx(100 / 60, rel=0.01)
