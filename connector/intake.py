@@ -114,9 +114,10 @@ def waiting(connection: redis.Redis) -> dict[str, int]:
         return dict(zip(LANES, pipe.execute()))
 
 
-def entries(connection: redis.Redis, lane: str, limit: int = 100) -> list[Entry]:
-    """The first ``limit`` entries waiting in ``lane``."""
-    return [Entry.decode(raw) for raw in connection.lrange(keys.intake_lane(lane), 0, limit - 1)]
+def entries(connection: redis.Redis, lane: str, limit: int | None = 100) -> list[Entry]:
+    """The first ``limit`` entries waiting in ``lane`` (all of them for None)."""
+    last = -1 if limit is None else limit - 1
+    return [Entry.decode(raw) for raw in connection.lrange(keys.intake_lane(lane), 0, last)]
 
 
 _ROOM = """

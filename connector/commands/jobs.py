@@ -7,6 +7,7 @@ import sqlalchemy.exc
 from connector.commands import services_or_exit
 from connector.evidence.database import unreachable_reason
 from connector.exceptions import JobNotFailedError, JobNotFoundError
+from connector.intake import waiting
 from connector.support import jobs as support
 from connector.support.dry_run import Plan, plan
 from connector.times import parse_duration, readable
@@ -53,15 +54,30 @@ def list_command(failed: bool, scheduled: bool, started: bool, person_id: int | 
     about = f" for person {person_id}" if person_id is not None else ""
     if not summaries:
         click.echo(f"No {what} jobs{about}.")
+    else:
+        rows = [("JOB", "PERSON", "STEP", "STATUS", "ATTEMPTS", "WHEN (UTC)", "REASON")]
+        rows += [(s.id, _text(s.person_id), s.step, s.kind, str(s.attempts), readable(s.when),
+                  s.reason) for s in summaries]
+        for line in _table(rows):
+            click.echo(line)
+        counts = ", ".join(f"{sum(s.kind == k for s in summaries)} {k}" for k in support.KINDS
+                           if k in kinds)
+        click.echo(f"\n{counts}{about}. Details: consent-connector jobs show JOB")
+    _say_what_waits_in_the_intake(services.redis, person_id)
+
+
+def _say_what_waits_in_the_intake(connection, person_id: int | None) -> None:
+    """Events not made into jobs yet are no job of any kind: say they are there."""
+    if person_id is None:
+        counts = {lane: count for lane, count in waiting(connection).items() if count}
+        if counts:
+            lanes = ", ".join(f"{count:,} in the {lane} lane" for lane, count in counts.items())
+            click.echo(f"Waiting in the intake, not jobs yet: {lanes} (the workers make jobs "
+                       f"of them as they have room; consent-connector status).")
         return
-    rows = [("JOB", "PERSON", "STEP", "STATUS", "ATTEMPTS", "WHEN (UTC)", "REASON")]
-    rows += [(s.id, _text(s.person_id), s.step, s.kind, str(s.attempts), readable(s.when),
-              s.reason) for s in summaries]
-    for line in _table(rows):
-        click.echo(line)
-    counts = ", ".join(f"{sum(s.kind == k for s in summaries)} {k}" for k in support.KINDS
-                       if k in kinds)
-    click.echo(f"\n{counts}{about}. Details: consent-connector jobs show JOB")
+    for lane, entry in support.intake_entries_of(connection, person_id):
+        click.echo(f"Waiting in the intake's {lane} lane, not a job yet: {entry.kind} for "
+                   f"person {person_id} (will be job {entry.job_id}).")
 
 
 @jobs.command("show")

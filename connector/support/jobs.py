@@ -30,6 +30,7 @@ from connector.emails import hide_emails
 from connector.exceptions import JobNotFailedError, JobNotFoundError
 from connector.keys import QUEUE_NAMES
 from connector.evidence.ledger import Ledger
+from connector.intake import LANES, Entry, entries
 from connector.queueing import JOB_KINDS
 from connector.times import iso, now, readable, utc
 
@@ -173,6 +174,13 @@ def list_jobs(connection: redis.Redis, kinds: Iterable[str] = KINDS,
         found.sort(key=lambda s: s.when or oldest, reverse=kind == FAILED)
         summaries.extend(found)
     return summaries
+
+
+def intake_entries_of(connection: redis.Redis, person_id: int) -> list[tuple[str, Entry]]:
+    """The person's events waiting in the intake's lanes, not made into jobs yet: (lane,
+    entry) pairs, in lane order (the whole lanes are read)."""
+    return [(lane, entry) for lane in LANES for entry in entries(connection, lane, limit=None)
+            if entry.person_id == person_id]
 
 
 def summarize(job: Job, kind: str, registry=None) -> JobSummary:

@@ -9,15 +9,19 @@ from connector.intake import (BACKFILL, EVENTS, Entry, Intake, Promoter, entries
                               recover_orphans, waiting)
 from connector.keys import BACKFILL as BACKFILL_QUEUE
 from connector.keys import HISTORY, ONBOARDING
-from tests.conftest import new_event_id, own_database
+from tests.conftest import new_event_id, own_database, run_command
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def db(connector_env):
-    _, connection = own_database(connector_env, 7)
-    return connection
+def own(connector_env):
+    return own_database(connector_env, 7)
+
+
+@pytest.fixture
+def db(own):
+    return own[1]
 
 
 def onboarding(person_id: int) -> Entry:
@@ -144,3 +148,27 @@ def test_entries_a_dead_worker_had_taken_go_back_to_their_lane_and_become_jobs(d
     assert [job.args[0] for job in Queue(ONBOARDING, connection=db).jobs] == [11, 12, 13]
     assert not db.exists(keys.intake_taken("worker-dead", EVENTS))
     assert int(db.get(keys.intake_in_flight(EVENTS))) == 0
+
+
+def test_jobs_list_names_the_events_that_wait_in_the_intake_as_no_job_yet(own, db):
+    env, _ = own
+    intake = Intake(db)
+    mine = onboarding(31)
+    intake.accept(mine)
+    intake.accept(onboarding(32))
+    intake.accept(onboarding(31), BACKFILL, webhook=False)
+
+    everyone = run_command(env, "jobs", "list")
+    one = run_command(env, "jobs", "list", "--person", "31")
+    nobody = run_command(env, "jobs", "list", "--person", "33")
+
+    assert (everyone.returncode, one.returncode, nobody.returncode) == (0, 0, 0)
+    assert "No failed, scheduled or started jobs." in everyone.stdout
+    assert ("Waiting in the intake, not jobs yet: 2 in the events lane, 1 in the backfill lane"
+            in everyone.stdout)
+    lines = one.stdout.splitlines()
+    assert lines[0] == "No failed, scheduled or started jobs for person 31."
+    assert lines[1] == ("Waiting in the intake's events lane, not a job yet: onboard for "
+                        f"person 31 (will be job {mine.job_id}).")
+    assert lines[2].startswith("Waiting in the intake's backfill lane, not a job yet: onboard")
+    assert "Waiting" not in nobody.stdout
