@@ -64,6 +64,12 @@ CRM_BUDGET_MIN_WAIT = 0.005
 SMTP_TIMEOUT = 10.0
 """Seconds an SMTP conversation may stall before the mail counts as not sent (and is retried)."""
 
+SMTP_KEEP_OPEN = 30.0
+"""Seconds a worker keeps its SMTP session open after a mail for the next one (no new
+connection, TLS handshake and login per mail); an older session is closed and a new one
+opened. Mail servers close idle sessions after a minute or more (RFC 5321 4.5.3.2.7: at
+least 5 minutes); a session they closed sooner is found by an RSET and replaced."""
+
 JOB_TIMEOUT = 120
 """Seconds a job may run before RQ stops it."""
 

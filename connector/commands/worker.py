@@ -72,6 +72,7 @@ def worker(burst: bool):
             promoting.join(defaults.PROMOTE_WAIT + 5)
         if cron is not None:
             stop_reconcile_cron(cron)
+        services.mailer.close()  # QUIT on the SMTP session kept open between mails
 
 
 RESTART_WAITS = (1, 2, 5, 10, 30)

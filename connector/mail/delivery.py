@@ -11,6 +11,8 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
+import time
 from email import policy
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -59,15 +61,24 @@ def _hang_up(connection: smtplib.SMTP, polite: bool) -> None:
 class Mailer:
     """Delivers messages over SMTP, or into an outbox directory when no server is configured.
 
-    Build it with ``Mailer.from_url(settings.smtp_url, outbox_dir)``.
+    Build it with ``Mailer.from_url(settings.smtp_url, outbox_dir)``. A session that sent a
+    mail stays open for the next one for up to ``keep_open`` seconds (SMTP_KEEP_OPEN): a
+    worker mailing many persons connects, secures and logs in once, not once per mail. Before
+    it is used again an RSET checks it; a session that fails it is replaced (nothing was sent
+    on it yet). ``close`` says QUIT.
     """
 
     def __init__(self, server: SMTPServer | None, outbox_dir: Path, timeout: float = defaults.SMTP_TIMEOUT,
-                 ssl_context: ssl.SSLContext | None = None):
+                 ssl_context: ssl.SSLContext | None = None,
+                 keep_open: float = defaults.SMTP_KEEP_OPEN):
         self.server = server
         self.outbox_dir = Path(outbox_dir)
         self.timeout = timeout
         self.ssl_context = ssl_context
+        self.keep_open = keep_open
+        self._session: smtplib.SMTP | None = None
+        self._session_used_at = 0.0
+        self._lock = threading.Lock()  # one conversation at a time on the kept session
 
     @classmethod
     def from_url(cls, smtp_url: str | None, outbox_dir: Path, timeout: float = defaults.SMTP_TIMEOUT,
@@ -100,7 +111,8 @@ class Mailer:
         """
         if self.server is None:
             return str(self._write_outbox(message))
-        self._converse(message)
+        with self._lock:
+            self._converse(message)
         log.info("mail %s accepted by %s:%d", message.get("Message-ID", "?"),
                  self.server.host, self.server.port)
         return "smtp"
@@ -118,26 +130,28 @@ class Mailer:
             MailError: as ``deliver`` would.
         """
         if self.server is not None:
-            self._converse(None)
+            with self._lock:
+                self._converse(None)
+
+    def close(self) -> None:
+        """Say QUIT on the session kept open, if any."""
+        with self._lock:
+            session, self._session = self._session, None
+            if session is not None:
+                _hang_up(session, polite=True)
 
     def _converse(self, message: EmailMessage | None) -> None:
-        """One SMTP session: connect, secure, log in and, given a message, send it."""
+        """Send ``message`` on the session kept open or a new one (connect, secure, log in);
+        without a message, open a new session and hang up."""
         server = self.server
         assert server is not None
         where = f"{server.host}:{server.port}"
         connection: smtplib.SMTP | None = None
         accepted = False
         try:
-            if server.security == "tls":
-                connection = smtplib.SMTP_SSL(server.host, server.port, timeout=self.timeout,
-                                              context=self._context())
-            else:
-                connection = smtplib.SMTP(server.host, server.port, timeout=self.timeout)
-            if server.security == "starttls":
-                connection.starttls(context=self._context())
-                connection.ehlo()
-            if server.username is not None:
-                connection.login(server.username, server.password or "")
+            connection = self._kept_session() if message is not None else None
+            if connection is None:
+                connection = self._new_session()
             refused = connection.send_message(message) if message is not None else {}
             accepted = True
         # 1. The server hung up (also how smtplib reports a read timeout): try again later.
@@ -183,12 +197,51 @@ class Mailer:
             raise MailError(f"mail server unreachable: {where}: {exc.strerror or exc}",
                             permanent=False) from exc
         finally:
-            if connection is not None:
+            if connection is not None and accepted and message is not None:
+                self._session, self._session_used_at = connection, time.monotonic()
+            elif connection is not None:
                 _hang_up(connection, polite=accepted)
         if refused:  # some recipients refused, others accepted: say so, do not resend
             codes = sorted({_status(code, text) for code, text in refused.values()})
             raise MailError(f"mail server refused {len(refused)} recipient(s) "
                             f"({', '.join(codes)})", permanent=True)
+
+    def _new_session(self) -> smtplib.SMTP:
+        """Connect, secure (STARTTLS or implicit TLS, as SMTP_URL says) and log in."""
+        server = self.server
+        assert server is not None
+        if server.security == "tls":
+            connection = smtplib.SMTP_SSL(server.host, server.port, timeout=self.timeout,
+                                          context=self._context())
+        else:
+            connection = smtplib.SMTP(server.host, server.port, timeout=self.timeout)
+        try:
+            if server.security == "starttls":
+                connection.starttls(context=self._context())
+                connection.ehlo()
+            if server.username is not None:
+                connection.login(server.username, server.password or "")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _kept_session(self) -> smtplib.SMTP | None:
+        """The session kept open, if it is recent and answers an RSET; else None (an old one
+        is hung up, a dead one closed)."""
+        session, self._session = self._session, None
+        if session is None:
+            return None
+        if time.monotonic() - self._session_used_at > self.keep_open:
+            _hang_up(session, polite=True)
+            return None
+        try:
+            if session.rset()[0] == 250:
+                return session
+        except (smtplib.SMTPException, OSError):
+            pass  # the server closed it: no QUIT to say
+        _hang_up(session, polite=False)
+        return None
 
     # -- outbox
 

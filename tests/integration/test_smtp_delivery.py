@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import time
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from email.parser import BytesParser
@@ -170,6 +171,59 @@ def test_delivers_over_smtp(start_smtp, message, tmp_path):
 
     assert_received_intact(collector, message)
     assert not (tmp_path / "outbox").exists()
+
+
+def sessions_of(collector: Collector) -> int:
+    """How many SMTP sessions (connections) the server received the mails on."""
+    return len({id(session) for *_, session in collector.received})
+
+
+def test_mails_in_a_row_share_one_session(start_smtp, message, tmp_path):
+    collector = Collector()
+    controller = start_smtp(collector)
+    mailer = Mailer.from_url(f"smtp://127.0.0.1:{controller.port}", tmp_path / "outbox")
+
+    for _ in range(3):
+        assert mailer.deliver(message) == "smtp"
+    mailer.close()
+
+    assert len(collector.received) == 3
+    assert sessions_of(collector) == 1
+
+
+def test_a_session_the_server_dropped_is_replaced_and_nothing_is_lost(message, tmp_path):
+    first = Collector()
+    controller = FreePortController(first, hostname="127.0.0.1", port=0,
+                                    server_hostname="mail.test")
+    controller.start()
+    mailer = Mailer.from_url(f"smtp://127.0.0.1:{controller.port}", tmp_path / "outbox")
+    assert mailer.deliver(message) == "smtp"
+    controller.stop()  # the server goes away with the kept session, and comes back
+    second = Collector()
+    again = FreePortController(second, hostname="127.0.0.1", port=controller.port,
+                               server_hostname="mail.test")
+    again.start()
+    try:
+        assert mailer.deliver(message) == "smtp"
+    finally:
+        mailer.close()
+        again.stop()
+
+    assert len(first.received) == len(second.received) == 1
+
+
+def test_a_session_idle_longer_than_keep_open_is_hung_up_and_a_new_one_opened(
+        start_smtp, message, tmp_path):
+    collector = Collector()
+    controller = start_smtp(collector)
+    mailer = Mailer(SMTPServer.parse(f"smtp://127.0.0.1:{controller.port}"),
+                    tmp_path / "outbox", keep_open=0.0)
+
+    assert mailer.deliver(message) == "smtp"
+    time.sleep(0.01)
+    assert mailer.deliver(message) == "smtp"
+
+    assert sessions_of(collector) == 2
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
