@@ -5,8 +5,9 @@ reports.
 
 ``Servers(folder, crm_process=…)`` starts, in a temporary folder the caller owns:
 
-- the embedded Redis (``connector.redis_connection.ensure_embedded_server``, ``appendfsync
-  always``), emptied by each benchmark as it needs;
+- the embedded Redis (``connector.redis_connection.ensure_embedded_server``; ``appendfsync
+  always`` as it runs, or ``Servers(…, appendfsync="everysec")`` as README asks of a
+  production Redis), emptied by each benchmark as it needs;
 - the sandbox CRM, either served from a thread of this process (``create_sandbox_app`` +
   ``run_in_thread``: quick to start, but it shares this process's interpreter lock) or in a
   process of its own (``python -m sandbox``: what a CRM under load needs);
@@ -64,9 +65,10 @@ class Servers:
     and ``smtp_port``; with ``crm_process``, ``sandbox`` (the Popen) and ``sandbox_log``.
     """
 
-    def __init__(self, folder: Path, crm_process: bool):
+    def __init__(self, folder: Path, crm_process: bool, appendfsync: str = "always"):
         self.folder = folder
         self.crm_process = crm_process
+        self.appendfsync = appendfsync
         self.stack = []  # what to stop, in reverse order
 
     def start(self) -> None:
@@ -81,6 +83,7 @@ class Servers:
         self.redis_url = ensure_embedded_server(redis_dir)
         self.stack.append(lambda: stop_embedded_server(redis_dir))
         self.redis = redis.Redis.from_url(self.redis_url)
+        self.redis.config_set("appendfsync", self.appendfsync)
 
         if self.crm_process:
             self.start_sandbox_process()
@@ -274,7 +277,8 @@ def print_machine(title: str, servers: Servers, packages: list[str],
                 for name in packages]
     print(f"Python {platform.python_version()}, RQ {rq.__version__}, redis-py "
           f"{redis.__version__}, redis-server {servers.redis.info('server')['redis_version']} "
-          f"(embedded, appendfsync always), " + ", ".join(versions))
+          f"(embedded, appendfsync {servers.redis.config_get('appendfsync')['appendfsync']}), "
+          + ", ".join(versions))
 
 
 def start_workers(env: dict, count: int, folder: Path, label: str):

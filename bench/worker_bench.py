@@ -143,8 +143,8 @@ class Bench(Servers):
     """The servers of one benchmark run (bench/harness.py: Redis, the sandbox CRM in a thread
     of this process, the SMTP sink), the workers' environment, and the runs."""
 
-    def __init__(self, folder: Path, crm_budget: int):
-        super().__init__(folder, crm_process=False)
+    def __init__(self, folder: Path, crm_budget: int, appendfsync: str):
+        super().__init__(folder, crm_process=False, appendfsync=appendfsync)
         self.crm_budget = crm_budget
 
     def start(self) -> None:
@@ -355,6 +355,10 @@ def main() -> None:
     parser.add_argument("--crm-budget", type=int, default=100_000,
                         help="CRM_MAX_REQUESTS_PER_SECOND of the workers (default 100000: the "
                              "budget never waits; the connector's default is 10)")
+    parser.add_argument("--appendfsync", choices=("always", "everysec"), default="always",
+                        help="Redis's AOF fsync policy (always: as the embedded Redis runs, and "
+                             "as the figures in bench/README.md were measured; everysec: as README "
+                             "asks of a production Redis)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -366,7 +370,7 @@ def main() -> None:
     choices = configs(args.pool_workers)
     selected = [config for choice in (args.only or list(choices)) for config in choices[choice]]
     folder = Path(tempfile.mkdtemp(prefix="worker-bench-"))
-    bench = Bench(folder, args.crm_budget)
+    bench = Bench(folder, args.crm_budget, args.appendfsync)
     runs = {}
     try:
         bench.start()
