@@ -220,6 +220,22 @@ def test_other_methods_get_405_as_json(client):
     response = client.get("/webhooks/superoffice")
     assert response.status_code == 405
     assert response.json["error"] == "method_not_allowed"
+    assert response.headers["Allow"] == "POST"
+
+
+def test_a_defect_in_the_receiver_is_a_json_500_with_its_traceback_in_the_log(app, client,
+                                                                              redis_conn, caplog):
+    def broken(entry):
+        raise KeyError("a defect")
+
+    app.extensions["connector"].intake.accept = broken
+    response = post(client, event())
+
+    assert response.status_code == 500
+    assert response.json["error"] == "internal_error"
+    failed = [record for record in caplog.records if record.getMessage() == "webhook.failed"]
+    assert failed and failed[0].exc_info[0] is KeyError
+    assert queued(redis_conn) == []
 
 
 def test_unknown_webhook_paths_get_404_as_json(client):
