@@ -105,13 +105,13 @@ def summary_lines(summary: dict) -> list[str]:
     lines = [
         f"Reconciliation{' (dry run: nothing queued)' if summary['dry_run'] else ''}: {scope}",
         f"  listed             {_persons(summary['listed'])}",
-        f"  already onboarded  {summary['already_onboarded']}",
-        f"  {verb:<18} {summary['queued']}" + (f" onboarding job(s): person {shown}" if ids else ""),
+        f"  already onboarded  {summary['already_onboarded']:,}",
+        f"  {verb:<18} {summary['queued']:,}" + (f" onboarding job(s): person {shown}" if ids else ""),
     ]
     if summary["already_queued"]:
-        lines.append(f"  already queued     {summary['already_queued']} (jobs of an earlier pass)")
+        lines.append(f"  already queued     {summary['already_queued']:,} (jobs of an earlier pass)")
     if summary["deferred"]:
-        lines.append(f"  left for next pass {summary['deferred']} (changed in the last minute)")
+        lines.append(f"  left for next pass {summary['deferred']:,} (changed in the last minute)")
     if summary["waited"]:
         lines.append(f"  waited             {summary['waited']:g} s (for the CRM request budget "
                      f"and the CRM's Retry-After)")
@@ -126,7 +126,7 @@ def summary_lines(summary: dict) -> list[str]:
 
 
 def _persons(count: int) -> str:
-    return f"{count} person" + ("" if count == 1 else "s")
+    return f"{count:,} person" + ("" if count == 1 else "s")
 
 
 def _show(iso: str | None) -> str:

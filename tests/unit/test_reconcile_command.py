@@ -103,3 +103,11 @@ def test_a_backfills_rate_is_the_pace_of_its_latest_onboardings_not_its_average(
     progress = plan_progress(5_000, remaining=4_900, failed=0, started=started, at=at,
                              recent=earlier)
     assert progress["per_minute"] == pytest.approx(100 / 60, rel=0.01)
+
+
+def test_a_big_backfills_summary_groups_its_thousands():
+    lines = summary_lines(summary(listed=50_000, already_onboarded=1_200, queued=48_800,
+                                  queued_ids=[]))
+    assert "  listed             50,000 persons" in lines
+    assert "  already onboarded  1,200" in lines
+    assert "  queued             48,800" in lines
