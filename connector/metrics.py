@@ -2,6 +2,7 @@
 to the same figures; the web serves them at GET /metrics (connector.web.health).
 
 Counting: each observation is one pipelined round trip of HINCRBY/HINCRBYFLOAT on a hash
+(a worker's job holds its counts for one round trip at its end: ``counted_together``)
 under ``connector:metrics:*`` (one hash per metric, one field per label combination,
 label values joined by ``|``). Serving: a custom collector reads those hashes, and the
 queue depths and live workers from RQ's own keys, at scrape time; nothing is kept in the
@@ -19,7 +20,9 @@ name or address: label values come from fixed sets (unknown ones become ``other`
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import partial
 
 import redis
@@ -117,9 +120,33 @@ def job_succeeded(job, connection: redis.Redis, result, *args, **kwargs) -> None
     count_job(connection, (job.meta or {}).get("step") or OTHER, "succeeded")
 
 
+@contextmanager
+def counted_together(connection: redis.Redis) -> Iterator[None]:
+    """Hold the counts made in the block (in this thread or task) and apply them in one round
+    trip when it ends: a worker counts a job's CRM calls, mail and outcome at the job's end,
+    not one round trip each. Counts of a process killed in the block are lost (metrics are
+    counts, not evidence)."""
+    held: list[tuple[str, str, float]] = []
+    token = _HELD.set(held)
+    try:
+        yield
+    finally:
+        _HELD.reset(token)
+        _increment(connection, held)
+
+
+_HELD: ContextVar[list[tuple[str, str, float]] | None] = ContextVar("metrics_held",
+                                                                     default=None)
+
+
 def _increment(connection: redis.Redis, updates: list[tuple[str, str, float]]) -> None:
-    """Apply the increments in one round trip, atomically; swallow and log Redis errors."""
-    if connection is None:
+    """Apply the increments in one round trip, atomically (or hold them for the end of
+    ``counted_together``); swallow and log Redis errors."""
+    held = _HELD.get()
+    if held is not None:
+        held.extend(updates)
+        return
+    if connection is None or not updates:
         return
     pool = getattr(connection, "connection_pool", None)
     quiet_until = getattr(pool, "_connector_metrics_quiet_until", 0.0)

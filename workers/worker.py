@@ -27,7 +27,7 @@ import socket
 import redis
 from rq import SimpleWorker
 
-from connector import defaults
+from connector import defaults, metrics
 from connector.crm.budget import Priority, crm_priority
 from connector.keys import QUEUE_NAMES
 from connector.queueing import QUEUE_PRIORITY
@@ -115,8 +115,10 @@ class ConnectorWorker(SimpleWorker):
             log.warning("worker.job_requeued job_id=%s reason=its_worker_died", job_id)
 
     def perform_job(self, job, queue, *args, **kwargs):
-        """Run the job with its queue's priority for the CRM budget."""
-        with crm_priority(QUEUE_PRIORITY.get(queue.name, Priority.EVENTS)):
+        """Run the job with its queue's priority for the CRM budget, its counts (metrics)
+        sent in one round trip at its end."""
+        with crm_priority(QUEUE_PRIORITY.get(queue.name, Priority.EVENTS)), \
+                metrics.counted_together(self.connection):
             return super().perform_job(job, queue, *args, **kwargs)
 
     def dequeue_job_and_maintain_ttl(self, *args, **kwargs):

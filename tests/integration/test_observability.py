@@ -111,6 +111,22 @@ def test_metrics_add_up_what_every_process_counted(client, db8, redis_url):
     assert all(key.startswith(b"connector:metrics:") for key in db8.keys("connector:*"))
 
 
+def test_a_jobs_counts_are_held_and_sent_together_when_it_ends(client, db8):
+    with metrics.counted_together(db8):
+        metrics.observe_crm_call(db8, "GET", 200, 0.1)
+        metrics.observe_crm_call(db8, "PUT", 204, 0.1)
+        metrics.count_mail(db8, "sent")
+        metrics.count_job(db8, "onboarding", "succeeded")
+        assert not db8.keys("connector:metrics:*")  # held, nothing sent yet
+    scraped = scrape(client)
+
+    assert scraped.value("connector_crm_requests_total", method="PUT", status="204") == 1
+    assert scraped.value("connector_mails_total", outcome="sent") == 1
+    assert scraped.value("connector_jobs_total", step="onboarding", outcome="succeeded") == 1
+    metrics.count_mail(db8, "sent")  # outside the block: at once
+    assert scrape(client).value("connector_mails_total", outcome="sent") == 2
+
+
 def explode():
     raise RuntimeError("boom")
 
