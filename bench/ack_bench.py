@@ -49,7 +49,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -65,6 +64,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
+from bench.harness import cpu_model, free_port, load_average  # noqa: E402
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server  # noqa: E402
 from connector.superoffice.webhook import SIGNATURE_HEADER, sign  # noqa: E402
 
@@ -138,12 +138,6 @@ class Bodies:
 def gunicorn_binary() -> str:
     beside = Path(sys.executable).with_name("gunicorn")
     return str(beside if beside.exists() else ROOT / ".venv" / "bin" / "gunicorn")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_gunicorn(app: str, port: int, env: dict[str, str], log: Path,
@@ -327,18 +321,6 @@ def measure(name: str, app: str, env: dict[str, str], connection: redis.Redis,
     return figures
 
 
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
 def wrk_version() -> str:
     output = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout
     return output.split("[")[0].strip() or "wrk"
@@ -481,8 +463,7 @@ def main() -> None:
     import rq
 
     print(f"webhook acknowledgement benchmark — {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC")
-    print(f"machine: {machine()}; load average "
-          f"{', '.join(f'{value:.1f}' for value in os.getloadavg())}")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load average {load_average()}")
     print(f"Python {sys.version.split()[0]}, gunicorn {gunicorn.__version__}, rq {rq.__version__}, "
           f"Flask {version('flask')}, redis-py {redis.__version__}, {wrk_version()}")
     workers = "sync" if args.threads == 1 else f"gthread, {args.threads} threads each"
@@ -510,7 +491,7 @@ def main() -> None:
         stop_embedded_server(redis_folder)
         shutil.rmtree(folder, ignore_errors=True)
     report(results, args.connections, args.duration)
-    print(f"load average now: {', '.join(f'{value:.1f}' for value in os.getloadavg())} "
+    print(f"load average now: {load_average()} "
           f"(other work on the 2 cores lowers every figure; compare the ratios)")
 
 
