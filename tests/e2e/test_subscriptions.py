@@ -56,7 +56,10 @@ def test_subscribing_while_e_marketing_is_off_gives_the_consent_in_the_same_save
     assert not subscriptions.get_by_label("Newsletter").is_checked()
 
     subscriptions.get_by_label("Newsletter").check()
-    page.get_by_role("button", name="Save my choices").click()
+    # The save's answer must have loaded before the page is reloaded below: a reload while
+    # that navigation is under way fails ("Not attached to an active page").
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save my choices").click()
 
     row = crm_row(sandbox, person_id, "EMARKETING", "61A")
     assert NOTICE.version in row["Comment"]
