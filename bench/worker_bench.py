@@ -41,6 +41,7 @@ worker process >= 50 % of RQ's own no-op rate for the same worker class.
 
 import argparse
 import collections
+import cProfile
 import importlib
 import json
 import os
@@ -134,7 +135,11 @@ def child(spec: dict) -> None:
             worker = worker_class(services)
         else:
             worker = worker_class(list(QUEUE_NAMES), connection=connection)
-        worker.work(burst=True, with_scheduler=True)
+        if spec.get("profile"):
+            cProfile.runctx("worker.work(burst=True, with_scheduler=True)", globals(),
+                            {"worker": worker}, spec["profile"])
+        else:
+            worker.work(burst=True, with_scheduler=True)
     Path(spec["out"]).write_text(json.dumps({"wall": time.perf_counter() - started}))
 
 
@@ -143,9 +148,9 @@ class Bench(Servers):
     """The servers of one benchmark run (bench/harness.py: Redis, the sandbox CRM in a thread
     of this process, the SMTP sink), the workers' environment, and the runs."""
 
-    def __init__(self, folder: Path, crm_budget: int, appendfsync: str):
+    def __init__(self, folder: Path, crm_budget: int, appendfsync: str, profile: str | None):
         super().__init__(folder, crm_process=False, appendfsync=appendfsync)
-        self.crm_budget = crm_budget
+        self.crm_budget, self.profile = crm_budget, profile
 
     def start(self) -> None:
         from connector.settings import Settings
@@ -185,7 +190,8 @@ class Bench(Servers):
         log_path = self.folder / f"child-{tag}.log"
         spec = {"class": config.project if kind == "onboarding" else config.anchor,
                 "connector": kind == "onboarding", "pool": config.pool,
-                "out": str(out)}
+                "out": str(out),
+                "profile": self.profile if kind == "onboarding" and not config.pool else None}
         own_before = resource.getrusage(resource.RUSAGE_SELF)
         with open(log_path, "w") as log:
             process = subprocess.Popen(
@@ -359,6 +365,10 @@ def main() -> None:
                         help="Redis's AOF fsync policy (always: as the embedded Redis runs, and "
                              "as the figures in bench/README.md were measured; everysec: as README "
                              "asks of a production Redis)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="write cProfile stats of the onboarding runs' worker process (not "
+                             "the pool's) to FILE; read them with python -m pstats FILE (the "
+                             "profiler slows the run: its rates are not figures)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -370,7 +380,8 @@ def main() -> None:
     choices = configs(args.pool_workers)
     selected = [config for choice in (args.only or list(choices)) for config in choices[choice]]
     folder = Path(tempfile.mkdtemp(prefix="worker-bench-"))
-    bench = Bench(folder, args.crm_budget, args.appendfsync)
+    profile = str(Path(args.profile).resolve()) if args.profile else None
+    bench = Bench(folder, args.crm_budget, args.appendfsync, profile)
     runs = {}
     try:
         bench.start()
