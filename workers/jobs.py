@@ -107,7 +107,7 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
     4. Send the confirmation mail once, if the person has an address and their source asks
        for confirmation by mail (the evidence database decides "once").
     5. Record the person as onboarded, once, with its ledger entry (the reconciliation skips
-       them).
+       them), and the mail as sent, in one transaction.
     6. Fail (permanently, for support) when the CRM's address cannot be used: several
        addresses or a line break in it must never reach a mail's envelope.
 
@@ -117,11 +117,14 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
     person = services.crm.get_person(person_id)
     plan = plan_onboarding(services.config, person, event_id=event_id, job_id=job_id)
     _write_consents(services, person_id, plan.steps)
+    mail_sent = None
     if plan.mail.send:
-        mail = _send_confirmation_once(services, person, plan.consents, job_id)
+        mail_sent = _send_confirmation_once(services, person, plan.consents, job_id)
+        mail = "sent" if mail_sent else "already sent"
     else:
         mail = f"not sent: {plan.mail.reason}"
-    facts.mark_onboarded(services.database, person_id, onboarded_entry(event_id, job_id))
+    facts.mark_onboarded(services.database, person_id, onboarded_entry(event_id, job_id),
+                         mail_sent=mail_sent)
     if plan.mail.unusable:  # the consents are written; the mail waits for a usable address
         raise UnusableAddressError(plan.mail.reason)
     return {"person_id": person_id, "written": [s.write.purpose.crm_key for s in plan.steps],
@@ -218,8 +221,10 @@ def _write_consents(services: Services, person_id: int, steps: tuple[ConsentStep
 
 
 def _send_confirmation_once(services: Services, person: Person,
-                            consents: tuple[ConsentRecord, ...], job_id: str | None) -> str:
-    """Send the person's confirmation mail unless it was sent before; say what happened.
+                            consents: tuple[ConsentRecord, ...],
+                            job_id: str | None) -> Entry | None:
+    """Send the person's confirmation mail unless it was sent before; return the ``mail.sent``
+    entry for the caller to record (facts.mark_onboarded), None when it went out before.
 
     The claim (connector.evidence.facts) makes the mail go out once, however often the job
     runs; only a worker that dies between taking the claim and recording "sent" makes the next
@@ -228,15 +233,13 @@ def _send_confirmation_once(services: Services, person: Person,
     """
     claim = facts.claim_confirmation_mail(services.database, person.id, job_id)
     if claim is facts.Claim.SENT:
-        return "already sent"
+        return None
     try:
-        entry = _deliver_confirmation(services, person, consents, "confirmation", job_id,
-                                      resent=claim is facts.Claim.RESUMED)
+        return _deliver_confirmation(services, person, consents, "confirmation", job_id,
+                                     resent=claim is facts.Claim.RESUMED)
     except MailError:
         facts.release_confirmation_mail(services.database, person.id)
         raise
-    facts.mark_confirmation_mail_sent(services.database, person.id, entry)
-    return "sent"
 
 
 def _deliver_confirmation(services: Services, person: Person,

@@ -6,17 +6,18 @@ reconciliation's watermark.
 The confirmation mail goes out once however often its job runs, whatever happens to Redis:
 an attempt claims it (``claim_confirmation_mail``, a row in state "sending") before sending,
 gives the claim back when delivery fails (so a retry sends it) and records "sent" with the
-``mail.sent`` entry afterwards. Attempts run under the person's lock
+``mail.sent`` entry afterwards (``mark_onboarded``, with the onboarding). Attempts run under the person's lock
 (workers.jobs.one_job_per_person), so a claim found in state "sending" was left by an attempt
 whose worker died mid-send: the mail goes again (it may have gone out before) and the ledger
 says so.
 """
 
 import enum
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Connection, Select, Table, bindparam, delete, insert, select, update
 
 from connector.evidence.database import Database
 from connector.evidence.entry import Entry
@@ -33,6 +34,15 @@ WATERMARK = "reconcile.watermark"
 saw (connector.reconcile)."""
 
 
+# The statements of every onboarding, built once (see connector.evidence.ledger): the person
+# is the parameter "person" (not "person_id": an UPDATE would take that for a column to set).
+_MAIL_STATE = (select(confirmation_mails.c.state)
+               .where(confirmation_mails.c.person_id == bindparam("person")))
+_MAIL_SENT = (update(confirmation_mails)
+              .where(confirmation_mails.c.person_id == bindparam("person"))
+              .values(state=SENT))
+
+
 class Claim(enum.Enum):
     """What claiming a person's confirmation mail found."""
 
@@ -44,12 +54,20 @@ class Claim(enum.Enum):
     """It went out before: nothing to do."""
 
 
-def mark_onboarded(database: Database, person_id: int, entry: Entry) -> bool:
-    """Record that onboarding finished for the person, with its ledger ``entry``, in one
-    transaction; False (and nothing written) when they were onboarded before."""
-    return _record_once(database, onboarded_persons, person_id, entry, {
-        "at": stored_time(), "job_id": entry.details.get("job_id"),
-        "event_id": entry.details.get("event_id")})
+def mark_onboarded(database: Database, person_id: int, entry: Entry,
+                   mail_sent: Entry | None = None) -> bool:
+    """Record that onboarding finished for the person, with its ledger ``entry``; with
+    ``mail_sent``, first that their confirmation mail went out, with its ``mail.sent`` entry
+    (the claim becomes "sent"): all in one transaction. False when they were onboarded before
+    (the mail is recorded all the same)."""
+    with database.writing() as connection:
+        if mail_sent is not None:
+            connection.execute(_MAIL_SENT, {"person": person_id, "sent_at": stored_time(),
+                                            "message_id": mail_sent.details.get("message_id")})
+            append_entry(database, connection, person_id, mail_sent)
+        return _insert_once(database, connection, onboarded_persons, person_id, entry, {
+            "at": stored_time(), "job_id": entry.details.get("job_id"),
+            "event_id": entry.details.get("event_id")})
 
 
 def onboarded(database: Database, person_ids: Sequence[int]) -> list[bool]:
@@ -73,8 +91,7 @@ def claim_confirmation_mail(database: Database, person_id: int, job_id: str | No
     a claim in state "sending" is then one whose attempt died (``Claim.RESUMED``)."""
     columns = confirmation_mails.c
     with database.writing() as connection:
-        state = connection.execute(select(columns.state)
-                                   .where(columns.person_id == person_id)).scalar()
+        state = connection.execute(_MAIL_STATE, {"person": person_id}).scalar()
         if state == SENT:
             return Claim.SENT
         if state == SENDING:
@@ -82,9 +99,9 @@ def claim_confirmation_mail(database: Database, person_id: int, job_id: str | No
                                .values(job_id=job_id, claimed_at=stored_time(),
                                        attempts=columns.attempts + 1))
             return Claim.RESUMED
-        connection.execute(insert(confirmation_mails).values(
-            person_id=person_id, state=SENDING, claimed_at=stored_time(),
-            job_id=job_id, attempts=1))
+        connection.execute(insert(confirmation_mails), {
+            "person_id": person_id, "state": SENDING, "claimed_at": stored_time(),
+            "job_id": job_id, "attempts": 1})
         return Claim.CLAIMED
 
 
@@ -93,17 +110,6 @@ def release_confirmation_mail(database: Database, person_id: int) -> None:
     with database.writing() as connection:
         connection.execute(delete(confirmation_mails).where(
             confirmation_mails.c.person_id == person_id, confirmation_mails.c.state == SENDING))
-
-
-def mark_confirmation_mail_sent(database: Database, person_id: int, entry: Entry) -> None:
-    """Record for good that the person's confirmation mail went out, with its ``mail.sent``
-    ledger ``entry``, in one transaction."""
-    with database.writing() as connection:
-        connection.execute(update(confirmation_mails)
-                           .where(confirmation_mails.c.person_id == person_id)
-                           .values(state=SENT, sent_at=stored_time(),
-                                   message_id=entry.details.get("message_id")))
-        append_entry(database, connection, person_id, entry)
 
 
 def read_watermark(database: Database) -> datetime | None:
@@ -136,9 +142,10 @@ def request_erasure(database: Database, person_id: int, entry: Entry, due: datet
     """Schedule the erasure of the identifying proof in the person's ledger at ``due``, with
     its ledger ``entry`` (which should say when), in one transaction; False when an erasure
     was requested before (nothing is written then)."""
-    return _record_once(database, erasures, person_id, entry, {
-        "requested_at": stored_time(), "requested_by": requested_by,
-        "due_at": stored_time(due)})
+    with database.writing() as connection:
+        return _insert_once(database, connection, erasures, person_id, entry, {
+            "requested_at": stored_time(), "requested_by": requested_by,
+            "due_at": stored_time(due)})
 
 
 def erase_due(database: Database, actor: str, moment: datetime | None = None) -> dict[int, int]:
@@ -168,16 +175,21 @@ def erase_now(database: Database, person_id: int, actor: str) -> int:
     return erased
 
 
-def _record_once(database: Database, table: Table, person_id: int, entry: Entry,
-                 values: dict) -> bool:
+def _insert_once(database: Database, connection: Connection, table: Table, person_id: int,
+                 entry: Entry, values: dict) -> bool:
     """Insert the person's row of ``table`` (keyed by person) with ``values``, and append its
-    ledger ``entry``, in one transaction, unless the table has the person's row already:
-    then write nothing and return False."""
-    with database.writing() as connection:
-        database.lock_person(connection, person_id)
-        if connection.execute(select(table.c.person_id)
-                              .where(table.c.person_id == person_id)).first():
-            return False
-        connection.execute(insert(table).values(person_id=person_id, **values))
-        append_entry(database, connection, person_id, entry)
-        return True
+    ledger ``entry``, inside the writing transaction ``connection``, unless the table has the
+    person's row already: then write nothing and return False."""
+    database.lock_person(connection, person_id)
+    if connection.execute(_row_of(table), {"person": person_id}).first():
+        return False
+    connection.execute(insert(table), {"person_id": person_id, **values})
+    append_entry(database, connection, person_id, entry)
+    return True
+
+
+@functools.cache
+def _row_of(table: Table) -> Select:
+    """The statement that finds the person's row of ``table`` (keyed by person), built once
+    per table."""
+    return select(table.c.person_id).where(table.c.person_id == bindparam("person"))

@@ -8,7 +8,7 @@ from itertools import groupby
 from operator import itemgetter
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from connector.evidence.database import Database
 from connector.evidence.entry import (GENESIS, READABLE, Entry, digest_personal, entry_hash,
@@ -16,6 +16,13 @@ from connector.evidence.entry import (GENESIS, READABLE, Entry, digest_personal,
 from connector.evidence.schema import ledger_entries, stored_time
 
 _READABLE = tuple(ledger_entries.c[name] for name in READABLE)
+
+# The statements of every append, built once: building one costs more than running it
+# (SQLAlchemy coerces each value of ``.values(…)``), and the values go in as parameters.
+_LAST_ENTRY = (select(ledger_entries.c.seq, ledger_entries.c.hash)
+               .where(ledger_entries.c.person_id == bindparam("person_id"))
+               .order_by(ledger_entries.c.seq.desc()).limit(1))
+_INSERT_ENTRY = insert(ledger_entries)
 
 ERASURE_ACTION = "ledger.erased"
 """The entry that records an erasure: how many entries lost their identifying proof."""
@@ -54,13 +61,10 @@ def append_entry(database: Database, connection: Connection, person_id: int, ent
         at: the entry's time in the stored form (``stored_time``); now when None.
     """
     database.lock_person(connection, person_id)
-    last = connection.execute(
-        select(ledger_entries.c.seq, ledger_entries.c.hash)
-        .where(ledger_entries.c.person_id == person_id)
-        .order_by(ledger_entries.c.seq.desc()).limit(1)).first()
+    last = connection.execute(_LAST_ENTRY, {"person_id": person_id}).first()
     seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
     row = stored_form(person_id, seq, at or stored_time(), entry, prev_hash)
-    return connection.execute(insert(ledger_entries).values(**row)).inserted_primary_key[0]
+    return connection.execute(_INSERT_ENTRY, row).inserted_primary_key[0]
 
 
 class Ledger:

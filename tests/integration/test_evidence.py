@@ -238,13 +238,14 @@ def test_onboarded_and_mail_sent_are_written_once_with_their_entries(database):
     ledger = Ledger(database)
     onboarded = Entry("person.onboarded", {"actor": "connector", "job_id": "j1"})
 
-    assert facts.mark_onboarded(database, 3, onboarded) is True
+    assert facts.claim_confirmation_mail(database, 3, "j1") is facts.Claim.CLAIMED
+    assert facts.mark_onboarded(database, 3, onboarded,
+                                mail_sent=Entry("mail.sent", {"message_id": "<m>"})) is True
     assert facts.mark_onboarded(database, 3, onboarded) is False
     assert facts.onboarded(database, [3, 4]) == [True, False]
-    assert facts.claim_confirmation_mail(database, 3, "j1") is facts.Claim.CLAIMED
-    facts.mark_confirmation_mail_sent(database, 3, Entry("mail.sent", {"message_id": "<m>"}))
     assert facts.claim_confirmation_mail(database, 3, "j2") is facts.Claim.SENT
-    assert [e["action"] for e in ledger.entries(3)] == ["person.onboarded", "mail.sent"]
+    assert facts.confirmation_mail_state(database, 3) == facts.SENT
+    assert [e["action"] for e in ledger.entries(3)] == ["mail.sent", "person.onboarded"]
 
 
 def test_the_watermark_only_moves_forward(database):
