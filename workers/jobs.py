@@ -53,10 +53,11 @@ def one_job_per_person(job: Job) -> Job:
                                    blocking_timeout=defaults.PERSON_LOCK_WAIT)
         token = _job_id()
         lock.local.token = token.encode() if token else None
-        if lock.owned():
-            lock.reacquire()  # left by this job's own attempt, whose worker died
-        elif not lock.acquire(token=token):
-            raise PersonBusyError(person_id)
+        if not lock.acquire(token=token, blocking=False):  # the usual case: one round trip
+            if lock.owned():
+                lock.reacquire()  # left by this job's own attempt, whose worker died
+            elif not lock.acquire(token=token):
+                raise PersonBusyError(person_id)
         try:
             return job(services, person_id, *args, **kwargs)
         finally:
