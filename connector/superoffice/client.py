@@ -26,6 +26,7 @@ import requests
 
 from connector import JSON_HEADERS, defaults
 from connector.crm.budget import CRMBudget, LocalBudget
+from connector.crm.http import CRMSession
 from connector.crm.types import (COMMENT_MAX_LENGTH, CRMListItem, Person, PersonListing,
                                  Principal, ShipmentType, TenantState, WebhookInfo)
 from connector.emails import hide_emails
@@ -133,7 +134,7 @@ class SuperOfficeClient:
         self._credentials = credentials or FixedCredentials(access_token=access_token,
                                                             ticket=ticket, app_token=app_token)
         self.timeout = timeout
-        self._session = session or requests.Session()
+        self._session = session or CRMSession()
         self._observe = observe
 
     def __repr__(self) -> str:  # never show the tokens
@@ -677,7 +678,7 @@ def client_from_settings(settings: Settings, connection: redis.Redis, budget: CR
                                  app_token=settings.superoffice_app_token,
                                  timeout=defaults.CRM_TIMEOUT, observe=observe,
                                  budget=budget)
-    session = requests.Session()
+    session = CRMSession()
     credentials = SystemUserCredentials(SystemUserLogin(system_user, session=session), connection)
     endpoint = (settings.superoffice_api_url or
                 DiscoveredEndpoint(system_user.state_url, system_user.context_identifier,

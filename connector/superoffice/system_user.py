@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connector import JSON_HEADERS, defaults
+from connector.crm.http import CRMSession
 from connector.exceptions import SettingsError, SignInError
 from connector.settings import SystemUser
 from connector.times import now
@@ -161,7 +162,7 @@ class SystemUserLogin:
                  timeout: tuple[float, float] = defaults.CRM_TIMEOUT):
         self.system_user = system_user
         self.timeout = timeout
-        self._session = session or requests.Session()
+        self._session = session or CRMSession()
         self._key = load_private_key(system_user.private_key_file)
         self._certificate_key = (_certificate_key(system_user.token_certificate_file)
                                  if system_user.token_certificate_file else None)

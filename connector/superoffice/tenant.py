@@ -22,6 +22,7 @@ import redis
 import requests
 
 from connector import JSON_HEADERS, defaults, keys
+from connector.crm.http import CRMSession
 from connector.crm.types import TenantState
 from connector.exceptions import CRMError, TenantUnavailableError
 from connector.superoffice.parse import parse_date
@@ -134,7 +135,7 @@ class DiscoveredEndpoint:
         self.context_identifier = context_identifier
         self._redis = connection
         self._hint = hint
-        self._session = session or requests.Session()
+        self._session = session or CRMSession()
         self.timeout = timeout
         self._known: tuple[TenantState, float] | None = None
         """This process's copy of the answer and when (time.monotonic) it lapses: a CRM call
