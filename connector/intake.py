@@ -150,10 +150,11 @@ while true do
     redis.call('lpush', KEYS[2], entry)
     count = count + 1
 end
-if count > 0 then redis.call('decrby', KEYS[3], count) end
+if count > 0 and ARGV[1] == 'counted' then redis.call('decrby', KEYS[3], count) end
 return count
 """
-"""Lua: put a promoter's entries back at the head of their lane, in their order."""
+"""Lua: put a promoter's entries (KEYS[1]) back at the head of their lane (KEYS[2]), in their
+order, and no longer count them in flight (KEYS[3]) when they were ('counted')."""
 
 
 def lane_queues(lane: str) -> tuple[str, ...]:
@@ -205,9 +206,14 @@ class Promoter:
 
     def run(self) -> None:
         """Promote until ``stopping`` is set: whatever is there, else wait (PROMOTE_WAIT at
-        most) for the next event. Redis errors are logged and the loop goes on."""
+        most) for the next event. Redis errors are logged and the loop goes on; the first
+        round after one gives back what the error may have left in this promoter's hands."""
+        interrupted = False
         while not self.stopping.is_set():
             try:
+                if interrupted:
+                    self.recover_own()
+                    interrupted = False
                 if time.monotonic() >= self._next_recovery:
                     recover_orphans(self.connection, self._give_back)
                     self._next_recovery = time.monotonic() + defaults.PROMOTER_SILENCE / 2
@@ -215,7 +221,19 @@ class Promoter:
                     continue
             except redis.RedisError as error:
                 log.warning("intake.promote_failed error=%s", type(error).__name__)
+                interrupted = True
                 self.stopping.wait(defaults.PROMOTE_WAIT)
+
+    def recover_own(self) -> int:
+        """Put back at the head of their lanes the entries this promoter holds without having
+        made jobs of them; return how many. Between two rounds it holds none, unless a
+        connection broke in the middle of one: Redis moved an event to this promoter (the
+        wait's BLMOVE) but its answer was lost, or the jobs' transaction never ran. (One that
+        ran deleted the entries with it.)"""
+        recovered = _give_back_held(self._give_back, self.holder)
+        if recovered:
+            log.warning("intake.recovered holder=%s entries=%d", self.holder, recovered)
+        return recovered
 
     def _wait_for_an_event(self) -> bool:
         """Block until an event arrives (then queue its job) or PROMOTE_WAIT passes; when the
@@ -223,12 +241,11 @@ class Promoter:
         if self._room(EVENTS) <= 0:
             self.stopping.wait(defaults.PROMOTE_WAIT)
             return False
-        raw = self.connection.blmove(keys.intake_lane(EVENTS), self._taken(EVENTS),
+        raw = self.connection.blmove(keys.intake_lane(EVENTS), keys.intake_arrived(self.holder),
                                      defaults.PROMOTE_WAIT, "LEFT", "RIGHT")
         if raw is None:
             return False
-        self.connection.incr(keys.intake_in_flight(EVENTS))
-        return bool(self._queue(EVENTS, [Entry.decode(raw)]))
+        return bool(self._queue(EVENTS, [Entry.decode(raw)], arrived=True))
 
     def _taken(self, lane: str) -> str:
         return keys.intake_taken(self.holder, lane)
@@ -242,9 +259,9 @@ class Promoter:
         return [keys.intake_lane(lane), self._taken(lane), keys.intake_in_flight(lane),
                 *(Queue(name, connection=self.connection).key for name in lane_queues(lane))]
 
-    def _queue(self, lane: str, taken: list[Entry]) -> int:
-        """Queue the jobs of entries this promoter holds and let go of them, in one
-        transaction."""
+    def _queue(self, lane: str, taken: list[Entry], arrived: bool = False) -> int:
+        """Queue the jobs of entries this promoter holds (taken from ``lane``, or the event its
+        wait took, ``arrived``) and let go of them, in one transaction."""
         if not taken:
             return 0
         with self.connection.pipeline(transaction=True) as pipe:
@@ -252,8 +269,11 @@ class Promoter:
                 enqueue_event(self.connection, self.settings, entry.kind, entry.person_id,
                               entry.event_id, pipeline=pipe,
                               queue=keys.BACKFILL if lane == BACKFILL else None)
-            pipe.delete(self._taken(lane))
-            pipe.decrby(keys.intake_in_flight(lane), len(taken))
+            if arrived:  # never counted in flight
+                pipe.delete(keys.intake_arrived(self.holder))
+            else:
+                pipe.delete(self._taken(lane))
+                pipe.decrby(keys.intake_in_flight(lane), len(taken))
             pipe.execute()
         for entry in taken:  # the receiver answered without a log line: this is the event's
             log.info("event.queued event_id=%s person_id=%s job_id=%s lane=%s",
@@ -271,9 +291,19 @@ def recover_orphans(connection: redis.Redis, give_back=None) -> int:
         holder = raw_holder.decode()
         if connection.exists(keys.intake_holder(holder)):
             continue
-        for lane in LANES:
-            recovered += give_back(keys=[keys.intake_taken(holder, lane),
-                                         keys.intake_lane(lane), keys.intake_in_flight(lane)])
+        given = _give_back_held(give_back, holder)
         connection.srem(keys.INTAKE_HOLDERS, holder)
-        log.warning("intake.recovered holder=%s entries=%d", holder, recovered)
+        log.warning("intake.recovered holder=%s entries=%d", holder, given)
+        recovered += given
     return recovered
+
+
+def _give_back_held(give_back, holder: str) -> int:
+    """Put the entries ``holder`` holds (the event its wait took, what it took of each lane)
+    back at the head of their lanes; return how many."""
+    given = give_back(keys=[keys.intake_arrived(holder), keys.intake_lane(EVENTS),
+                            keys.intake_in_flight(EVENTS)], args=["uncounted"])
+    for lane in LANES:
+        given += give_back(keys=[keys.intake_taken(holder, lane), keys.intake_lane(lane),
+                                 keys.intake_in_flight(lane)], args=["counted"])
+    return given

@@ -37,6 +37,12 @@ def intake_taken(holder: str, lane: str) -> str:
     return f"{INTAKE_PREFIX}taken:{holder}:{lane}"
 
 
+def intake_arrived(holder: str) -> str:
+    """Redis list of the event a promoter's wait took (BLMOVE) and is queueing a job for; not
+    counted in flight (the wait cannot count it in the same step)."""
+    return f"{INTAKE_PREFIX}arrived:{holder}"
+
+
 def intake_in_flight(lane: str) -> str:
     """Redis counter of the entries of ``lane`` promoters have taken and not yet made jobs of."""
     return f"{INTAKE_PREFIX}in-flight:{lane}"

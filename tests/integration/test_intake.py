@@ -150,6 +150,35 @@ def test_entries_a_dead_worker_had_taken_go_back_to_their_lane_and_become_jobs(d
     assert int(db.get(keys.intake_in_flight(EVENTS))) == 0
 
 
+def test_an_event_whose_wait_lost_its_answer_in_a_redis_outage_goes_back_and_becomes_a_job(
+        db, settings):
+    """The promoter's BLMOVE moved the event to it as the connection broke: the promoter never
+    saw it, and stays alive, so no other promoter takes it back. Its first round after the
+    error does (Promoter.run calls recover_own)."""
+    Intake(db).accept(onboarding(51))
+    promoter = Promoter(db, settings, holder="worker-a")
+    db.lmove(keys.intake_lane(EVENTS), keys.intake_arrived("worker-a"), "LEFT", "RIGHT")
+    assert waiting(db)[EVENTS] == 0 and promoter.promote() == 0
+
+    assert promoter.recover_own() == 1
+    assert promoter.recover_own() == 0
+    assert promoter.promote() == 1
+    assert [job.args[0] for job in Queue(ONBOARDING, connection=db).jobs] == [51]
+    assert int(db.get(keys.intake_in_flight(EVENTS))) == 0
+
+
+def test_the_event_a_dead_workers_wait_took_goes_back_without_skewing_the_count(db, settings):
+    Intake(db).accept(onboarding(61))
+    dead = Promoter(db, settings, holder="worker-dead")
+    dead.promote(room=0)  # says it is alive, takes nothing
+    db.lmove(keys.intake_lane(EVENTS), keys.intake_arrived("worker-dead"), "LEFT", "RIGHT")
+    db.delete(keys.intake_holder("worker-dead"))  # its liveness key lapses
+
+    assert recover_orphans(db) == 1
+    assert int(db.get(keys.intake_in_flight(EVENTS)) or 0) == 0
+    assert Promoter(db, settings, holder="worker-alive").promote() == 1
+
+
 def test_jobs_list_names_the_events_that_wait_in_the_intake_as_no_job_yet(own, db):
     env, _ = own
     intake = Intake(db)
