@@ -16,6 +16,7 @@ from connector.commands import crm_or_exit, services_or_exit
 from connector.intake import Promoter, waiting
 from connector.logs import configure_logging
 from connector.redis_connection import connect
+from connector.services import Services
 from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
 from workers.retry import give_back_unstarted, retry_interrupted
 from workers.worker import ConnectorWorker
@@ -30,8 +31,7 @@ def worker(burst: bool):
     in to the CRM first and refuses to start when the CRM refuses for good, naming the setting."""
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
     services = services_or_exit()
-    crm_or_exit(services)
-    rq_worker = ConnectorWorker(services)
+    rq_worker = _start(services)
     # Events wait in the intake until a worker makes jobs of them (connector.intake): a thread
     # with its own Redis connection does so as they come; a burst promotes before each round.
     promoter = Promoter(connect(services.settings, socket_timeout=None), services.settings,
@@ -77,6 +77,19 @@ def worker(burst: bool):
 
 RESTART_WAITS = (1, 2, 5, 10, 30)
 """Seconds between two looks at Redis while it does not answer, then 30 s each."""
+
+
+def _start(services: Services) -> ConnectorWorker:
+    """Check the CRM (crm_or_exit) and make the RQ worker. Both need Redis (the shared
+    ticket and budget, the worker's registration): while it does not answer, as when the
+    worker starts during a Redis restart, wait for it and start again."""
+    while True:
+        try:
+            crm_or_exit(services)
+            return ConnectorWorker(services)
+        except redis.RedisError as error:
+            log.error("worker.redis_unavailable_at_start error=%s", type(error).__name__)
+            wait_for_redis(services.redis)
 
 
 def wait_for_redis(connection: redis.Redis) -> None:

@@ -65,6 +65,29 @@ def test_a_busy_worker_rides_out_a_redis_restart_and_works_on(sandbox, connector
     assert "worker.redis_back" in Path(worker.log_path).read_text()
 
 
+def test_a_worker_started_while_redis_is_down_waits_for_it_and_then_works(
+        sandbox, connector_env, own_redis, tmp_path):
+    folder, url = own_redis
+    env = connector_env | {"REDIS_URL": url, "DATA_DIR": str(tmp_path)}
+    stop_embedded_server(folder)  # a restart, as the process manager starts the worker
+    worker = start_worker(env)
+    try:
+        time.sleep(4)
+        assert worker.poll() is None, Path(worker.log_path).read_text()[-2000:]
+        ensure_embedded_server(folder)
+        person = sandbox.create_person("Started", "During Outage", None)
+        job = enqueue_event(redis.Redis.from_url(url), Settings.from_env(env), "onboard", person,
+                            new_event_id())
+        wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, timeout=60,
+                 what="a job queued once Redis answered")
+    finally:
+        stop_worker(worker)
+    log = Path(worker.log_path).read_text()
+    assert "worker.redis_unavailable_at_start error=ConnectionError" in log
+    assert "Traceback" not in log
+    assert "STORE" in sandbox.consents(person)
+
+
 def test_a_retry_lost_with_the_connection_is_queued_again_once_redis_is_back(own_redis, settings):
     _, url = own_redis
     connection = redis.Redis.from_url(url)
