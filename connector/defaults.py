@@ -92,6 +92,11 @@ PENDING_CHOICE_TTL = 2 * 3600
 """Seconds a choice saved on the page is shown as "being saved" while its job runs (longer
 than the default retry schedule, about 80 minutes)."""
 
+PAGE_SAVE_WAIT = 2
+"""Seconds (whole) a save on the person's page waits for its job before showing the page
+again: a job done by then shows its result, a slower one "… being saved" in the purpose's
+Status line."""
+
 FRESH_LINK_INTERVAL = 15 * 60
 """Seconds between two fresh links mailed to the same person on request."""
 

@@ -68,6 +68,16 @@ class PageRow:
     privacy_statement_url: str | None
     subscriptions: tuple[SubscriptionRow, ...] = ()
 
+    @property
+    def status(self) -> str:
+        """The text key of the purpose's Status line: the change being saved, else the CRM's
+        state (after a failed save too: the failure is said under it)."""
+        if self.pending != "saving":
+            return f"status_{self.view.status}"
+        if self.control == "objection":  # ticked: allowed, so the objection is taken back
+            return "saving_objection_withdrawn" if self.checked else "saving_objection"
+        return "saving_consent" if self.checked else "saving_withdrawal"
+
 
 @bp.get("/p/<token>")
 @limiter.limit(LIMITS["view"])
@@ -114,8 +124,10 @@ def save(token: str):
     proof = request_proof(link.token_id, **{f"notice:{key}": purpose.notice.version
                                             for key, purpose in changeable.items()
                                             if purpose.notice})
-    if not _queue(services, person, choices, subscriptions, proof):
+    job = _queue(services, person, choices, subscriptions, proof)
+    if job is None:
         return message_page(language, "unavailable", 503)
+    _wait_for(job)
     return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
 
 
@@ -139,16 +151,18 @@ def unsubscribe_all(token: str):
         if current is not None and current.selected:
             subscriptions[key] = False
     if choices or subscriptions:
-        if not _queue(services, person, choices, subscriptions, request_proof(link.token_id)):
+        job = _queue(services, person, choices, subscriptions, request_proof(link.token_id))
+        if job is None:
             return message_page(language, "unavailable", 503)
+        _wait_for(job)
     return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
 
 
 def _queue(services: Services, person: Person, choices: dict[str, bool],
-           subscriptions: dict[str, bool], proof: dict[str, str]) -> bool:
+           subscriptions: dict[str, bool], proof: dict[str, str]) -> Job | None:
     """Queue the job that writes the choices, and mark what it will change as being saved
     (with what the choices imply: consent for a subscription, unsubscribing when a purpose
-    goes off). False when Redis did not take it."""
+    goes off). None when Redis did not take it."""
     implied, wanted = resolve_subscription_choices(services.config, person.consents,
                                                    person.shipment_types, choices, subscriptions)
     marks = {**implied, **{SUBSCRIPTION_PREFIX + key: on for key, on in wanted.items()}}
@@ -157,10 +171,23 @@ def _queue(services: Services, person: Person, choices: dict[str, bool],
                                   subscriptions, marks=marks)
     except redis.RedisError as error:
         log.error("page.save_unavailable person_id=%s error=%s", person.id, type(error).__name__)
-        return False
+        return None
     log.info("page.saved person_id=%s job_id=%s token_id=%s", person.id, job.id,
              proof.get("token_id"))
-    return True
+    return job
+
+
+def _wait_for(job: Job) -> None:
+    """Give the job up to PAGE_SAVE_WAIT seconds to end, so the page the person comes back to
+    shows the result rather than "… being saved". RQ's result stream is read blocking a
+    second at a time (under the web's Redis timeout); a failed attempt ends the wait too
+    (the page then shows the retry as being saved)."""
+    for _ in range(defaults.PAGE_SAVE_WAIT):
+        try:
+            if job.latest_result(timeout=1) is not None:
+                return
+        except redis.RedisError:
+            return  # the page says "being saved" and reads Redis again, or answers 503
 
 
 @bp.post("/p/<token>/renew")

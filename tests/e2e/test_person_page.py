@@ -107,6 +107,42 @@ def test_giving_then_withdrawing_e_marketing_reaches_the_crm_with_proof(
     assert "Withdrawn" in page.get_by_role("region", name="E-marketing").inner_text()
 
 
+def status_line(page, purpose: str):
+    return page.get_by_role("region", name=purpose).locator("dd[data-status]")
+
+
+def test_a_save_the_job_finishes_at_once_shows_its_result_in_the_status_line(onboarded, page,
+                                                                             sandbox):
+    person_id, url = onboarded()
+    page.goto(url)
+    page.get_by_role("region", name="E-marketing").get_by_label("Yes, I agree").check()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save my choices").click()
+
+    assert status_line(page, "E-marketing").inner_text() == "Active"  # no reload
+    assert sandbox.consents(person_id)["EMARKETING"]["LegalBaseKey"] == "61A"
+    assert "being saved" not in page.content()
+
+
+def test_a_slow_save_says_what_is_being_saved_in_the_status_line_then_the_result(
+        onboarded, page, sandbox):
+    person_id, url = onboarded()
+    page.goto(url)
+    sandbox.fault(delay=5, times=1, match="/Consent/STORE", method="PUT")
+    page.get_by_role("region", name="Sales and service").get_by_label("Allow this").uncheck()
+    with page.expect_navigation():
+        page.get_by_role("button", name="Save my choices").click()
+
+    status = status_line(page, "Sales and service")
+    assert status.inner_text() == "Objection being saved…"
+    assert status.get_attribute("data-status") == "saving_objection"
+    assert not page.get_by_role("region", name="Sales and service").get_by_label(
+        "Allow this").is_checked()
+    crm_row(sandbox, person_id, "STORE", "WITHDRAWN")
+    wait_for(lambda: page.reload() and status_line(page, "Sales and service").inner_text()
+             == "Withdrawn", what="the page to show the objection saved")
+
+
 def test_objecting_to_sales_and_service_is_recorded_as_withdrawn(onboarded, page, sandbox):
     person_id, url = onboarded()
     page.goto(url)

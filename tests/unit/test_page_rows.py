@@ -49,3 +49,24 @@ def test_pending_choices_show_what_the_person_chose_and_failed_ones_the_crm_stat
 def test_purposes_the_config_does_not_know_are_shown_without_a_control():
     rows = page_rows(CONFIG, person(ConsentRecord("NEWSLETTER", "61A", "API")), "en", {}, set())
     assert (rows[-1].key, rows[-1].view.name, rows[-1].control) == ("", "NEWSLETTER", None)
+
+
+def test_the_status_line_says_which_change_is_being_saved_and_a_failed_one_the_crm_state():
+    pending = {"e_marketing": {"granted": False, "job_id": "j1"},
+               "sales_and_service": {"granted": False, "job_id": "j2"}}
+    rows = rows_by_key(ConsentRecord("STORE", "61F", "USER"),
+                       ConsentRecord("EMARKETING", "61A", "WEBFORM"), pending=pending)
+    assert rows["e_marketing"].status == "saving_withdrawal"
+    assert rows["sales_and_service"].status == "saving_objection"
+
+    pending = {"e_marketing": {"granted": True, "job_id": "j3"},
+               "sales_and_service": {"granted": True, "job_id": "j4"}}
+    rows = rows_by_key(ConsentRecord("STORE", "WITHDRAWN", "USER"), pending=pending)
+    assert rows["e_marketing"].status == "saving_consent"
+    assert rows["sales_and_service"].status == "saving_objection_withdrawn"
+
+    rows = rows_by_key(ConsentRecord("EMARKETING", "61A", "WEBFORM"),
+                       pending={"e_marketing": {"granted": False, "job_id": "j5"}},
+                       failed={"e_marketing"})
+    assert rows["e_marketing"].status == "status_active"
+    assert rows["sales_and_service"].status == "status_not_recorded"
