@@ -39,12 +39,15 @@ from connector.consent import (
     FALLBACK_LANGUAGE,
     fold_key,
     ConsentConfig,
+    Controller,
+    DataProtectionOfficer,
     LegalBasis,
     Notice,
     Purpose,
     Source,
     SourceRule,
     Subscription,
+    SupervisoryAuthority,
 )
 from connector.exceptions import ConfigError, ConfigProblem
 
@@ -201,13 +204,26 @@ def _language_ok(value: str) -> None:
         raise ValidationError(f"'{value}' is not a language code like en, nb, sv")
 
 
-def _texts(**kwargs) -> fields.Dict:
-    """Texts per language: ``{en: "...", nb: "..."}``."""
+def _texts(missing: str = _REQUIRED, **kwargs) -> fields.Dict:
+    """Texts per language: ``{en: "...", nb: "..."}``; ``missing`` is said when a required
+    one is left out."""
     return fields.Dict(
         keys=_Text(validate=_language_ok), values=_Text(validate=_text_ok),
         error_messages={"invalid": "must be texts per language, like {en: \"...\", nb: \"...\"}",
-                        "required": _REQUIRED, "null": _NULL},
+                        "required": missing, "null": _NULL},
         **kwargs)
+
+
+def _web_address(**kwargs) -> fields.Url:
+    return fields.Url(schemes={"http", "https"}, error_messages={
+        "invalid": "must be a web address starting with https://", "required": _REQUIRED,
+        "null": _NULL}, **kwargs)
+
+
+def _email_address(**kwargs) -> fields.Email:
+    return fields.Email(error_messages={
+        "invalid": "must be an email address, like privacy@example.com", "required": _REQUIRED,
+        "null": _NULL}, **kwargs)
 
 
 def _named(values: fields.Field, what: str) -> fields.Dict:
@@ -269,10 +285,13 @@ class _PurposeSchema(_Base):
     requires_consent = _Bool(load_default=False)
     allow_objection = _Bool(load_default=False)
     notice = _nested(_NoticeSchema, load_default=None, allow_none=False)
-    privacy_statement_url = fields.Url(
-        schemes={"http", "https"}, load_default=None,
-        error_messages={"invalid": "must be a web address starting with https://",
-                        "null": _NULL})
+    privacy_statement_url = _web_address(load_default=None)
+    retention = _texts(
+        required=True,
+        missing="is missing (it is required): say how long you keep the data for this purpose, "
+                "or by what rule (GDPR Art. 13(2)(a)), e.g. retention: {{en: \"While you are our "
+                "customer, and 3 years after\"}}")
+    recipients = _texts(load_default=dict)
 
 
 class _ShipmentType(fields.Field):
@@ -302,10 +321,38 @@ class _SubscriptionPageSchema(_Base):
     consent_legal_basis = _Text(load_default=PAGE_DEFAULTS["consent_legal_basis"])
 
 
+class _AuthoritySchema(_Base):
+    name = _Text(required=True, validate=_text_ok)
+    url = _web_address(required=True)
+
+
+class _OfficerSchema(_Base):
+    email = _email_address(required=True)
+    name = _Text(load_default=None, validate=_text_ok)
+
+
+class _ControllerSchema(_Base):
+    name = _Text(required=True, validate=_text_ok)
+    address = _Text(required=True, validate=_text_ok)
+    email = _email_address(required=True)
+    privacy_statement_url = _web_address(required=True)
+    supervisory_authority = _nested(_AuthoritySchema, required=True)
+    dpo = _nested(_OfficerSchema, load_default=None, allow_none=False)
+
+
+_CONTROLLER_MISSING = (
+    "is missing (it is required): the mail and the page must say who you are (GDPR Art. "
+    "13(1)(a)-(b)). Add controller: with name, address, email, privacy_statement_url and "
+    "supervisory_authority: {{name: ..., url: https://...}} (and dpo: {{email: ...}} if you "
+    "have a data protection officer)")
+
+
 class _ConfigSchema(_Base):
     error_messages = {"unknown": _UNKNOWN,
                       "type": "the file must be a set of sections (legal_bases:, sources:, ...)"}
 
+    controller = fields.Nested(_ControllerSchema, required=True, error_messages={
+        "required": _CONTROLLER_MISSING, "null": _NULL})
     languages = fields.List(_Text(validate=_language_ok), load_default=lambda: [FALLBACK_LANGUAGE],
                             error_messages={"invalid": "must be a list of language codes, like "
                                                        "[en, nb, sv]", "null": _NULL})
@@ -537,9 +584,9 @@ class _CrossChecks:
         allowed = [lang for lang in languages if isinstance(lang, str)]
         for section in _SECTIONS:
             for key, entry in _entries(self.data, section):
-                for field in ("name", "description"):
+                for field in ("name", "description", "retention", "recipients"):
                     self.texts((section, key, field), entry.get(field), allowed,
-                               required=field == "name")
+                               required=field in ("name", "retention"))
                 notice = entry.get("notice")
                 if isinstance(notice, Mapping):
                     self.texts((section, key, "notice", "text"), notice.get("text"), allowed,
@@ -798,10 +845,18 @@ def _build(data: dict) -> ConsentConfig:
             requires_consent=entry["requires_consent"],
             allow_objection=entry["allow_objection"],
             notice=Notice(version=notice["version"], text=notice["text"]) if notice else None,
-            privacy_statement_url=entry["privacy_statement_url"])
+            privacy_statement_url=entry["privacy_statement_url"],
+            retention=entry["retention"], recipients=entry["recipients"])
     new_persons = data["new_persons"]
     page = data["subscription_page"] or PAGE_DEFAULTS
+    controller, officer = data["controller"], data["controller"]["dpo"]
+    authority = controller["supervisory_authority"]
     return ConsentConfig(
+        controller=Controller(
+            name=controller["name"], address=controller["address"], email=controller["email"],
+            privacy_statement_url=controller["privacy_statement_url"],
+            supervisory_authority=SupervisoryAuthority(authority["name"], authority["url"]),
+            dpo=DataProtectionOfficer(officer["email"], officer["name"]) if officer else None),
         legal_bases=legal_bases, sources=sources, purposes=purposes,
         default_source=new_persons["source"],
         source_rules=tuple(SourceRule(rule["created_by_associate_id"], rule["source"])

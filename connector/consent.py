@@ -90,6 +90,39 @@ class Purpose:
     allow_objection: bool = False
     notice: Notice | None = None
     privacy_statement_url: str | None = None
+    retention: Mapping[str, str] = field(default_factory=dict)
+    """How long the data is kept for this purpose, or by what rule (GDPR Art. 13(2)(a))."""
+    recipients: Mapping[str, str] = field(default_factory=dict)
+    """Who receives the data for this purpose, if anyone outside the controller
+    (Art. 13(1)(e))."""
+
+
+@dataclass(frozen=True)
+class SupervisoryAuthority:
+    """Where a person may complain (GDPR Art. 13(2)(d), 77)."""
+
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class DataProtectionOfficer:
+    """The controller's data protection officer (GDPR Art. 13(1)(b), 37)."""
+
+    email: str
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Controller:
+    """Who "we" are: the controller the mail and the page name (GDPR Art. 13(1)(a)-(b))."""
+
+    name: str
+    address: str
+    email: str
+    privacy_statement_url: str
+    supervisory_authority: SupervisoryAuthority
+    dpo: DataProtectionOfficer | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +170,8 @@ class ConsentConfig:
     page_source: str = "web_form"
     page_consent_legal_basis: str = "consent"
     subscriptions: Mapping[str, "Subscription"] = field(default_factory=dict)
+    controller: Controller | None = None
+    """None only for a config made in code (tests): the purposes file must name one."""
 
     def source_for(self, created_by_associate_id: int | None) -> Source:
         """Return the source of a new person's data, by who created the person."""
@@ -325,6 +360,8 @@ class PurposeView:
     key: str = ""
     crm_key: str = ""
     record: ConsentRecord | None = None
+    retention: str = ""
+    recipients: str = ""
 
 
 def describe_purposes(config: ConsentConfig, consents: Iterable[ConsentRecord],
@@ -337,13 +374,15 @@ def describe_purposes(config: ConsentConfig, consents: Iterable[ConsentRecord],
         record = rows.pop(fold_key(purpose.crm_key), None)
         name = pick_text(purpose.name, language)
         description = pick_text(purpose.description, language)
+        kept = {"retention": pick_text(purpose.retention, language),
+                "recipients": pick_text(purpose.recipients, language)}
         if record is None:
             views.append(PurposeView(name, description,
                                      NOT_GIVEN if purpose.requires_consent else NOT_RECORDED,
-                                     key=key, crm_key=purpose.crm_key))
+                                     key=key, crm_key=purpose.crm_key, **kept))
         else:
             views.append(_view_of_row(config, name, description, record, language,
-                                      key=key, crm_key=purpose.crm_key))
+                                      key=key, crm_key=purpose.crm_key, **kept))
     views += [_view_of_row(config, record.purpose, "", record, language, key="",
                            crm_key=record.purpose)
               for record in rows.values()]
@@ -351,7 +390,8 @@ def describe_purposes(config: ConsentConfig, consents: Iterable[ConsentRecord],
 
 
 def _view_of_row(config: ConsentConfig, name: str, description: str, record: ConsentRecord,
-                 language: str, *, key: str, crm_key: str) -> PurposeView:
+                 language: str, *, key: str, crm_key: str, retention: str = "",
+                 recipients: str = "") -> PurposeView:
     basis = config.legal_basis_by_crm_key(record.legal_basis)
     source = config.source_by_crm_key(record.source)
     return PurposeView(
@@ -365,6 +405,8 @@ def _view_of_row(config: ConsentConfig, name: str, description: str, record: Con
         key=key,
         crm_key=crm_key,
         record=record,
+        retention=retention,
+        recipients=recipients,
     )
 
 

@@ -1,7 +1,8 @@
 """The connector's own words in every language it speaks: the person's page, the confirmation
 mail and the export, from one YAML file per language in connector/locales/.
 
-Each file has the sections ``page``, ``mail`` and ``export`` (key → text, ``str.format``
+Each file has the sections ``page``, ``mail``, ``export`` and ``rights`` (who "we" are and the
+person's rights, in the mail and on the page) (key → text, ``str.format``
 placeholders in braces) and ``dates`` (a pattern and the twelve month names). A key a language
 lacks is shown in English; tests/unit/test_i18n.py checks that none is lacking. What the admin
 configures (purpose, legal basis and source names) comes from config/purposes.yaml instead.
@@ -23,7 +24,12 @@ import yaml
 from connector.consent import FALLBACK_LANGUAGE, ConsentConfig, choose_language
 
 LANGUAGES = ("en", "nb", "sv", "da", "de", "nl")
-SECTIONS = ("page", "mail", "export")
+SECTIONS = ("page", "mail", "export", "rights")
+
+RIGHTS = ("right_access", "right_rectification", "right_erasure", "right_restriction",
+          "right_portability", "right_objection", "right_withdrawal")
+"""The person's rights (GDPR Art. 15-18, 20, 21, 7(3)) as the mail and the page list them:
+keys of the ``rights`` section, in that order."""
 LOCALES_DIR = Path(__file__).parent / "locales"
 
 
@@ -45,7 +51,7 @@ def texts(section: str, language: str | None) -> Mapping[str, str]:
     """Return every text of ``section`` in ``language``, English where it has none.
 
     Args:
-        section: ``"page"``, ``"mail"`` or ``"export"``.
+        section: one of ``SECTIONS``.
         language: a code in ``LANGUAGES``; anything else (or None) gets English.
 
     Returns:
@@ -64,7 +70,7 @@ def text(section: str, key: str, language: str | None, **values: Any) -> str:
     """Return the text ``key`` of ``section`` in ``language`` with ``values`` filled in.
 
     Args:
-        section: ``"page"``, ``"mail"`` or ``"export"``.
+        section: one of ``SECTIONS``.
         key: the text's key, e.g. ``"sheet.history"``.
         language: a code in ``LANGUAGES``; anything else (or None) gets English.
         **values: the placeholders to fill in, e.g. ``name="Kari"``.
@@ -80,7 +86,7 @@ def text_or(section: str, key: str, language: str | None, default: str) -> str:
     """Like ``text`` for keys built from data (an action, an actor): ``default`` when unknown.
 
     Args:
-        section: ``"page"``, ``"mail"`` or ``"export"``.
+        section: one of ``SECTIONS``.
         key: the text's key, e.g. ``f"action.{action}"``.
         language: a code in ``LANGUAGES``; anything else (or None) gets English.
         default: what to return when ``section`` has no ``key``, not even in English.

@@ -74,7 +74,8 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
         link: the personal link to their subscription page.
         link_expires: when the link stops working; shown as a date in the mail's language.
         sender: the From header, e.g. ``"Acme privacy <privacy@acme.example>"``.
-        company: the controller's name for the intro and signature; None to leave it out.
+        company: the name for the intro and signature; the config's controller when None
+            (left out when the config names none).
         message_id: the Message-ID (``confirmation_message_id``); a new one when None.
 
     Returns:
@@ -90,6 +91,8 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
     texts = i18n.texts("mail", language)
     views = describe_purposes(config, consents, language)
     first_name = (person.first_name or "").strip()
+    controller = config.controller
+    company = company or (controller.name if controller else None)
     context = {
         "lang": language,
         "t": texts,
@@ -102,6 +105,9 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
         "withdrawn": [view for view in views if view.status == WITHDRAWN],
         "not_given": [view for view in views if view.status == NOT_GIVEN],
         "link": link,
+        "r": i18n.texts("rights", language),
+        "rights": i18n.RIGHTS,
+        "controller": controller,
         "link_expiry": texts["link_expiry"].format(
             date=i18n.format_date(link_expires, language)),
     }

@@ -255,7 +255,8 @@ def _render_page(services: Services, person: Person, language: str, *, saved: bo
     except redis.RedisError:
         return message_page(language, "unavailable", 503)
     return render_template("person.html", person=person, rows=rows,
-                           t=i18n.texts("page", language), language=language,
+                           t=i18n.texts("page", language), r=i18n.texts("rights", language),
+                           rights=i18n.RIGHTS, controller=config.controller, language=language,
                            languages=page_languages(config), saved=saved,
                            notice_changed=notice_changed, token=request.view_args["token"])
 

@@ -277,6 +277,29 @@ def test_every_language_on_a_phone(onboarded, browser, language, output_dir):
     context.close()
 
 
+def test_the_page_names_the_controller_and_the_persons_rights_in_every_language(onboarded,
+                                                                               page):
+    _, url = onboarded("Kari", "kari.rights@example.org")
+    controller = CONFIG.controller
+    for language in i18n.LANGUAGES:
+        page.goto(f"{url}?lang={language}")
+        rights = i18n.texts("rights", language)
+        region = page.get_by_role("region", name=rights["heading_rights"])
+        said = region.inner_text()
+        for right in i18n.RIGHTS:
+            assert rights[right] in said, (language, right)
+        assert rights["complaint"].format(authority=controller.supervisory_authority.name,
+                                          url=controller.supervisory_authority.url) in said
+        who = page.get_by_role("region", name=rights["heading_controller"])
+        assert controller.name in who.inner_text() and controller.address in who.inner_text()
+        assert who.get_by_role("link", name=rights["privacy_statement"]).get_attribute(
+            "href") == controller.privacy_statement_url
+        assert who.get_by_role("link", name=controller.dpo.email).is_visible()
+        store = page.get_by_role("region", name=CONFIG.purposes["sales_and_service"].name[
+            language])
+        assert CONFIG.purposes["sales_and_service"].retention[language] in store.inner_text()
+
+
 def test_the_persons_own_language_is_used_without_asking(onboarded, page):
     _, url = onboarded("Kari", "kari.norsk@example.org", language="Norwegian")
     page.goto(url)

@@ -30,12 +30,25 @@ purposes:
     crm_key: STORE
     name: {en: Sales and service, nb: Salg og service}
     default_for_new_persons: {legal_basis: legitimate_interest}
+    retention: {en: While you are a customer}
   e_marketing:
     crm_key: EMARKETING
     name: {en: E-marketing}
     requires_consent: true
     notice: {version: "2026-01", text: {en: I agree}}
+    retention: {en: Until you withdraw}
+controller:
+  name: Acme AS
+  address: "Storgata 1, 0155 Oslo"
+  email: privacy@acme.example
+  privacy_statement_url: https://acme.example/privacy
+  supervisory_authority: {name: Datatilsynet, url: "https://www.datatilsynet.no"}
 """
+
+
+def in_purposes(text: str) -> str:
+    """VALID with ``text`` added at the end of its purposes (from line 25, before controller)."""
+    return VALID.replace("controller:\n", text + "controller:\n", 1)
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -98,8 +111,9 @@ def test_shipped_config_has_every_text_in_every_language():
     config = load_config(SHIPPED)
     texts = [t for b in config.legal_bases.values() for t in (b.name, b.description)]
     texts += [s.name for s in config.sources.values()]
-    texts += [t for p in config.purposes.values() for t in (p.name, p.description)]
+    texts += [t for p in config.purposes.values() for t in (p.name, p.description, p.retention)]
     texts += [p.notice.text for p in config.purposes.values() if p.notice]
+    texts += [p.recipients for p in config.purposes.values() if p.recipients]
     for text in texts:
         assert set(text) == set(config.languages), text
 
@@ -137,15 +151,15 @@ def test_load_config_raises_config_error_with_problems(tmp_path):
 
 
 def test_unknown_field_suggests_the_right_name(tmp_path):
-    path = edit(tmp_path, line_15="    crm_key: STORE", line_21="    requires_concent: true")
+    path = edit(tmp_path, line_15="    crm_key: STORE", line_22="    requires_concent: true")
     problems = check_config(path)
-    assert_problem(problems[0], 21, "purpose 'e_marketing'", "unknown field 'requires_concent'",
+    assert_problem(problems[0], 22, "purpose 'e_marketing'", "unknown field 'requires_concent'",
                    "did you mean 'requires_consent'?")
 
 
 def test_unknown_top_level_section(tmp_path):
     path = write(tmp_path, VALID + "purpose:\n  x: {crm_key: X}\n")
-    assert_problem(only_problem(path), 23, "unknown field 'purpose'", "did you mean 'purposes'?")
+    assert_problem(only_problem(path), 31, "unknown field 'purpose'", "did you mean 'purposes'?")
 
 
 def test_missing_required_field_points_at_the_entry(tmp_path):
@@ -181,9 +195,10 @@ def test_empty_crm_key(tmp_path):
 
 
 def test_duplicate_yaml_key_is_reported(tmp_path):
-    path = write(tmp_path, VALID + "  sales_and_service:\n    crm_key: OTHER\n    name: {en: X}\n")
+    path = write(tmp_path, in_purposes("  sales_and_service:\n    crm_key: OTHER\n"
+                                       "    name: {en: X}\n    retention: {en: Y}\n"))
     problem = only_problem(path)
-    assert_problem(problem, 23, "'sales_and_service' appears twice", "line 14")
+    assert_problem(problem, 25, "'sales_and_service' appears twice", "line 14")
 
 
 # --- cross-references ------------------------------------------------------------------------------
@@ -210,8 +225,8 @@ def test_source_rule_source_must_be_defined(tmp_path):
 # --- GDPR rules ------------------------------------------------------------------------------------
 
 def test_requires_consent_purpose_cannot_have_a_default(tmp_path):
-    path = write(tmp_path, VALID + "    default_for_new_persons: {legal_basis: consent}\n")
-    assert_problem(only_problem(path), 23, "purpose 'e_marketing'", "requires_consent",
+    path = write(tmp_path, in_purposes("    default_for_new_persons: {legal_basis: consent}\n"))
+    assert_problem(only_problem(path), 25, "purpose 'e_marketing'", "requires_consent",
                    "default_for_new_persons", "GDPR", "consent nobody gave")
 
 
@@ -230,30 +245,30 @@ def test_default_cannot_be_the_withdrawn_basis(tmp_path):
 def test_requires_consent_needs_a_notice(tmp_path):
     path = write(tmp_path, VALID.replace('    notice: {version: "2026-01", text: {en: I agree}}\n',
                                          ""))
-    assert_problem(only_problem(path), 18, "purpose 'e_marketing'", "needs a notice", "Art. 7(1)")
+    assert_problem(only_problem(path), 19, "purpose 'e_marketing'", "needs a notice", "Art. 7(1)")
 
 
 def test_notice_needs_a_version(tmp_path):
-    path = edit(tmp_path, line_22="    notice: {text: {en: I agree}}")
-    assert_problem(only_problem(path), 22, "purpose 'e_marketing'", "'notice.version'", "missing")
+    path = edit(tmp_path, line_23="    notice: {text: {en: I agree}}")
+    assert_problem(only_problem(path), 23, "purpose 'e_marketing'", "'notice.version'", "missing")
 
 
 def test_notice_needs_an_english_text(tmp_path):
-    path = edit(tmp_path, line_22='    notice: {version: "2026-01", text: {nb: Jeg samtykker}}')
-    assert_problem(only_problem(path), 22, "purpose 'e_marketing'", "'notice.text'",
+    path = edit(tmp_path, line_23='    notice: {version: "2026-01", text: {nb: Jeg samtykker}}')
+    assert_problem(only_problem(path), 23, "purpose 'e_marketing'", "'notice.text'",
                    "English text")
 
 
 # --- lists and languages ---------------------------------------------------------------------------
 
 def test_duplicate_crm_key_in_one_list(tmp_path):
-    path = edit(tmp_path, line_19="    crm_key: STORE")
-    assert_problem(only_problem(path), 19, "purpose 'e_marketing'", "crm_key 'STORE'",
+    path = edit(tmp_path, line_20="    crm_key: STORE")
+    assert_problem(only_problem(path), 20, "purpose 'e_marketing'", "crm_key 'STORE'",
                    "already used by purpose 'sales_and_service'", "line 15")
 
 
 def test_same_crm_key_in_different_lists_is_fine(tmp_path):
-    path = edit(tmp_path, line_19="    crm_key: USER")
+    path = edit(tmp_path, line_20="    crm_key: USER")
     assert check_config(path) == []
 
 
@@ -301,10 +316,10 @@ def test_every_problem_is_reported_in_line_order(tmp_path):
                 line_10="  source: usr",
                 line_15="    crm_kye: STORE",
                 line_17="    default_for_new_persons: {legal_basis: legit}",
-                line_19="    crm_key: 42")
+                line_20="    crm_key: 42")
     problems = check_config(path)
     found = [(p.line, p.message) for p in problems]
-    assert [line for line, _ in found] == [2, 5, 10, 14, 15, 17, 19], "\n".join(map(str, problems))
+    assert [line for line, _ in found] == [2, 5, 10, 14, 15, 17, 20], "\n".join(map(str, problems))
     messages = " | ".join(message for _, message in found)
     for words in ("withdrawn: true", "'fr'", "source 'usr'", "'crm_key' is missing",
                   "unknown field 'crm_kye'", "legal basis 'legit'", "must be text"):
@@ -312,6 +327,54 @@ def test_every_problem_is_reported_in_line_order(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert len(caught.value.problems) == 7
+
+
+# --- who "we" are and how long we keep the data (GDPR Art. 13) ----------------------------------
+
+def test_the_controller_and_each_purposes_retention_are_read(tmp_path):
+    config = load_config(write(tmp_path, VALID.replace(
+        "  supervisory_authority:", "  dpo: {email: dpo@acme.example}\n  supervisory_authority:")))
+    controller = config.controller
+    assert (controller.name, controller.address, controller.email) == (
+        "Acme AS", "Storgata 1, 0155 Oslo", "privacy@acme.example")
+    assert controller.privacy_statement_url == "https://acme.example/privacy"
+    assert controller.supervisory_authority.name == "Datatilsynet"
+    assert (controller.dpo.email, controller.dpo.name) == ("dpo@acme.example", None)
+    assert config.purposes["sales_and_service"].retention == {"en": "While you are a customer"}
+    assert config.purposes["e_marketing"].recipients == {}
+    assert load_config(SHIPPED).controller.dpo.email == "dpo@example.com"
+
+
+def test_a_file_without_a_controller_is_refused_saying_what_to_add(tmp_path):
+    path = write(tmp_path, VALID.split("controller:")[0])
+    assert_problem(only_problem(path), 1, "'controller' is missing", "Art. 13(1)(a)-(b)",
+                   "supervisory_authority")
+
+
+def test_a_purpose_without_retention_is_refused_with_its_line(tmp_path):
+    path = write(tmp_path, VALID.replace("    retention: {en: Until you withdraw}\n", ""))
+    assert_problem(only_problem(path), 19, "purpose 'e_marketing'", "'retention' is missing",
+                   "Art. 13(2)(a)")
+
+
+def test_controller_fields_are_checked_with_their_lines(tmp_path):
+    path = write(tmp_path, VALID.replace("  email: privacy@acme.example",
+                                         "  email: privacy at acme")
+                 .replace("  privacy_statement_url: https://acme.example/privacy",
+                          "  privacy_statement_url: acme.example/privacy")
+                 .replace('{name: Datatilsynet, url: "https://www.datatilsynet.no"}',
+                          "{name: Datatilsynet}"))
+    problems = check_config(path)
+    assert [p.line for p in problems] == [28, 29, 30], "\n".join(map(str, problems))
+    assert_problem(problems[0], 28, "'controller.email'", "email address")
+    assert_problem(problems[1], 29, "'controller.privacy_statement_url'", "https://")
+    assert_problem(problems[2], 30, "'controller.supervisory_authority.url'", "missing")
+
+
+def test_retention_texts_follow_the_language_rules(tmp_path):
+    path = edit(tmp_path, line_18="    retention: {nb: Så lenge du er kunde}")
+    assert_problem(only_problem(path), 18, "purpose 'sales_and_service'", "'retention'",
+                   "English text")
 
 
 def test_unreadable_and_empty_files(tmp_path):
@@ -342,13 +405,13 @@ def test_allow_objection_must_be_true_or_false(tmp_path):
 
 
 def test_requires_consent_purpose_cannot_allow_objection(tmp_path):
-    path = write(tmp_path, VALID + "    allow_objection: true\n")
-    assert_problem(only_problem(path), 23, "purpose 'e_marketing'", "requires_consent",
+    path = write(tmp_path, in_purposes("    allow_objection: true\n"))
+    assert_problem(only_problem(path), 25, "purpose 'e_marketing'", "requires_consent",
                    "allow_objection", "switches such a purpose on and off")
 
 
 def test_requires_consent_purpose_may_say_allow_objection_false(tmp_path):
-    path = write(tmp_path, VALID + "    allow_objection: false\n")
+    path = write(tmp_path, in_purposes("    allow_objection: false\n"))
     assert check_config(path) == []
 
 
@@ -373,38 +436,38 @@ def test_subscription_page_fields_default_one_by_one(tmp_path):
 
 def test_subscription_page_source_must_be_defined(tmp_path):
     path = write(tmp_path, VALID + PAGE.format(source="webform", basis="consent"))
-    assert_problem(only_problem(path), 24, "subscription_page",
+    assert_problem(only_problem(path), 32, "subscription_page",
                    "source 'webform' is not defined in sources", "user, web_form",
                    "did you mean 'web_form'?")
 
 
 def test_subscription_page_legal_basis_must_be_defined(tmp_path):
     path = write(tmp_path, VALID + PAGE.format(source="web_form", basis="concent"))
-    assert_problem(only_problem(path), 25, "subscription_page",
+    assert_problem(only_problem(path), 33, "subscription_page",
                    "legal basis 'concent' is not defined in legal_bases",
                    "did you mean 'consent'?")
 
 
 def test_subscription_page_legal_basis_cannot_be_withdrawn(tmp_path):
     path = write(tmp_path, VALID + PAGE.format(source="web_form", basis="withdrawn"))
-    assert_problem(only_problem(path), 25, "subscription_page", "consent_legal_basis 'withdrawn'",
+    assert_problem(only_problem(path), 33, "subscription_page", "consent_legal_basis 'withdrawn'",
                    "withdrawal marker", "recorded as withdrawn")
 
 
 def test_subscription_page_unknown_field(tmp_path):
     path = write(tmp_path, VALID + "subscription_page:\n  sorce: web_form\n")
-    assert_problem(only_problem(path), 24, "unknown field 'sorce'", "did you mean 'source'?")
+    assert_problem(only_problem(path), 32, "unknown field 'sorce'", "did you mean 'source'?")
 
 
 def test_subscription_page_fields_must_be_text(tmp_path):
     path = write(tmp_path, VALID + PAGE.format(source="web_form", basis="yes"))
-    assert_problem(only_problem(path), 25, "'subscription_page.consent_legal_basis'",
+    assert_problem(only_problem(path), 33, "'subscription_page.consent_legal_basis'",
                    "must be text")
 
 
 def test_empty_subscription_page_section(tmp_path):
     path = write(tmp_path, VALID + "subscription_page:\n")
-    assert_problem(only_problem(path), 23, "'subscription_page'", "empty")
+    assert_problem(only_problem(path), 31, "'subscription_page'", "empty")
 
 
 def test_missing_subscription_page_needs_the_default_source(tmp_path):
@@ -430,7 +493,7 @@ def test_missing_subscription_page_needs_the_default_consent_basis(tmp_path):
 def test_missing_subscription_page_field_needs_its_default(tmp_path):
     path = write(tmp_path, VALID.replace('  consent: {crm_key: "61A"', '  art6a: {crm_key: "61A"')
                  + "subscription_page:\n  source: user\n")
-    assert_problem(only_problem(path), 23, "subscription_page",
+    assert_problem(only_problem(path), 31, "subscription_page",
                    "'consent_legal_basis' is not given",
                    "default legal basis 'consent' is not defined", "add consent_legal_basis")
 

@@ -1,5 +1,6 @@
 """The confirmation mail says what GDPR Art. 13/14 asks, in the person's language, safely."""
 
+import dataclasses
 import re
 from datetime import datetime, timezone
 from email import message_from_bytes, policy
@@ -7,9 +8,11 @@ from email import message_from_bytes, policy
 import pytest
 
 from connector import i18n
-from connector.consent import ConsentConfig, LegalBasis, Purpose, Source
+from connector.consent import (ConsentConfig, Controller, DataProtectionOfficer, LegalBasis,
+                               Purpose, Source, SupervisoryAuthority, pick_text)
 from connector.crm.types import ConsentRecord, Person
 from connector.mail.confirmation import render_confirmation
+from tests.factories import shipped_config
 
 LINK = "https://consent.example.com/s/tok3n?x=1&y=2"
 EXPIRES = datetime(2026, 4, 11, 12, 0, tzinfo=timezone.utc)
@@ -242,3 +245,55 @@ def test_html_loads_nothing_external(config):
     _, html = parts(render(config))
     assert "<img" not in html and "<link" not in html and "<script" not in html
     assert re.findall(r'(?:src|href)="([^"]+)"', html) == [LINK.replace("&", "&amp;")] * 2
+
+
+# ---------------------------------------------------------------- who we are, the rights (Art. 13)
+CONTROLLER = Controller(
+    name="Acme AS", address="Storgata 1, 0155 Oslo", email="privacy@acme.example",
+    privacy_statement_url="https://acme.example/privacy",
+    supervisory_authority=SupervisoryAuthority("Datatilsynet", "https://www.datatilsynet.no"),
+    dpo=DataProtectionOfficer("dpo@acme.example", "Dana DPO"))
+
+
+def test_the_mail_names_the_controller_its_dpo_the_authority_and_every_right(config):
+    with_controller = dataclasses.replace(config, controller=CONTROLLER)
+    text, html = parts(render(with_controller))
+    rights = i18n.texts("rights", "en")
+    for body in (text, html):
+        assert "Acme AS has registered your contact details" in body
+        for words in ("Who we are", "Storgata 1, 0155 Oslo", "privacy@acme.example",
+                      "Data protection officer: Dana DPO, ", "dpo@acme.example",
+                      "Your rights", "write to privacy@acme.example",
+                      "complain to the supervisory authority: Datatilsynet "
+                      "(https://www.datatilsynet.no)"):
+            assert words in body, words
+        for right in i18n.RIGHTS:
+            assert rights[right] in body, right
+    assert "Our privacy statement: https://acme.example/privacy" in text
+    assert set(re.findall(r'(?:src|href)="([^"]+)"', html)) == {
+        LINK.replace("&", "&amp;"), "mailto:privacy@acme.example", "mailto:dpo@acme.example",
+        "https://acme.example/privacy"}
+
+
+def test_each_recorded_purpose_says_how_long_it_is_kept_and_who_receives_it(config):
+    store = dataclasses.replace(config.purposes["sales_and_service"],
+                                retention={"en": "Three years after our last contact"},
+                                recipients={"en": "Our accountant"})
+    changed = dataclasses.replace(config, purposes={**config.purposes,
+                                                    "sales_and_service": store})
+    text, html = parts(render(changed))
+    for body in (text, html):
+        assert "How long we keep it:" in body and "Three years after our last contact" in body
+        assert "Who receives it:" in body and "Our accountant" in body
+
+
+@pytest.mark.parametrize("language", i18n.LANGUAGES)
+def test_the_rights_and_the_controller_are_in_every_language(language):
+    shipped = shipped_config()
+    text, html = parts(render(shipped, person(language=language)))
+    rights = i18n.texts("rights", language)
+    for body in (text, html):
+        for key in ("heading_rights", "heading_controller", *i18n.RIGHTS):
+            assert rights[key] in body, (language, key)
+        assert shipped.controller.name in body and shipped.controller.address in body
+        assert pick_text(shipped.purposes["sales_and_service"].retention, language) in body
