@@ -100,11 +100,17 @@ Status line."""
 FRESH_LINK_INTERVAL = 15 * 60
 """Seconds between two fresh links mailed to the same person on request."""
 
+COPY_MAIL_INTERVAL = 60 * 60
+"""Seconds between two copies of their data mailed to the same person on request (the
+download on their page has no such wait)."""
+
 PAGE_RATE_LIMITS = {
     "view": "60 per minute",
     "save_per_address": "30 per minute",
     "save_per_link": "10 per minute",
     "renew_per_address": "10 per hour",
+    "export_per_address": "30 per hour",
+    "export_per_link": "10 per hour",
 }
 """Rate limits of the person's page (Flask-Limiter notation), per client address or link."""
 

@@ -73,6 +73,9 @@ def person_lock(person_id: int) -> str:
 PENDING_PREFIX = PREFIX + "pending:person:"
 """Redis hash per person: choices saved on the page that their job has not written yet."""
 
+COPY_MAIL_PREFIX = PREFIX + "copy-mail:"
+"""Redis string per person while a copy of their data may not be mailed again
+(COPY_MAIL_INTERVAL)."""
 FRESH_LINK_PREFIX = PREFIX + "fresh-link:"
 """Redis string per person while a fresh link may not be mailed again (FRESH_LINK_INTERVAL)."""
 
@@ -149,6 +152,11 @@ METRICS_PREFIX = PREFIX + "metrics:"
 def pending(person_id: int) -> str:
     """The person's choices still being saved."""
     return f"{PENDING_PREFIX}{person_id}"
+
+
+def copy_mail(person_id: int) -> str:
+    """Set while the person may not be mailed another copy of their data."""
+    return f"{COPY_MAIL_PREFIX}{person_id}"
 
 
 def fresh_link(person_id: int) -> str:

@@ -30,6 +30,11 @@ class PersonalLink:
     token_id: str
     expires: datetime
 
+    @property
+    def export_url(self) -> str:
+        """Where the person downloads their own export (the page's ``/export``)."""
+        return f"{self.url}/export"
+
 
 class LinkSigner:
     """Makes and reads personal-page tokens."""

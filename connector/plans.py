@@ -202,11 +202,11 @@ def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
     return tuple(entries)
 
 
-def mail_sent_entry(kind: str, token_id: str, message_id: str, job_id: str | None,
+def mail_sent_entry(kind: str, token_id: str | None, message_id: str, job_id: str | None,
                     resent: bool = False) -> Entry:
     """The ledger entry of a mail that went out: which mail, the link's token id (the proof
-    of which link the person got) and the Message-ID; ``resent`` when an earlier attempt was
-    interrupted and may have sent it already."""
+    of which link the person got; None for a mail without one) and the Message-ID;
+    ``resent`` when an earlier attempt was interrupted and may have sent it already."""
     details = {"mail": kind, "token_id": token_id, "message_id": message_id,
                "actor": CONNECTOR, "job_id": job_id}
     if resent:

@@ -47,13 +47,15 @@ APPLY_PREFERENCES = JobKind("workers.jobs.apply_preferences", PREFERENCES, "pref
                             ("person_id", "choices", "proof", "subscriptions"))
 SEND_FRESH_LINK = JobKind("workers.jobs.send_fresh_link", PREFERENCES, "fresh link",
                           ("person_id",))
+SEND_COPY = JobKind("workers.copies.send_copy", PREFERENCES, "copy of the data",
+                    ("person_id", "language"))
 RECORD_CRM_CHANGES = JobKind("workers.jobs.record_crm_changes", HISTORY, "CRM change",
                              ("person_id", "event_id"))
 RECORD_DELETION = JobKind("workers.jobs.record_deletion", HISTORY, "deletion",
                           ("person_id", "event_id"))
 
 JOB_KINDS = {kind.function: kind for kind in (ONBOARD, APPLY_PREFERENCES, SEND_FRESH_LINK,
-                                              RECORD_CRM_CHANGES, RECORD_DELETION)}
+                                              SEND_COPY, RECORD_CRM_CHANGES, RECORD_DELETION)}
 """The connector's jobs by dotted path."""
 
 EVENT_JOBS = {"onboard": ONBOARD, "crm-change": RECORD_CRM_CHANGES, "deletion": RECORD_DELETION}
@@ -125,6 +127,12 @@ def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: 
 def enqueue_fresh_link(connection: redis.Redis, settings: Settings, person_id: int) -> Job:
     """Queue mailing a person a fresh link to their page."""
     return _enqueue(connection, settings, SEND_FRESH_LINK, person_id)
+
+
+def enqueue_copy(connection: redis.Redis, settings: Settings, person_id: int,
+                 language: str) -> Job:
+    """Queue mailing a person a copy of their data, in ``language``."""
+    return _enqueue(connection, settings, SEND_COPY, person_id, language)
 
 
 def _enqueue(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,

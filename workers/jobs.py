@@ -9,6 +9,7 @@ time (``one_job_per_person``).
 """
 
 from collections.abc import Callable
+from email.message import EmailMessage
 from functools import wraps
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -23,7 +24,7 @@ from connector.evidence import facts
 from connector.exceptions import MailError, PersonBusyError, UnusableAddressError
 from connector.mail.confirmation import confirmation_message_id, render_confirmation
 from connector.pending import clear_pending
-from connector.plans import (CONNECTOR, ConsentStep, decide_mail_to, deletion_entry,
+from connector.plans import (CONNECTOR, ConsentStep, MailDecision, decide_mail_to, deletion_entry,
                              mail_sent_entry, onboarded_entry, plan_crm_changes, plan_onboarding,
                              plan_preferences)
 from connector.services import Services
@@ -201,10 +202,7 @@ def send_fresh_link_with(services: Services, person_id: int, job_id: str | None)
 
     The mail is the confirmation mail again: what we record, why, and the new link.
     """
-    person = services.crm.get_person(person_id)
-    decision = decide_mail_to(person)
-    if decision.unusable:
-        raise UnusableAddressError(decision.reason)
+    person, decision = person_to_mail(services, person_id)
     if not decision.send:
         return f"not sent: {decision.reason}"
     entry = _deliver_confirmation(services, person, person.consents, "fresh-link", job_id)
@@ -254,14 +252,34 @@ def _deliver_confirmation(services: Services, person: Person,
     message_id = (confirmation_message_id(person.id, settings.mail_from, settings.public_base_url)
                   if kind == "confirmation" else None)
     message = render_confirmation(services.config, person, consents, link.url, link.expires,
-                                  settings.mail_from, message_id=message_id)
+                                  settings.mail_from, message_id=message_id,
+                                  export_link=link.export_url)
+    deliver_counted(services, message)
+    return mail_sent_entry(kind, link.token_id, message["Message-ID"], job_id, resent)
+
+
+def person_to_mail(services: Services, person_id: int) -> tuple[Person, MailDecision]:
+    """Read the person from the CRM and decide whether a mail the person asked for may go to
+    their address on record (plans.decide_mail_to).
+
+    Raises:
+        UnusableAddressError: (permanent) several addresses or a line break: support must look.
+    """
+    person = services.crm.get_person(person_id)
+    decision = decide_mail_to(person)
+    if decision.unusable:
+        raise UnusableAddressError(decision.reason)
+    return person, decision
+
+
+def deliver_counted(services: Services, message: EmailMessage) -> None:
+    """Send ``message`` (connector.mail.delivery) and count it sent or failed (metrics)."""
     try:
         services.mailer.deliver(message)
     except MailError:
         metrics.count_mail(services.redis, "failed")
         raise
     metrics.count_mail(services.redis, "sent")
-    return mail_sent_entry(kind, link.token_id, message["Message-ID"], job_id, resent)
 
 
 def _job_id() -> str | None:

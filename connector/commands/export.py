@@ -14,13 +14,11 @@ from connector.commands import services_or_exit
 from connector.exceptions import CRMError, PersonNotFoundError
 from connector.crm.budget import Priority, crm_priority
 from connector.exports.bulk import persons_with_consents, write_bulk
-from connector.exports.document import render_json
+from connector.exports.formats import FORMATS
 from connector.exports.report import export_filename, gather_report
-from connector.exports.workbook import render_workbook
 from connector.files import atomic_output
 from connector.services import Services
 
-FORMATS = ("xlsx", "json")
 BULK_FILENAME = "consents-all.xlsx"
 
 
@@ -31,7 +29,7 @@ BULK_FILENAME = "consents-all.xlsx"
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help=f"File to write. Default: consents-person-PERSON_ID.xlsx (or .json); "
                    f"{BULK_FILENAME} with --all.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS),
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)),
               help="xlsx or json. Default: from the extension of -o, else xlsx.")
 @click.option("--by", metavar="NAME",
               help="Who is exporting, written into the file. Default: your login name.")
@@ -80,7 +78,7 @@ def _export_person(services: Services, person_id: int, output: Path, fmt: str, b
     except sqlalchemy.exc.SQLAlchemyError as error:
         _fail(f"cannot read the consent ledger from the evidence database "
               f"({type(error).__name__}); nothing written")
-    body = render_workbook(report) if fmt == "xlsx" else render_json(report)
+    body = FORMATS[fmt].render(report)
     _write(output, body)
     click.echo(f"{output}: person {person_id}, {len(report.consents)} purposes, "
                f"{len(report.history)} history entries")

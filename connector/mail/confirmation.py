@@ -64,7 +64,8 @@ def confirmation_message_id(person_id: int, sender: str, installation: str) -> s
 def render_confirmation(config: ConsentConfig, person: Person, consents: Sequence[ConsentRecord],
                         link: str, link_expires: datetime, sender: str,
                         company: str | None = None,
-                        message_id: str | None = None) -> EmailMessage:
+                        message_id: str | None = None,
+                        export_link: str | None = None) -> EmailMessage:
     """Build the mail that tells a person what we record about them, why, and from where.
 
     Args:
@@ -77,6 +78,8 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
         company: the name for the intro and signature; the config's controller when None
             (left out when the config names none).
         message_id: the Message-ID (``confirmation_message_id``); a new one when None.
+        export_link: where the person downloads a copy of their data (the personal
+            link's ``export_url``); left out when None.
 
     Returns:
         A multipart/alternative message (text, then HTML) with policy SMTP, ready to deliver.
@@ -105,6 +108,7 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
         "withdrawn": [view for view in views if view.status == WITHDRAWN],
         "not_given": [view for view in views if view.status == NOT_GIVEN],
         "link": link,
+        "export_link": export_link,
         "r": i18n.texts("rights", language),
         "rights": i18n.RIGHTS,
         "controller": controller,

@@ -17,7 +17,7 @@ from connector.exceptions import CRMError
 from connector.plans import (MailDecision, decide_mail_to, plan_crm_changes, plan_onboarding,
                              plan_preferences)
 from connector.queueing import (APPLY_PREFERENCES, ONBOARD, RECORD_CRM_CHANGES, RECORD_DELETION,
-                                SEND_FRESH_LINK)
+                                SEND_COPY, SEND_FRESH_LINK)
 from connector.services import Services
 from connector.support.jobs import job_arguments, mask, person_of, step_of
 
@@ -91,9 +91,17 @@ def _preferences(services: Services, person: Person, arguments: Mapping[str, Any
 
 
 def _fresh_link(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
+    return _mail_if_possible(person, "would mail a fresh link to the person's address on record")
+
+
+def _copy(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
+    return _mail_if_possible(person, "would mail a copy of the person's data (their export) "
+                                     "to their address on record")
+
+
+def _mail_if_possible(person: Person, would: str) -> dict:
     decision = decide_mail_to(person)
-    return {"mail": ("would mail a fresh link to the person's address on record"
-                     if decision.send else _no_mail(decision))}
+    return {"mail": would if decision.send else _no_mail(decision)}
 
 
 def _crm_changes(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
@@ -113,6 +121,7 @@ DRY_RUNS: dict[str, Callable[[Services, Person | None, Mapping[str, Any]], dict]
     ONBOARD.function: _onboarding,
     APPLY_PREFERENCES.function: _preferences,
     SEND_FRESH_LINK.function: _fresh_link,
+    SEND_COPY.function: _copy,
     RECORD_CRM_CHANGES.function: _crm_changes,
     RECORD_DELETION.function: _deletion,
 }

@@ -11,16 +11,13 @@ import sqlalchemy.exc
 from flask import Blueprint, Response, abort, request
 
 from connector.exceptions import CRMError, PersonNotFoundError
-from connector.exports import document, workbook
+from connector.exports.formats import FORMATS
 from connector.exports.report import export_filename, gather_report
 from connector.web.admin_auth import admin_actor, check_admin
 from connector.web.context import get_services
 
 bp = Blueprint("exports", __name__, url_prefix="/admin/export")
 bp.before_request(check_admin)
-
-FORMATS = {"xlsx": (workbook.render_workbook, workbook.MIME_TYPE),
-           "json": (document.render_json, f"{document.MIME_TYPE}; charset=utf-8")}
 
 
 @bp.get("/<int:person_id>")
@@ -45,9 +42,9 @@ def export_person(person_id: int):
         return Response("export not possible now: the consent ledger (the evidence database) "
                         "is unreachable\n",
                         503, {"Retry-After": "30", "Content-Type": "text/plain; charset=utf-8"})
-    render, mime_type = FORMATS[fmt]
-    return Response(render(report), 200, {
-        "Content-Type": mime_type,
+    export = FORMATS[fmt]
+    return Response(export.render(report), 200, {
+        "Content-Type": export.mime_type,
         "Content-Disposition": f'attachment; filename="{export_filename(person_id, fmt)}"',
         "Cache-Control": "no-store",  # personal data: never kept by a proxy or the browser
     })

@@ -14,7 +14,8 @@ import logging
 from dataclasses import dataclass
 
 import redis
-from flask import Blueprint, redirect, render_template, request, url_for
+import sqlalchemy.exc
+from flask import Blueprint, Response, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from rq.job import Job, JobStatus
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -25,9 +26,11 @@ from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose
                                resolve_subscription_choices)
 from connector.crm.types import Person
 from connector.exceptions import CRMError, PersonNotFoundError, TokenError
+from connector.exports.formats import FORMATS
+from connector.exports.report import build_report, export_filename
 from connector.links import LinkToken
 from connector.pending import SUBSCRIPTION_PREFIX, pending_choices
-from connector.queueing import enqueue_fresh_link, enqueue_preferences
+from connector.queueing import enqueue_copy, enqueue_fresh_link, enqueue_preferences
 from connector.services import Services
 from connector.web.context import get_services
 from connector.web.extensions import limiter, link_token
@@ -188,6 +191,65 @@ def _wait_for(job: Job) -> None:
                 return
         except redis.RedisError:
             return  # the page says "being saved" and reads Redis again, or answers 503
+
+
+@bp.get("/p/<token>/export")
+@limiter.limit(LIMITS["export_per_address"])
+@limiter.limit(LIMITS["export_per_link"], key_func=link_token)
+def export(token: str):
+    """The person's own copy of their data (GDPR Art. 15, 20): their consents and history as
+    .xlsx (``format=xlsx``, the default) or JSON, the export support staff would make. Reads
+    only; the link's checks and a limit of its own apply."""
+    services = get_services()
+    language = i18n.language_for(services.config, request.args.get("lang"))
+    fmt = request.args.get("format", "xlsx")
+    if fmt not in FORMATS:
+        return message_page(language, "invalid", 404)
+    link, person, failure = _open(token, language)
+    if failure:
+        return failure
+    try:
+        entries = services.ledger.entries(person.id)
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        log.error("page.export_unavailable person_id=%s error=%s", person.id,
+                  type(error).__name__)
+        return message_page(language, "unavailable", 503)
+    report = build_report(services.config, person, entries,
+                          exported_by=i18n.text("page", "exported_by_person", language),
+                          connector_associate_id=services.settings.associate_id,
+                          language=language)
+    log.info("page.exported person_id=%s token_id=%s format=%s", person.id, link.token_id, fmt)
+    return Response(FORMATS[fmt].render(report), 200, {
+        "Content-Type": FORMATS[fmt].mime_type,
+        "Content-Disposition": f'attachment; filename="{export_filename(person.id, fmt)}"',
+        "Cache-Control": "no-store",
+    })
+
+
+@bp.post("/p/<token>/export/mail")
+@limiter.limit(LIMITS["save_per_address"])
+@limiter.limit(LIMITS["save_per_link"], key_func=link_token)
+def mail_copy(token: str):
+    """Mail the person a copy of their data (the .xlsx export) to the address on record. The
+    answer never tells whether there is one; at most one copy per person per
+    COPY_MAIL_INTERVAL. CSRF-protected like saving."""
+    services = get_services()
+    language = i18n.language_for(services.config, request.form.get("lang"))
+    try:
+        link = services.links.read(token)
+    except TokenError as error:
+        return message_page(language, "expired" if error.expired else "invalid",
+                            410 if error.expired else 404,
+                            renew_token=token if error.expired else None)
+    try:
+        if services.redis.set(keys.copy_mail(link.person_id), "1", nx=True,
+                              ex=defaults.COPY_MAIL_INTERVAL):
+            job = enqueue_copy(services.redis, services.settings, link.person_id, language)
+            log.info("page.copy_queued person_id=%s job_id=%s token_id=%s", link.person_id,
+                     job.id, link.token_id)
+    except redis.RedisError:
+        return message_page(language, "unavailable", 503)
+    return message_page(language, "copy_sent", 200)
 
 
 @bp.post("/p/<token>/renew")

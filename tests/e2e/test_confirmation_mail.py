@@ -1,6 +1,8 @@
 """The confirmation mail as a mail program shows it: its HTML part, from a real onboarding's
 mail, in a real browser (Debian's chromium via Playwright)."""
 
+import re
+
 import pytest
 
 from connector import i18n
@@ -26,4 +28,6 @@ def test_the_mail_shows_what_we_record_the_rights_and_who_we_are(onboarded, page
     assert CONFIG.purposes["sales_and_service"].retention["en"] in body
     assert page.get_by_role("link", name=controller.email).get_attribute("href") == (
         f"mailto:{controller.email}")
+    export = page.get_by_role("link", name=re.compile(r"export$"))
+    assert export.get_attribute("href").endswith("/export")
     page.screenshot(path=output_dir / "confirmation-mail.png", full_page=True)

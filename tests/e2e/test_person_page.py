@@ -1,12 +1,15 @@
 """The personal page in a real browser (Debian's chromium via Playwright), opened from the
 link in a real confirmation mail, against the connector, a real worker and the sandbox CRM."""
 
+import io
+import json
 import re
 import time
 from urllib.parse import urlsplit
 
 import itsdangerous.timed
 import pytest
+from openpyxl import load_workbook
 from rq.job import JobStatus
 
 from connector import i18n
@@ -298,6 +301,68 @@ def test_the_page_names_the_controller_and_the_persons_rights_in_every_language(
         store = page.get_by_role("region", name=CONFIG.purposes["sales_and_service"].name[
             language])
         assert CONFIG.purposes["sales_and_service"].retention[language] in store.inner_text()
+
+
+def test_the_person_downloads_their_own_consents_and_history_as_xlsx_and_json(onboarded, page):
+    person_id, url = onboarded("Kari", "kari.copy@example.org")
+    page.goto(f"{url}?lang=nb")
+    copy = page.get_by_role("list", name=i18n.text("page", "copy_heading", "nb"))
+
+    with page.expect_download() as xlsx:
+        copy.get_by_role("link", name=i18n.text("page", "copy_xlsx", "nb")).click()
+    assert xlsx.value.suggested_filename == f"consents-person-{person_id}.xlsx"
+    workbook = load_workbook(io.BytesIO(open(xlsx.value.path(), "rb").read()))
+    cells = {str(cell.value) for sheet in workbook for row in sheet.iter_rows()
+             for cell in row if cell.value is not None}
+    assert "Salg og service" in cells and i18n.text("page", "exported_by_person", "nb") in cells
+
+    with page.expect_download() as document:
+        copy.get_by_role("link", name=i18n.text("page", "copy_json", "nb")).click()
+    exported = json.loads(open(document.value.path(), encoding="utf-8").read())
+    assert exported["person"]["id"] == person_id
+    assert [c["purpose"]["key"] for c in exported["consents"]][:1] == ["STORE"]
+    assert {e["action"] for e in exported["history"]} >= {"consent.recorded", "mail.sent"}
+
+
+def test_the_person_asks_for_a_copy_by_mail_and_gets_one_with_the_workbook(
+        onboarded, page, smtp_server, ledger):
+    person_id, url = onboarded("Kari", "kari.copymail@example.org")
+    page.goto(f"{url}?lang=de")
+    button = page.get_by_role("button", name=i18n.text("page", "copy_mail_button", "de"))
+    button.click()
+    assert page.get_by_role("heading", level=1).inner_text() == i18n.text(
+        "page", "copy_sent_title", "de")
+
+    mails = wait_for(lambda: len(smtp_server.sink.to("kari.copymail@example.org")) > 1
+                     and smtp_server.sink.to("kari.copymail@example.org"), what="the copy")
+    copy = mails[1]
+    assert copy["Subject"] == i18n.text("mail", "copy_subject", "de")
+    attachment = next(copy.iter_attachments())
+    assert attachment.get_filename() == f"consents-person-{person_id}.xlsx"
+    workbook = load_workbook(io.BytesIO(attachment.get_content()))
+    cells = {str(cell.value) for sheet in workbook for row in sheet.iter_rows()
+             for cell in row if cell.value is not None}
+    assert "Vertrieb und Service" in cells
+    wait_for(lambda: [e for e in ledger.entries(person_id) if e.get("mail") == "copy"],
+             what="the copy's mail.sent entry")
+
+    page.goto(f"{url}?lang=de")  # asked again at once: the same answer, no second copy
+    page.get_by_role("button", name=i18n.text("page", "copy_mail_button", "de")).click()
+    assert page.get_by_role("heading", level=1).inner_text() == i18n.text(
+        "page", "copy_sent_title", "de")
+    time.sleep(2)
+    assert len(smtp_server.sink.to("kari.copymail@example.org")) == 2
+
+
+def test_the_own_export_needs_a_valid_link_and_is_rate_limited(onboarded, page):
+    _, url = onboarded("Copy", "copy.limit@example.org")
+    tampered = page.request.get(url[:-3] + "abc/export")
+    assert tampered.status == 404 and "not valid" in tampered.text()
+    first = page.request.get(f"{url}/export?format=json")
+    assert first.status == 200 and first.headers["cache-control"] == "no-store"
+    assert page.request.get(f"{url}/export?format=pdf").status == 404
+    statuses = [page.request.get(f"{url}/export").status for _ in range(9)]
+    assert statuses[:8] == [200] * 8 and statuses[8] == 429  # 10 an hour per link, all counted
 
 
 def test_the_persons_own_language_is_used_without_asking(onboarded, page):

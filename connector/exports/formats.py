@@ -1,0 +1,19 @@
+"""The file formats of a person's export, and how each is made and served."""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from connector.exports import document, workbook
+from connector.exports.report import PersonReport
+
+
+class ExportFormat(NamedTuple):
+    """How one format is rendered and what it is served as."""
+
+    render: Callable[[PersonReport], bytes]
+    mime_type: str
+
+
+FORMATS = {"xlsx": ExportFormat(workbook.render_workbook, workbook.MIME_TYPE),
+           "json": ExportFormat(document.render_json, f"{document.MIME_TYPE}; charset=utf-8")}
+"""The formats by name: xlsx (for people) and JSON (for machines, GDPR Art. 20)."""

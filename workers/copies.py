@@ -1,0 +1,42 @@
+"""The job that mails a person the copy of their data they asked for on their page (GDPR Art.
+15(3)). A module of its own: it needs the exports, which the CRM events' jobs (workers.jobs)
+never load."""
+
+from rq import get_current_job
+
+from connector import i18n
+from connector.exports.report import build_report, export_filename
+from connector.exports.workbook import render_workbook
+from connector.mail.copy import render_copy
+from connector.plans import mail_sent_entry
+from connector.services import Services
+from workers.jobs import deliver_counted, one_job_per_person, person_to_mail
+from workers.worker import current_services
+
+
+def send_copy(person_id: int, language: str) -> str:
+    """Mail the person a copy of their data (send_copy_with)."""
+    job = get_current_job()
+    return send_copy_with(current_services(), person_id, language, job.id if job else None)
+
+
+@one_job_per_person
+def send_copy_with(services: Services, person_id: int, language: str,
+                   job_id: str | None) -> str:
+    """Mail the person their export's workbook, read now, to the address on record, in
+    ``language``; the ledger records the mail. The same address rules as the confirmation
+    mail: several addresses or a line break fail for support, no address sends nothing."""
+    person, decision = person_to_mail(services, person_id)
+    if not decision.send:
+        return f"not sent: {decision.reason}"
+    report = build_report(services.config, person, services.ledger.entries(person.id),
+                          exported_by=i18n.text("page", "exported_by_person", language),
+                          connector_associate_id=services.settings.associate_id,
+                          language=language)
+    message = render_copy(services.config, person, render_workbook(report),
+                          export_filename(person.id, "xlsx"), services.settings.mail_from,
+                          language)
+    deliver_counted(services, message)
+    services.ledger.record(person.id, mail_sent_entry("copy", None, message["Message-ID"],
+                                                      job_id))
+    return "sent"
