@@ -10,6 +10,7 @@ from connector.commands.export import export
 from connector.commands.jobs import jobs
 from connector.commands.ledger import ledger
 from connector.commands.reconcile import reconcile
+from connector.commands.reconsent import reconsent
 from connector.commands.status import status
 from connector.commands.worker import worker
 
@@ -21,5 +22,6 @@ def main():
     (db, ledger)."""
 
 
-for command in (config, worker, jobs, reconcile, status, export, doctor, db, ledger):
+for command in (config, worker, jobs, reconcile, reconsent, status, export, doctor, db,
+                ledger):
     main.add_command(command)

@@ -203,12 +203,16 @@ def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
 
 
 def mail_sent_entry(kind: str, token_id: str | None, message_id: str, job_id: str | None,
-                    resent: bool = False) -> Entry:
+                    resent: bool = False, *, purpose: str | None = None,
+                    notice_version: str | None = None) -> Entry:
     """The ledger entry of a mail that went out: which mail, the link's token id (the proof
     of which link the person got; None for a mail without one) and the Message-ID;
-    ``resent`` when an earlier attempt was interrupted and may have sent it already."""
+    ``resent`` when an earlier attempt was interrupted and may have sent it already; the
+    purpose (CRM key) and notice version a mail about one consent text was about."""
     details = {"mail": kind, "token_id": token_id, "message_id": message_id,
                "actor": CONNECTOR, "job_id": job_id}
+    if purpose is not None:
+        details |= {"purpose": purpose, "notice_version": notice_version}
     if resent:
         details["note"] = "sent again after an interrupted send"
     return Entry("mail.sent", details)

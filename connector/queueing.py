@@ -49,13 +49,16 @@ SEND_FRESH_LINK = JobKind("workers.jobs.send_fresh_link", PREFERENCES, "fresh li
                           ("person_id",))
 SEND_COPY = JobKind("workers.copies.send_copy", PREFERENCES, "copy of the data",
                     ("person_id", "language"))
+SEND_NEW_NOTICE = JobKind("workers.notices.send_new_notice", BACKFILL, "new consent text",
+                          ("person_id", "purpose", "agreed_version"))
 RECORD_CRM_CHANGES = JobKind("workers.jobs.record_crm_changes", HISTORY, "CRM change",
                              ("person_id", "event_id"))
 RECORD_DELETION = JobKind("workers.jobs.record_deletion", HISTORY, "deletion",
                           ("person_id", "event_id"))
 
 JOB_KINDS = {kind.function: kind for kind in (ONBOARD, APPLY_PREFERENCES, SEND_FRESH_LINK,
-                                              SEND_COPY, RECORD_CRM_CHANGES, RECORD_DELETION)}
+                                              SEND_COPY, SEND_NEW_NOTICE, RECORD_CRM_CHANGES,
+                                              RECORD_DELETION)}
 """The connector's jobs by dotted path."""
 
 EVENT_JOBS = {"onboard": ONBOARD, "crm-change": RECORD_CRM_CHANGES, "deletion": RECORD_DELETION}
@@ -133,6 +136,13 @@ def enqueue_copy(connection: redis.Redis, settings: Settings, person_id: int,
                  language: str) -> Job:
     """Queue mailing a person a copy of their data, in ``language``."""
     return _enqueue(connection, settings, SEND_COPY, person_id, language)
+
+
+def enqueue_new_notice(connection: redis.Redis, settings: Settings, person_id: int,
+                       purpose: str, agreed_version: str | None) -> Job:
+    """Queue mailing a person the new text of ``purpose``'s notice (its config key); the
+    bulk queue, so events and persons on their page go first."""
+    return _enqueue(connection, settings, SEND_NEW_NOTICE, person_id, purpose, agreed_version)
 
 
 def _enqueue(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,

@@ -4,10 +4,13 @@ registers them. A command's docstring is its --help."""
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 import sqlalchemy.exc
 
+from connector.config import load_config
+from connector.consent import ConsentConfig
 from connector.evidence.database import Database, unreachable_reason
 from connector.exceptions import ConfigError, CRMError, SchemaBehindError, SettingsError
 from connector.services import Services, build_services
@@ -37,6 +40,18 @@ def database_or_exit() -> Database:
         return Database(database_url_from_env(os.environ))
     except SettingsError as error:
         click.echo(f"consent-connector: {error}", err=True)
+        sys.exit(2)
+
+
+def config_or_exit() -> ConsentConfig:
+    """The purposes config (CONSENT_CONFIG, default config/purposes.yaml), or exit 2 with its
+    problems."""
+    path = Path(os.environ.get("CONSENT_CONFIG") or "config/purposes.yaml")
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        click.echo(f"consent-connector: the purposes file cannot be used (CONSENT_CONFIG):\n"
+                   f"{error}", err=True)
         sys.exit(2)
 
 

@@ -12,8 +12,7 @@ import click
 import redis
 import sqlalchemy.exc
 
-from connector.commands import database_or_exit, services_or_exit
-from connector.config import load_config
+from connector.commands import config_or_exit, database_or_exit, services_or_exit
 from connector.consent import ConsentConfig
 from connector.evidence import facts
 from connector.evidence.database import Database, unreachable_reason
@@ -21,7 +20,7 @@ from connector.evidence.entry import Entry
 from connector.evidence.legacy import ImportSummary, import_from_redis
 from connector.evidence.ledger import Ledger
 from connector.evidence.schema import stored_time
-from connector.exceptions import ConfigError, SchemaBehindError, SettingsError
+from connector.exceptions import SchemaBehindError, SettingsError
 from connector.exports.ledger_query import (FORMATS, output_format, query_rows, write_csv,
                                             write_xlsx)
 from connector.files import atomic_output
@@ -216,7 +215,7 @@ def query(purpose: str, notice_version: str | None, since: str | None, until: st
                                f"exist")
     if since and until and since >= until:
         raise click.UsageError(f"--since ({since}) must be before --until ({until})")
-    config = _config()
+    config = config_or_exit()
     crm_purpose = _crm_purpose(config, purpose)
     evidence = _ledger()
     entries = evidence.query(crm_purpose, notice_version=notice_version, since=since,
@@ -239,15 +238,6 @@ def query(purpose: str, notice_version: str | None, since: str | None, until: st
         _fail(f"cannot write {where}: {error.strerror or error}")
     filters = ", ".join(f"{label} {value}" for label, value in about)
     click.echo(f"{where}: {count} rows ({filters})", err=output is None)
-
-
-def _config() -> ConsentConfig:
-    """The purposes config (CONSENT_CONFIG, default config/purposes.yaml), or exit 2."""
-    path = Path(os.environ.get("CONSENT_CONFIG") or "config/purposes.yaml")
-    try:
-        return load_config(path)
-    except ConfigError as error:
-        _fail(f"the purposes file cannot be used (CONSENT_CONFIG):\n{error}")
 
 
 def _crm_purpose(config: ConsentConfig, purpose: str) -> str:

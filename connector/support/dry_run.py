@@ -17,7 +17,7 @@ from connector.exceptions import CRMError
 from connector.plans import (MailDecision, decide_mail_to, plan_crm_changes, plan_onboarding,
                              plan_preferences)
 from connector.queueing import (APPLY_PREFERENCES, ONBOARD, RECORD_CRM_CHANGES, RECORD_DELETION,
-                                SEND_COPY, SEND_FRESH_LINK)
+                                SEND_COPY, SEND_FRESH_LINK, SEND_NEW_NOTICE)
 from connector.services import Services
 from connector.support.jobs import job_arguments, mask, person_of, step_of
 
@@ -99,6 +99,11 @@ def _copy(services: Services, person: Person, arguments: Mapping[str, Any]) -> d
                                      "to their address on record")
 
 
+def _new_notice(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
+    return _mail_if_possible(person, f"would mail the new text of {arguments.get('purpose')}'s "
+                                     f"notice (once per version) to their address on record")
+
+
 def _mail_if_possible(person: Person, would: str) -> dict:
     decision = decide_mail_to(person)
     return {"mail": would if decision.send else _no_mail(decision)}
@@ -122,6 +127,7 @@ DRY_RUNS: dict[str, Callable[[Services, Person | None, Mapping[str, Any]], dict]
     APPLY_PREFERENCES.function: _preferences,
     SEND_FRESH_LINK.function: _fresh_link,
     SEND_COPY.function: _copy,
+    SEND_NEW_NOTICE.function: _new_notice,
     RECORD_CRM_CHANGES.function: _crm_changes,
     RECORD_DELETION.function: _deletion,
 }

@@ -17,7 +17,7 @@ from tests.factories import shipped_config
 LEDGER_ACTIONS = ("consent.recorded", "consent.changed", "mail.sent", "support.retry",
                   "crm.consent_changed")
 LEDGER_ACTORS = ("connector", "person", "support", "crm_user")
-MAIL_KINDS = ("confirmation", "fresh-link", "copy")  # workers: _deliver_confirmation(kind), copies
+MAIL_KINDS = ("confirmation", "fresh-link", "copy", "new-notice")  # workers: jobs, copies, notices
 SHIPPED = i18n.LOCALES_DIR  # the locales fixture points i18n elsewhere
 
 

@@ -171,3 +171,10 @@ def test_an_unusable_address_sends_nothing_and_says_why_without_quoting_it(addre
 def test_one_address_is_used_as_email_validator_normalises_it():
     assert single_address(" Kari.Nordmann@Example.NO ") == "Kari.Nordmann@example.no"
     assert decide_mail_to(replace(person(), email="kari@example.no")).send
+
+
+def test_a_mail_about_a_consent_text_names_its_purpose_and_version():
+    entry = mail_sent_entry("new-notice", "tok", "<m@x>", "j5", purpose="EMARKETING",
+                            notice_version="2026-02")
+    assert (entry.details["purpose"], entry.details["notice_version"]) == ("EMARKETING",
+                                                                           "2026-02")

@@ -1,0 +1,60 @@
+"""The mail that asks a person who agreed to an older consent text to read the new one: which
+purpose, the new text with its version, that their consent stays until they act, and a fresh
+link to their page, in their language.
+
+Privacy: nothing here logs, or puts into an exception message, a person's address or name.
+"""
+
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+
+from connector import i18n
+from connector.consent import ConsentConfig, Purpose, pick_text
+from connector.crm.types import Person
+from connector.emails import sender_domain, single_address
+from connector.mail.confirmation import MAIL_POLICY
+from connector.times import now
+
+
+def render_new_notice(config: ConsentConfig, person: Person, purpose: Purpose,
+                      agreed_version: str | None, link: str, link_expires: datetime,
+                      sender: str) -> EmailMessage:
+    """Build the mail about ``purpose``'s new notice text (``purpose.notice``).
+
+    Args:
+        config: the purposes config (languages, the controller who signs).
+        person: the recipient; their language picks the texts.
+        purpose: a purpose with a notice.
+        agreed_version: the version the person agreed to; None when none was recorded.
+        link: a fresh personal link to their page; ``link_expires`` when it stops working.
+        sender: the From header, e.g. ``"Acme privacy <privacy@acme.example>"``.
+
+    Raises:
+        ValueError: the person has no email address, or ``sender`` is not an address.
+    """
+    if not person.email:
+        raise ValueError("person has no email address: cannot send the new consent text")
+    language = i18n.language_for(config, person.language)
+    texts = i18n.texts("mail", language)
+    first_name = (person.first_name or "").strip()
+    greeting = (texts["greeting"].format(name=first_name) if first_name
+                else texts["greeting_anonymous"])
+    name = pick_text(purpose.name, language)
+    changed = texts["new_notice_changed"].format(purpose=name, old=agreed_version or "–",
+                                                 new=purpose.notice.version)
+    signature = f"\n\n{texts['closing']}\n{config.controller.name}" if config.controller else ""
+    expiry = texts["link_expiry"].format(date=i18n.format_date(link_expires, language))
+    message = EmailMessage(policy=MAIL_POLICY)
+    message["From"] = sender
+    message["To"] = single_address(person.email)
+    message["Subject"] = texts["new_notice_subject"].format(purpose=name)
+    message["Date"] = format_datetime(now())
+    message["Message-ID"] = make_msgid(domain=sender_domain(sender))
+    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
+    message["X-Auto-Response-Suppress"] = "All"
+    message.set_content(f"{greeting}\n\n{changed}\n\n"
+                        f"  {pick_text(purpose.notice.text, language)}\n\n"
+                        f"{texts['new_notice_stays']}\n\n{link}\n\n{expiry}{signature}\n")
+    message["Content-Language"] = language
+    return message
