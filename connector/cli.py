@@ -11,6 +11,7 @@ from connector.commands.jobs import jobs
 from connector.commands.ledger import ledger
 from connector.commands.reconcile import reconcile
 from connector.commands.reconsent import reconsent
+from connector.commands.retention import retention
 from connector.commands.status import status
 from connector.commands.worker import worker
 
@@ -22,6 +23,6 @@ def main():
     (db, ledger)."""
 
 
-for command in (config, worker, jobs, reconcile, reconsent, status, export, doctor, db,
-                ledger):
+for command in (config, worker, jobs, reconcile, reconsent, retention, status, export, doctor,
+                db, ledger):
     main.add_command(command)

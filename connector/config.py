@@ -41,6 +41,7 @@ from connector.consent import (
     ConsentConfig,
     Controller,
     DataProtectionOfficer,
+    Duration,
     LegalBasis,
     Notice,
     Purpose,
@@ -157,6 +158,22 @@ class _Version(fields.Field):
         if not text.strip():
             raise ValidationError("must not be empty")
         return text
+
+
+_DURATION_PATTERN = re.compile(r"^\s*(\d+)\s+(day|week|month|year)s?\s*$", re.IGNORECASE)
+
+
+class _Duration(fields.Field):
+    """A span like "24 months", "30 days", "2 years", "6 weeks"."""
+
+    default_error_messages = {"required": _REQUIRED, "null": _NULL}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        match = _DURATION_PATTERN.match(value) if isinstance(value, str) else None
+        if match is None or int(match.group(1)) < 1:
+            raise ValidationError(f"must be a span like \"24 months\", \"30 days\", \"2 years\" "
+                                  f"or \"6 weeks\", not {_describe(value)}")
+        return Duration(int(match.group(1)), match.group(2).lower() + "s")
 
 
 class _Bool(fields.Field):
@@ -353,6 +370,7 @@ class _ConfigSchema(_Base):
 
     controller = fields.Nested(_ControllerSchema, required=True, error_messages={
         "required": _CONTROLLER_MISSING, "null": _NULL})
+    delete_after = _Duration(load_default=None)
     languages = fields.List(_Text(validate=_language_ok), load_default=lambda: [FALLBACK_LANGUAGE],
                             error_messages={"invalid": "must be a list of language codes, like "
                                                        "[en, nb, sv]", "null": _NULL})
@@ -852,6 +870,7 @@ def _build(data: dict) -> ConsentConfig:
     controller, officer = data["controller"], data["controller"]["dpo"]
     authority = controller["supervisory_authority"]
     return ConsentConfig(
+        delete_after=data["delete_after"],
         controller=Controller(
             name=controller["name"], address=controller["address"], email=controller["email"],
             privacy_statement_url=controller["privacy_statement_url"],

@@ -4,9 +4,10 @@ Pure code: no I/O. Config keys (``legitimate_interest``) are the admin's names; 
 (``61F``) is what the CRM stores. Texts are dicts keyed by language code (``en``, ``nb`` ...).
 """
 
+import calendar
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from connector.crm.types import COMMENT_MAX_LENGTH, ConsentRecord, ShipmentType
 
@@ -98,6 +99,28 @@ class Purpose:
 
 
 @dataclass(frozen=True)
+class Duration:
+    """A span the admin writes as "24 months", "30 days", "2 years" or "6 weeks"."""
+
+    count: int
+    unit: str  # days, weeks, months or years
+
+    def __str__(self) -> str:
+        return f"{self.count} {self.unit}"
+
+    def before(self, moment: datetime) -> datetime:
+        """``moment`` minus this span, by the calendar (a month back from 31 March is the last
+        day of February)."""
+        if self.unit in ("days", "weeks"):
+            return moment - timedelta(days=self.count * (7 if self.unit == "weeks" else 1))
+        months = self.count * (12 if self.unit == "years" else 1)
+        year, month = divmod(moment.year * 12 + moment.month - 1 - months, 12)
+        month += 1
+        day = min(moment.day, calendar.monthrange(year, month)[1])
+        return moment.replace(year=year, month=month, day=day)
+
+
+@dataclass(frozen=True)
 class SupervisoryAuthority:
     """Where a person may complain (GDPR Art. 13(2)(d), 77)."""
 
@@ -172,6 +195,9 @@ class ConsentConfig:
     subscriptions: Mapping[str, "Subscription"] = field(default_factory=dict)
     controller: Controller | None = None
     """None only for a config made in code (tests): the purposes file must name one."""
+    delete_after: Duration | None = None
+    """How long a person with no active purpose left is kept before the retention report
+    (``consent-connector retention report``) lists them for deletion; None: not set."""
 
     def source_for(self, created_by_associate_id: int | None) -> Source:
         """Return the source of a new person's data, by who created the person."""

@@ -2,7 +2,6 @@
 identifying proof; query it for the data protection officer; import the ledger older
 versions kept in Redis."""
 
-import io
 import os
 import sys
 from datetime import timedelta
@@ -21,9 +20,8 @@ from connector.evidence.legacy import ImportSummary, import_from_redis
 from connector.evidence.ledger import Ledger
 from connector.evidence.schema import stored_time
 from connector.exceptions import SchemaBehindError, SettingsError
-from connector.exports.ledger_query import (FORMATS, output_format, query_rows, write_csv,
-                                            write_xlsx)
-from connector.files import atomic_output
+from connector.exports.ledger_query import LEDGER_TABLE, query_rows
+from connector.exports.tables import FORMATS, output_format, write_table
 from connector.settings import erase_after_days_from_env
 from connector.support.jobs import default_actor
 from connector.times import iso, now, parse_iso
@@ -224,14 +222,7 @@ def query(purpose: str, notice_version: str | None, since: str | None, until: st
     about = _about(crm_purpose, notice_version, since, until, actions)
     where = output or "standard output"
     try:
-        if output is None:
-            count = write_csv(sys.stdout, rows)
-        else:
-            with atomic_output(output) as stream:
-                if fmt == "xlsx":
-                    count = write_xlsx(stream, rows, about)
-                else:
-                    count = _write_csv_file(stream, rows)
+        count = write_table(output, rows, about, LEDGER_TABLE)
     except sqlalchemy.exc.OperationalError as error:
         _fail(f"{unreachable_reason(error)}; nothing written")
     except OSError as error:
@@ -255,16 +246,6 @@ def _about(purpose: str, notice_version: str | None, since: str | None, until: s
     pairs = [("purpose", purpose), ("notice", notice_version), ("since", since),
              ("until", until), ("actions", ", ".join(actions))]
     return [(label, value) for label, value in pairs if value]
-
-
-def _write_csv_file(stream, rows) -> int:
-    """CSV into the binary stream ``atomic_output`` gives, as UTF-8."""
-    text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    try:
-        return write_csv(text, rows)
-    finally:
-        text.flush()
-        text.detach()
 
 
 def _ledger() -> Ledger:

@@ -377,6 +377,15 @@ def test_retention_texts_follow_the_language_rules(tmp_path):
                    "English text")
 
 
+def test_delete_after_is_a_span_and_optional(tmp_path):
+    assert load_config(write(tmp_path, VALID)).delete_after is None
+    assert str(load_config(SHIPPED).delete_after) == "24 months"
+    config = load_config(write(tmp_path, VALID + "delete_after: 3 Years\n"))
+    assert (config.delete_after.count, config.delete_after.unit) == (3, "years")
+    problem = only_problem(write(tmp_path, VALID + "delete_after: soon\n"))
+    assert_problem(problem, 31, "'delete_after'", "\"24 months\"", "'soon'")
+
+
 def test_unreadable_and_empty_files(tmp_path):
     assert_problem(only_problem(tmp_path / "missing.yaml"), None, "cannot read")
     assert_problem(only_problem(write(tmp_path, "")), None, "empty")
