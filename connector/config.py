@@ -292,6 +292,10 @@ class _DefaultSchema(_Base):
 class _NoticeSchema(_Base):
     version = _Version(required=True)
     text = _texts(required=True)
+    earlier = fields.Dict(keys=_Text(validate=_text_ok), values=_texts(), load_default=dict,
+                          error_messages={"invalid": "must be the earlier versions' texts by "
+                                                     "version, like {{\"2026-01\": {{en: "
+                                                     "\"...\"}}}}", "null": _NULL})
 
 
 class _PurposeSchema(_Base):
@@ -609,6 +613,10 @@ class _CrossChecks:
                 if isinstance(notice, Mapping):
                     self.texts((section, key, "notice", "text"), notice.get("text"), allowed,
                                required=True)
+                    earlier = notice.get("earlier")
+                    for version in earlier if isinstance(earlier, Mapping) else ():
+                        self.texts((section, key, "notice", "earlier", version),
+                                   earlier[version], allowed, required=True)
 
     def texts(self, path: _YamlPath, texts: Any, allowed: list[str], *, required: bool) -> None:
         if not isinstance(texts, Mapping):
@@ -862,7 +870,8 @@ def _build(data: dict) -> ConsentConfig:
             default_legal_basis=default["legal_basis"] if default else None,
             requires_consent=entry["requires_consent"],
             allow_objection=entry["allow_objection"],
-            notice=Notice(version=notice["version"], text=notice["text"]) if notice else None,
+            notice=Notice(version=notice["version"], text=notice["text"],
+                          earlier=notice["earlier"]) if notice else None,
             privacy_statement_url=entry["privacy_statement_url"],
             retention=entry["retention"], recipients=entry["recipients"])
     new_persons = data["new_persons"]

@@ -70,6 +70,9 @@ class Notice:
 
     version: str
     text: Mapping[str, str]
+    earlier: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Texts of earlier versions by version, kept so a person who agreed to one sees what
+    changed."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ POST /p/<token>/unsubscribe-all
 """
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import redis
@@ -70,6 +71,11 @@ class PageRow:
     notice_text: str
     privacy_statement_url: str | None
     subscriptions: tuple[SubscriptionRow, ...] = ()
+    agreed_version: str | None = None
+    """The older consent text version the person's active consent rests on (the ledger's
+    last word); None when it is the current one or unknown."""
+    agreed_text: str = ""
+    """That version's text, when the purposes file keeps it (``notice.earlier``)."""
 
     @property
     def status(self) -> str:
@@ -111,7 +117,7 @@ def save(token: str):
            for key, purpose in changeable.items()):
         return _render_page(services, person, language, notice_changed=True)
     try:
-        rows = _rows(services.config, services.redis, person, language)
+        rows = _rows(services, person, language)
     except redis.RedisError:
         return message_page(language, "unavailable", 503)
     shown = {row.key: row.checked for row in rows}
@@ -313,7 +319,7 @@ def _render_page(services: Services, person: Person, language: str, *, saved: bo
                  notice_changed: bool = False):
     config = services.config
     try:
-        rows = _rows(config, services.redis, person, language)
+        rows = _rows(services, person, language)
     except redis.RedisError:
         return message_page(language, "unavailable", 503)
     return render_template("person.html", person=person, rows=rows,
@@ -323,18 +329,37 @@ def _render_page(services: Services, person: Person, language: str, *, saved: bo
                            notice_changed=notice_changed, token=request.view_args["token"])
 
 
-def _rows(config: ConsentConfig, connection: redis.Redis, person: Person,
-          language: str) -> list[PageRow]:
-    """The page's rows: the CRM's state with the person's choices still being saved."""
+def _rows(services: Services, person: Person, language: str) -> list[PageRow]:
+    """The page's rows: the CRM's state with the person's choices still being saved, and the
+    consent text versions the person agreed to."""
+    connection = services.redis
     pending = pending_choices(connection, person.id)
     failed_jobs = _failed_jobs(connection, {mark["job_id"] for mark in pending.values()})
     failed = {key for key, mark in pending.items() if mark["job_id"] in failed_jobs}
-    return page_rows(config, person, language, pending, failed)
+    return page_rows(services.config, person, language, pending, failed,
+                     _agreed_versions(services, person))
+
+
+def _agreed_versions(services: Services, person: Person) -> dict[str, str]:
+    """Purpose (CRM key) → the consent text version the ledger last recorded for it; empty
+    when the evidence database cannot be read now (the page then says nothing of versions)."""
+    try:
+        known = services.ledger.last_known_consents(person.id)
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        log.warning("page.ledger_unavailable person_id=%s error=%s", person.id,
+                    type(error).__name__)
+        return {}
+    return {purpose: entry["notice_version"] for purpose, entry in known.items()
+            if entry.get("notice_version")}
 
 
 def page_rows(config: ConsentConfig, person: Person, language: str,
-              pending: dict[str, dict], failed: set[str]) -> list[PageRow]:
-    """Pair each purpose's CRM state with what the person may change and what is pending."""
+              pending: dict[str, dict], failed: set[str],
+              agreed: Mapping[str, str] | None = None) -> list[PageRow]:
+    """Pair each purpose's CRM state with what the person may change and what is pending,
+    and, for a consent given to an older text (``agreed``: purpose CRM key → version), that
+    version and its text."""
+    agreed = agreed or {}
     rows = []
     for view in describe_purposes(config, person.consents, language):
         key = view.key
@@ -347,7 +372,14 @@ def page_rows(config: ConsentConfig, person: Person, language: str,
             checked = view.status != WITHDRAWN
         else:
             checked = view.status == ACTIVE
+        agreed_version = (agreed.get(view.crm_key) if control == "consent"
+                          and view.status == ACTIVE else None)
+        if purpose is None or purpose.notice is None or agreed_version == purpose.notice.version:
+            agreed_version = None
         rows.append(PageRow(
+            agreed_version=agreed_version,
+            agreed_text=pick_text(purpose.notice.earlier.get(agreed_version, {}), language)
+            if agreed_version else "",
             key=key, view=view, control=control, checked=checked,
             pending=("failed" if key in failed else "saving") if mark else None,
             notice=purpose.notice if purpose else None,

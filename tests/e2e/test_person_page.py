@@ -17,6 +17,7 @@ from connector.config import load_config
 from connector.links import LinkSigner
 from tests.conftest import ROOT, new_event_id, wait_for
 from connector.queueing import enqueue_event
+from connector.services import build_services
 
 pytestmark = pytest.mark.integration
 CONFIG = load_config(ROOT / "config" / "purposes.yaml")
@@ -363,6 +364,26 @@ def test_the_own_export_needs_a_valid_link_and_is_rate_limited(onboarded, page):
     assert page.request.get(f"{url}/export?format=pdf").status == 404
     statuses = [page.request.get(f"{url}/export").status for _ in range(9)]
     assert statuses[:8] == [200] * 8 and statuses[8] == 429  # 10 an hour per link, all counted
+
+
+def test_a_consent_given_to_an_older_text_says_so_above_the_text_now(onboarded, page, sandbox,
+                                                                      settings, ledger):
+    person_id, url = onboarded("Kari", "kari.older@example.org")
+    services = build_services(settings)
+    try:  # she agreed to E-marketing on an earlier text, before this one
+        services.crm.set_consent(person_id, "EMARKETING", "WEBFORM", "61A", "given on the page")
+    finally:
+        services.database.dispose()
+    ledger.append(person_id, "consent.changed", purpose="EMARKETING", legal_basis="61A",
+                  source="WEBFORM", actor="person", notice_version="2025-06")
+
+    page.goto(url)
+    marketing = page.get_by_role("region", name="E-marketing")
+    note = marketing.get_by_role("note")
+    assert note.inner_text() == i18n.text("page", "text_changed", "en", version="2025-06",
+                                          current=NOTICE.version)
+    assert i18n.text("page", "text_now", "en") in marketing.inner_text()
+    assert marketing.get_by_label("Yes, I agree").is_checked()  # her consent stands
 
 
 def test_the_persons_own_language_is_used_without_asking(onboarded, page):

@@ -386,6 +386,16 @@ def test_delete_after_is_a_span_and_optional(tmp_path):
     assert_problem(problem, 31, "'delete_after'", "\"24 months\"", "'soon'")
 
 
+def test_earlier_consent_texts_are_kept_by_version_and_checked_like_texts(tmp_path):
+    notice = '    notice: {version: "2026-01", text: {en: I agree}}'
+    kept = VALID.replace(notice, notice[:-1] + ', earlier: {"2025-06": {en: I agreed}}}')
+    assert load_config(write(tmp_path, kept)).purposes["e_marketing"].notice.earlier == {
+        "2025-06": {"en": "I agreed"}}
+    bad = VALID.replace(notice, notice[:-1] + ', earlier: {"2025-06": {nb: Jeg sa ja}}}')
+    assert_problem(only_problem(write(tmp_path, bad)), 23, "'notice.earlier.2025-06'",
+                   "English text")
+
+
 def test_unreadable_and_empty_files(tmp_path):
     assert_problem(only_problem(tmp_path / "missing.yaml"), None, "cannot read")
     assert_problem(only_problem(write(tmp_path, "")), None, "empty")

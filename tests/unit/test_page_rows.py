@@ -1,5 +1,7 @@
 """page_rows: what the page ticks and offers, from the CRM's rows and the pending choices."""
 
+from dataclasses import replace
+
 from tests.factories import shipped_config
 from connector.crm.types import ConsentRecord, Person
 from connector.web.page import page_rows
@@ -70,3 +72,23 @@ def test_the_status_line_says_which_change_is_being_saved_and_a_failed_one_the_c
                        failed={"e_marketing"})
     assert rows["e_marketing"].status == "status_active"
     assert rows["sales_and_service"].status == "status_not_recorded"
+
+
+def test_a_consent_given_to_an_older_text_shows_that_version_and_its_text_when_kept():
+    marketing = CONFIG.purposes["e_marketing"]
+    kept = replace(marketing, notice=replace(marketing.notice,
+                                             earlier={"2025-06": {"en": "I agreed then"}}))
+    config = replace(CONFIG, purposes={**CONFIG.purposes, "e_marketing": kept})
+    given = ConsentRecord("EMARKETING", "61A", "WEBFORM")
+
+    def row(agreed, *consents, config=config):
+        rows = page_rows(config, person(*consents), "en", {}, set(), agreed)
+        return next(r for r in rows if r.key == "e_marketing")
+
+    older = row({"EMARKETING": "2025-06"}, given)
+    assert (older.agreed_version, older.agreed_text) == ("2025-06", "I agreed then")
+    assert row({"EMARKETING": "2025-01"}, given).agreed_version == "2025-01"  # text not kept
+    assert row({"EMARKETING": "2025-01"}, given).agreed_text == ""
+    assert row({"EMARKETING": marketing.notice.version}, given).agreed_version is None
+    assert row({"EMARKETING": "2025-06"}).agreed_version is None  # no consent now
+    assert row({}, given).agreed_version is None  # no version recorded
