@@ -7,9 +7,7 @@ Privacy: nothing here logs, or puts into an exception message, a person's addres
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
-from email import headerregistry, policy
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 import jinja2
@@ -17,8 +15,8 @@ import jinja2
 from connector import i18n
 from connector.consent import ACTIVE, NOT_GIVEN, WITHDRAWN, ConsentConfig, describe_purposes
 from connector.crm.types import ConsentRecord, Person
-from connector.emails import sender_domain, single_address
-from connector.times import now
+from connector.emails import sender_domain
+from connector.mail.message import greeting, new_message
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -30,27 +28,6 @@ _environment = jinja2.Environment(
     keep_trailing_newline=True,
     undefined=jinja2.StrictUndefined,
 )
-
-
-class _HeaderClasses(headerregistry.HeaderRegistry):
-    """The standard header registry, keeping the class it makes for each header name:
-    CPython's makes a new class for every header it parses (about 30 µs each, some thirty
-    per mail)."""
-
-    def __init__(self):
-        super().__init__()
-        self._made: dict[str, type] = {}
-
-    def __getitem__(self, name: str) -> type:
-        key = name.lower()
-        made = self._made.get(key)
-        if made is None:
-            made = self._made[key] = super().__getitem__(name)
-        return made
-
-
-MAIL_POLICY = policy.SMTP.clone(header_factory=_HeaderClasses())
-"""SMTP's policy (CRLF, RFC 5322 headers) with the header classes kept."""
 
 
 def confirmation_message_id(person_id: int, sender: str, installation: str) -> str:
@@ -87,20 +64,16 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
     Raises:
         ValueError: the person has no email address, or ``sender`` is not an address.
     """
-    if not person.email:
-        raise ValueError("person has no email address: cannot send a confirmation mail")
-    domain = sender_domain(sender)
     language = i18n.language_for(config, person.language)
     texts = i18n.texts("mail", language)
+    message = new_message(person, sender, texts["subject"], message_id)
     views = describe_purposes(config, consents, language)
-    first_name = (person.first_name or "").strip()
     controller = config.controller
     company = company or (controller.name if controller else None)
     context = {
         "lang": language,
         "t": texts,
-        "greeting": (texts["greeting"].format(name=first_name) if first_name
-                     else texts["greeting_anonymous"]),
+        "greeting": greeting(texts, person),
         "intro_registered": (texts["intro_registered_company"].format(company=company) if company
                              else texts["intro_registered"]),
         "company": company,
@@ -118,14 +91,6 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
     text = _environment.get_template("confirmation.txt").render(context)
     html = _environment.get_template("confirmation.html").render(context)
 
-    message = EmailMessage(policy=MAIL_POLICY)
-    message["From"] = sender
-    message["To"] = single_address(person.email)
-    message["Subject"] = texts["subject"]
-    message["Date"] = format_datetime(now())
-    message["Message-ID"] = message_id or make_msgid(domain=domain)
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-    message["X-Auto-Response-Suppress"] = "All"    # the same, for Exchange
     message.set_content(text)
     message.add_alternative(html, subtype="html")
     message["Content-Language"] = language  # after set_content, which drops Content-* headers

@@ -5,15 +5,12 @@ Privacy: nothing here logs, or puts into an exception message, a person's addres
 """
 
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 
 from connector import i18n
 from connector.consent import ConsentConfig
 from connector.crm.types import Person
-from connector.emails import sender_domain, single_address
 from connector.exports.workbook import MIME_TYPE
-from connector.mail.confirmation import MAIL_POLICY
-from connector.times import now
+from connector.mail.message import greeting, new_message, signature
 
 
 def render_copy(config: ConsentConfig, person: Person, workbook: bytes, filename: str,
@@ -31,22 +28,10 @@ def render_copy(config: ConsentConfig, person: Person, workbook: bytes, filename
     Raises:
         ValueError: the person has no email address, or ``sender`` is not an address.
     """
-    if not person.email:
-        raise ValueError("person has no email address: cannot send a copy of their data")
     texts = i18n.texts("mail", language)
-    first_name = (person.first_name or "").strip()
-    greeting = (texts["greeting"].format(name=first_name) if first_name
-                else texts["greeting_anonymous"])
-    signature = f"\n\n{texts['closing']}\n{config.controller.name}" if config.controller else ""
-    message = EmailMessage(policy=MAIL_POLICY)
-    message["From"] = sender
-    message["To"] = single_address(person.email)
-    message["Subject"] = texts["copy_subject"]
-    message["Date"] = format_datetime(now())
-    message["Message-ID"] = make_msgid(domain=sender_domain(sender))
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-    message["X-Auto-Response-Suppress"] = "All"
-    message.set_content(f"{greeting}\n\n{texts['copy_text']}{signature}\n")
+    message = new_message(person, sender, texts["copy_subject"])
+    message.set_content(f"{greeting(texts, person)}\n\n{texts['copy_text']}"
+                        f"{signature(texts, config)}\n")
     maintype, subtype = MIME_TYPE.split("/", 1)
     message.add_attachment(workbook, maintype=maintype, subtype=subtype, filename=filename)
     message["Content-Language"] = language

@@ -7,14 +7,11 @@ Privacy: nothing here logs, or puts into an exception message, a person's addres
 
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import format_datetime, make_msgid
 
 from connector import i18n
 from connector.consent import ConsentConfig, Purpose, pick_text
 from connector.crm.types import Person
-from connector.emails import sender_domain, single_address
-from connector.mail.confirmation import MAIL_POLICY
-from connector.times import now
+from connector.mail.message import greeting, new_message, signature
 
 
 def render_new_notice(config: ConsentConfig, person: Person, purpose: Purpose,
@@ -33,28 +30,16 @@ def render_new_notice(config: ConsentConfig, person: Person, purpose: Purpose,
     Raises:
         ValueError: the person has no email address, or ``sender`` is not an address.
     """
-    if not person.email:
-        raise ValueError("person has no email address: cannot send the new consent text")
     language = i18n.language_for(config, person.language)
     texts = i18n.texts("mail", language)
-    first_name = (person.first_name or "").strip()
-    greeting = (texts["greeting"].format(name=first_name) if first_name
-                else texts["greeting_anonymous"])
     name = pick_text(purpose.name, language)
+    message = new_message(person, sender, texts["new_notice_subject"].format(purpose=name))
     changed = texts["new_notice_changed"].format(purpose=name, old=agreed_version or "–",
                                                  new=purpose.notice.version)
-    signature = f"\n\n{texts['closing']}\n{config.controller.name}" if config.controller else ""
     expiry = texts["link_expiry"].format(date=i18n.format_date(link_expires, language))
-    message = EmailMessage(policy=MAIL_POLICY)
-    message["From"] = sender
-    message["To"] = single_address(person.email)
-    message["Subject"] = texts["new_notice_subject"].format(purpose=name)
-    message["Date"] = format_datetime(now())
-    message["Message-ID"] = make_msgid(domain=sender_domain(sender))
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies, please
-    message["X-Auto-Response-Suppress"] = "All"
-    message.set_content(f"{greeting}\n\n{changed}\n\n"
+    message.set_content(f"{greeting(texts, person)}\n\n{changed}\n\n"
                         f"  {pick_text(purpose.notice.text, language)}\n\n"
-                        f"{texts['new_notice_stays']}\n\n{link}\n\n{expiry}{signature}\n")
+                        f"{texts['new_notice_stays']}\n\n{link}\n\n{expiry}"
+                        f"{signature(texts, config)}\n")
     message["Content-Language"] = language
     return message
