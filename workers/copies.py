@@ -2,22 +2,19 @@
 15(3)). A module of its own: it needs the exports, which the CRM events' jobs (workers.jobs)
 never load."""
 
-from rq import get_current_job
-
 from connector import i18n
 from connector.exports.report import build_report, export_filename
 from connector.exports.workbook import render_workbook
 from connector.mail.copy import render_copy
 from connector.plans import mail_sent_entry
 from connector.services import Services
-from workers.jobs import deliver_counted, one_job_per_person, person_to_mail
+from workers.jobs import current_job_id, deliver_counted, one_job_per_person, person_to_mail
 from workers.worker import current_services
 
 
 def send_copy(person_id: int, language: str) -> str:
     """Mail the person a copy of their data (send_copy_with)."""
-    job = get_current_job()
-    return send_copy_with(current_services(), person_id, language, job.id if job else None)
+    return send_copy_with(current_services(), person_id, language, current_job_id())
 
 
 @one_job_per_person

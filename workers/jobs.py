@@ -52,7 +52,7 @@ def one_job_per_person(job: Job) -> Job:
         lock = services.redis.lock(keys.person_lock(person_id),
                                    timeout=defaults.JOB_TIMEOUT + 30,
                                    blocking_timeout=defaults.PERSON_LOCK_WAIT)
-        token = _job_id()
+        token = current_job_id()
         lock.local.token = token.encode() if token else None
         if not lock.acquire(token=token, blocking=False):  # the usual case: one round trip
             if lock.owned():
@@ -70,7 +70,7 @@ def one_job_per_person(job: Job) -> Job:
 
 def onboard_person(person_id: int, event_id: str | None = None) -> dict:
     """Give a new person their default consents and one confirmation mail (onboard_with)."""
-    return onboard_with(current_services(), person_id, event_id, _job_id())
+    return onboard_with(current_services(), person_id, event_id, current_job_id())
 
 
 def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str, str],
@@ -78,7 +78,7 @@ def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str,
     """Write what the person chose on their page or through a one-click unsubscribe link
     (apply_preferences_with)."""
     return apply_preferences_with(current_services(), person_id, choices, proof,
-                                  subscriptions, _job_id())
+                                  subscriptions, current_job_id())
 
 
 def record_crm_changes(person_id: int, event_id: str | None = None) -> dict:
@@ -94,7 +94,7 @@ def record_deletion(person_id: int, event_id: str | None = None) -> dict:
 
 def send_fresh_link(person_id: int) -> str:
     """Mail the person a fresh link to their page (send_fresh_link_with)."""
-    return send_fresh_link_with(current_services(), person_id, _job_id())
+    return send_fresh_link_with(current_services(), person_id, current_job_id())
 
 
 @one_job_per_person
@@ -282,6 +282,7 @@ def deliver_counted(services: Services, message: EmailMessage) -> None:
     metrics.count_mail(services.redis, "sent")
 
 
-def _job_id() -> str | None:
+def current_job_id() -> str | None:
+    """The id of the RQ job running now; None outside a job (tests call the bodies)."""
     job = get_current_job()
     return job.id if job else None

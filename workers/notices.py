@@ -2,12 +2,10 @@
 (``consent-connector reconsent``): once per person and version, with a fresh link to their
 page. Their consent stays as it is until they act."""
 
-from rq import get_current_job
-
 from connector.mail.notice import render_new_notice
 from connector.plans import mail_sent_entry
 from connector.services import Services
-from workers.jobs import deliver_counted, one_job_per_person, person_to_mail
+from workers.jobs import current_job_id, deliver_counted, one_job_per_person, person_to_mail
 from workers.worker import current_services
 
 NEW_NOTICE = "new-notice"
@@ -16,9 +14,8 @@ NEW_NOTICE = "new-notice"
 
 def send_new_notice(person_id: int, purpose: str, agreed_version: str | None) -> str:
     """Mail the person ``purpose``'s new consent text (send_new_notice_with)."""
-    job = get_current_job()
     return send_new_notice_with(current_services(), person_id, purpose, agreed_version,
-                                job.id if job else None)
+                                current_job_id())
 
 
 @one_job_per_person
