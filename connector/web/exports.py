@@ -11,8 +11,8 @@ import sqlalchemy.exc
 from flask import Blueprint, Response, abort, request
 
 from connector.exceptions import CRMError, PersonNotFoundError
-from connector.exports.formats import FORMATS
-from connector.exports.report import export_filename, gather_report
+from connector.exports.formats import FORMATS, served
+from connector.exports.report import gather_report
 from connector.web.admin_auth import admin_actor, check_admin
 from connector.web.context import get_services
 
@@ -42,9 +42,5 @@ def export_person(person_id: int):
         return Response("export not possible now: the consent ledger (the evidence database) "
                         "is unreachable\n",
                         503, {"Retry-After": "30", "Content-Type": "text/plain; charset=utf-8"})
-    export = FORMATS[fmt]
-    return Response(export.render(report), 200, {
-        "Content-Type": export.mime_type,
-        "Content-Disposition": f'attachment; filename="{export_filename(person_id, fmt)}"',
-        "Cache-Control": "no-store",  # personal data: never kept by a proxy or the browser
-    })
+    body, headers = served(report, fmt)
+    return Response(body, 200, headers)

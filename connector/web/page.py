@@ -27,8 +27,8 @@ from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose
                                resolve_subscription_choices)
 from connector.crm.types import Person
 from connector.exceptions import CRMError, PersonNotFoundError, TokenError
-from connector.exports.formats import FORMATS
-from connector.exports.report import build_report, export_filename
+from connector.exports.formats import FORMATS, served
+from connector.exports.report import build_report
 from connector.links import LinkToken
 from connector.pending import SUBSCRIPTION_PREFIX, pending_choices
 from connector.queueing import enqueue_copy, enqueue_fresh_link, enqueue_preferences
@@ -225,11 +225,8 @@ def export(token: str):
                           connector_associate_id=services.settings.associate_id,
                           language=language)
     log.info("page.exported person_id=%s token_id=%s format=%s", person.id, link.token_id, fmt)
-    return Response(FORMATS[fmt].render(report), 200, {
-        "Content-Type": FORMATS[fmt].mime_type,
-        "Content-Disposition": f'attachment; filename="{export_filename(person.id, fmt)}"',
-        "Cache-Control": "no-store",
-    })
+    body, headers = served(report, fmt)
+    return Response(body, 200, headers)
 
 
 @bp.post("/p/<token>/export/mail")
@@ -241,12 +238,9 @@ def mail_copy(token: str):
     COPY_MAIL_INTERVAL. CSRF-protected like saving."""
     services = get_services()
     language = i18n.language_for(services.config, request.form.get("lang"))
-    try:
-        link = services.links.read(token)
-    except TokenError as error:
-        return message_page(language, "expired" if error.expired else "invalid",
-                            410 if error.expired else 404,
-                            renew_token=token if error.expired else None)
+    link, failure = _read_link(token, language)
+    if failure:
+        return failure
     try:
         if services.redis.set(keys.copy_mail(link.person_id), "1", nx=True,
                               ex=defaults.COPY_MAIL_INTERVAL):
@@ -298,16 +292,24 @@ def too_many(error):
     return response
 
 
-def _open(token: str, language: str) -> tuple[LinkToken | None, Person | None, object]:
-    """Check the link and read the person: (link, person, None), or a page saying why not."""
-    services = get_services()
+def _read_link(token: str, language: str) -> tuple[LinkToken | None, object]:
+    """Check the link: (link, None), or (None, a page saying it expired, with the button for
+    a fresh one, or that it is not valid)."""
     try:
-        link = services.links.read(token)
-        return link, services.crm.get_person(link.person_id), None
+        return get_services().links.read(token), None
     except TokenError as error:
         if error.expired:
-            return None, None, message_page(language, "expired", 410, renew_token=token)
-        return None, None, message_page(language, "invalid", 404)
+            return None, message_page(language, "expired", 410, renew_token=token)
+        return None, message_page(language, "invalid", 404)
+
+
+def _open(token: str, language: str) -> tuple[LinkToken | None, Person | None, object]:
+    """Check the link and read the person: (link, person, None), or a page saying why not."""
+    link, failure = _read_link(token, language)
+    if failure:
+        return None, None, failure
+    try:
+        return link, get_services().crm.get_person(link.person_id), None
     except PersonNotFoundError:
         return None, None, message_page(language, "invalid", 404)
     except CRMError as error:
