@@ -224,6 +224,11 @@ class ConsentConfig:
         wanted = fold_key(crm_key)
         return next((p for p in self.purposes.values() if fold_key(p.crm_key) == wanted), None)
 
+    def purpose_named(self, name: str) -> Purpose | None:
+        """The purpose a command line names: its key in the purposes file (e_marketing) or
+        its CRM key in any case (EMARKETING); None if not configured."""
+        return self.purposes.get(name) or self.purpose_by_crm_key(name)
+
 
 @dataclass(frozen=True)
 class ConsentWrite:

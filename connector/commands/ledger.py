@@ -234,9 +234,7 @@ def query(purpose: str, notice_version: str | None, since: str | None, until: st
 def _crm_purpose(config: ConsentConfig, purpose: str) -> str:
     """The CRM key the ledger stores for ``purpose`` (a CRM key in any case, or a config
     name); a key the config does not know is taken as it is (a purpose removed since)."""
-    if purpose in config.purposes:
-        return config.purposes[purpose].crm_key
-    known = config.purpose_by_crm_key(purpose)
+    known = config.purpose_named(purpose)
     return known.crm_key if known else purpose
 
 

@@ -36,7 +36,7 @@ def reconsent(purpose: str, dry_run: bool):
     every setting the worker uses (the jobs are queued in Redis).
     """
     config = config_or_exit()
-    found = config.purposes.get(purpose) or config.purpose_by_crm_key(purpose)
+    found = config.purpose_named(purpose)
     if found is None:
         known = ", ".join(f"{p.crm_key} ({p.key})" for p in config.purposes.values())
         raise click.UsageError(f"no purpose {purpose!r} in the purposes file; it has {known}")
