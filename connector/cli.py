@@ -6,6 +6,7 @@ import click
 from connector.commands.config import config
 from connector.commands.db import db
 from connector.commands.doctor import doctor
+from connector.commands.expiry import expiry
 from connector.commands.export import export
 from connector.commands.jobs import jobs
 from connector.commands.ledger import ledger
@@ -23,6 +24,6 @@ def main():
     (db, ledger)."""
 
 
-for command in (config, worker, jobs, reconcile, reconsent, retention, status, export, doctor,
-                db, ledger):
+for command in (config, worker, jobs, reconcile, reconsent, retention, expiry, status, export,
+                doctor, db, ledger):
     main.add_command(command)

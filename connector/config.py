@@ -28,7 +28,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator, Mapping
-from datetime import date
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,10 @@ from marshmallow import Schema, ValidationError, fields, validate
 from connector.consent import (
     FALLBACK_LANGUAGE,
     fold_key,
+    REPORT,
+    WITHDRAW,
     ConsentConfig,
+    ConsentExpiry,
     Controller,
     DataProtectionOfficer,
     Duration,
@@ -174,6 +177,22 @@ class _Duration(fields.Field):
             raise ValidationError(f"must be a span like \"24 months\", \"30 days\", \"2 years\" "
                                   f"or \"6 weeks\", not {_describe(value)}")
         return Duration(int(match.group(1)), match.group(2).lower() + "s")
+
+
+class _OnExpiry(fields.Field):
+    """What happens when a consent lapses: withdraw or report."""
+
+    default_error_messages = {"required": _REQUIRED, "null": _NULL}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value in (WITHDRAW, REPORT):
+            return value
+        close = (difflib.get_close_matches(value, (WITHDRAW, REPORT), n=1, cutoff=0.5)
+                 if isinstance(value, str) else [])
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ValidationError(f"must be {WITHDRAW} (record the lapsed consent as withdrawn in "
+                              f"the CRM) or {REPORT} (only report it), not {_describe(value)}"
+                              f"{hint}")
 
 
 class _Bool(fields.Field):
@@ -313,6 +332,9 @@ class _PurposeSchema(_Base):
                 "or by what rule (GDPR Art. 13(2)(a)), e.g. retention: {{en: \"While you are our "
                 "customer, and 3 years after\"}}")
     recipients = _texts(load_default=dict)
+    consent_valid_for = _Duration(load_default=None)
+    remind_before = _Duration(load_default=None)
+    on_expiry = _OnExpiry(load_default=WITHDRAW)
 
 
 class _ShipmentType(fields.Field):
@@ -792,6 +814,29 @@ class _CrossChecks:
                          f"the person agrees to and its version, e.g. notice: {{version: "
                          f"\"2026-01\", text: {{en: \"I agree to ...\"}}}}. GDPR Art. 7(1): "
                          f"we must be able to show what the person agreed to")
+            self.expiry(key, purpose, requires_consent)
+
+    def expiry(self, key: str, purpose: Mapping, requires_consent: bool) -> None:
+        """consent_valid_for only where the person consents; remind_before and on_expiry only
+        with it, and the reminder before the consent's whole term."""
+        where = f"purpose '{key}': "
+        valid_for = purpose.get("consent_valid_for")
+        if "consent_valid_for" in purpose and not requires_consent:
+            self.add(("purposes", key, "consent_valid_for"),
+                     f"{where}consent_valid_for is only for purposes with requires_consent: "
+                     f"true: a consent the person gave can lapse, a legal basis such as "
+                     f"legitimate interest does not. Remove it, or set requires_consent: true")
+        for field in ("remind_before", "on_expiry"):
+            if field in purpose and "consent_valid_for" not in purpose:
+                self.add(("purposes", key, field),
+                         f"{where}{field} needs consent_valid_for (how long a consent lasts), "
+                         f"e.g. consent_valid_for: 24 months")
+        remind = purpose.get("remind_before")
+        spans = [_span(valid_for), _span(remind)]
+        if None not in spans and spans[1] >= spans[0]:
+            self.add(("purposes", key, "remind_before"),
+                     f"{where}remind_before ({remind}) must be shorter than consent_valid_for "
+                     f"({valid_for}): the person is asked to renew before the consent ends")
 
 
     # -- subscriptions (the CRM's shipment types) --------------------------------------------------
@@ -849,6 +894,17 @@ def _check(path: Path) -> tuple[list[ConfigProblem], ConsentConfig | None]:
     return [], _build(loaded)
 
 
+def _span(value: Any) -> timedelta | None:
+    """How long a span the file writes ("30 days") lasts from a fixed day, to compare two
+    spans; None when it is not one (the schema says why)."""
+    try:
+        duration = _Duration().deserialize(value)
+    except ValidationError:
+        return None
+    start = datetime(2001, 1, 1, tzinfo=timezone.utc)
+    return duration.after(start) - start
+
+
 def _unique(problems: list[ConfigProblem]) -> list[ConfigProblem]:
     return list(dict.fromkeys(problems))
 
@@ -873,7 +929,9 @@ def _build(data: dict) -> ConsentConfig:
             notice=Notice(version=notice["version"], text=notice["text"],
                           earlier=notice["earlier"]) if notice else None,
             privacy_statement_url=entry["privacy_statement_url"],
-            retention=entry["retention"], recipients=entry["recipients"])
+            retention=entry["retention"], recipients=entry["recipients"],
+            expiry=ConsentExpiry(entry["consent_valid_for"], entry["remind_before"],
+                                 entry["on_expiry"]) if entry["consent_valid_for"] else None)
     new_persons = data["new_persons"]
     page = data["subscription_page"] or PAGE_DEFAULTS
     controller, officer = data["controller"], data["controller"]["dpo"]

@@ -5,7 +5,7 @@ Pure code: no I/O. Config keys (``legitimate_interest``) are the admin's names; 
 """
 
 import calendar
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -99,6 +99,8 @@ class Purpose:
     recipients: Mapping[str, str] = field(default_factory=dict)
     """Who receives the data for this purpose, if anyone outside the controller
     (Art. 13(1)(e))."""
+    expiry: "ConsentExpiry | None" = None
+    """How long a consent to this purpose lasts; None: until the person withdraws it."""
 
 
 @dataclass(frozen=True)
@@ -109,18 +111,41 @@ class Duration:
     unit: str  # days, weeks, months or years
 
     def __str__(self) -> str:
-        return f"{self.count} {self.unit}"
+        return f"{self.count} {self.unit[:-1] if self.count == 1 else self.unit}"
 
     def before(self, moment: datetime) -> datetime:
         """``moment`` minus this span, by the calendar (a month back from 31 March is the last
         day of February)."""
+        return self._shift(moment, -1)
+
+    def after(self, moment: datetime) -> datetime:
+        """``moment`` plus this span, by the calendar (a month after 31 January is the last
+        day of February)."""
+        return self._shift(moment, 1)
+
+    def _shift(self, moment: datetime, sign: int) -> datetime:
         if self.unit in ("days", "weeks"):
-            return moment - timedelta(days=self.count * (7 if self.unit == "weeks" else 1))
-        months = self.count * (12 if self.unit == "years" else 1)
-        year, month = divmod(moment.year * 12 + moment.month - 1 - months, 12)
+            return moment + sign * timedelta(days=self.count * (7 if self.unit == "weeks" else 1))
+        months = sign * self.count * (12 if self.unit == "years" else 1)
+        year, month = divmod(moment.year * 12 + moment.month - 1 + months, 12)
         month += 1
         day = min(moment.day, calendar.monthrange(year, month)[1])
         return moment.replace(year=year, month=month, day=day)
+
+
+WITHDRAW, REPORT = "withdraw", "report"
+"""What happens to a consent on the day it lapses (``on_expiry``): record it as withdrawn in
+the CRM, or only report it and leave the row as it is."""
+
+
+@dataclass(frozen=True)
+class ConsentExpiry:
+    """How long a purpose's consent lasts (``consent_valid_for``), when the person is asked to
+    renew it (``remind_before`` its end; None: not asked) and what happens when it lapses."""
+
+    valid_for: Duration
+    remind_before: Duration | None = None
+    on_expiry: str = WITHDRAW
 
 
 @dataclass(frozen=True)
@@ -275,6 +300,7 @@ def decide_defaults(config: ConsentConfig, existing: Iterable[ConsentRecord],
 
 PAGE_COMMENTS = {
     "consent_given": "Consent given by the person on their personal page",
+    "consent_renewed": "Consent renewed by the person on their personal page",
     "consent_withdrawn": "Consent withdrawn by the person on their personal page",
     "objection": "Objection by the person on their personal page",
     "objection_withdrawn": "Objection withdrawn by the person on their personal page",
@@ -297,29 +323,32 @@ def page_comment(what: str, notice: Notice | None = None, proof: str = "") -> st
     return text
 
 
-def _withdrawn_basis(config: ConsentConfig) -> LegalBasis:
+def withdrawn_basis(config: ConsentConfig) -> LegalBasis:
     basis = next((b for b in config.legal_bases.values() if b.withdrawn), None)
     if basis is None:  # the config check refuses such a file
         raise ValueError("the config has no legal basis with withdrawn=True")
     return basis
 
 
-def _is_withdrawn(config: ConsentConfig, record: ConsentRecord) -> bool:
+def is_withdrawn(config: ConsentConfig, record: ConsentRecord) -> bool:
     """Whether a row records a withdrawal or objection, read as the person's page reads it."""
     basis = config.legal_basis_by_crm_key(record.legal_basis)
     return basis.withdrawn if basis else fold_key(record.legal_basis) == "withdrawn"
 
 
 def decide_preference_changes(config: ConsentConfig, existing: Iterable[ConsentRecord],
-                              choices: Mapping[str, bool], proof: str = "") -> list[ConsentWrite]:
+                              choices: Mapping[str, bool], proof: str = "",
+                              renewals: Collection[str] = ()) -> list[ConsentWrite]:
     """Decide which consent rows the person's choices on their own page need.
 
     Withdrawing is as easy as giving (GDPR Art. 7(3)), and objecting as easy as both
     (Art. 21). Only what the person may change is changed, and only when it changes:
 
     1. A purpose that ``requires_consent``: on → the page's consent legal basis, unless the
-       row already has it; off → the withdrawn basis, if there is a row that is not withdrawn
-       (no row: nothing was ever given, so nothing is written).
+       row already has it and the person did not renew it (``renewals``: the consent is given
+       again, to the text shown now, which starts its term anew); off → the withdrawn basis,
+       if there is a row that is not withdrawn (no row: nothing was ever given, so nothing is
+       written).
     2. A purpose that ``allow_objection``: object (off) → the withdrawn basis unless the row
        is withdrawn already, also when there is no row, so that decide_defaults never sets the
        purpose later; allow (on) → the purpose's default legal basis again if the row is
@@ -334,6 +363,7 @@ def decide_preference_changes(config: ConsentConfig, existing: Iterable[ConsentR
             consent or allow, False to withdraw or object.
         proof: what shows the person made the choice (e.g. ``link 9f3a…``), added to the
             comment; may be empty.
+        renewals: config purpose keys whose consent the person renews (with choice True).
 
     Returns:
         The consents to write with the page's source, in config order; empty when the
@@ -353,17 +383,19 @@ def decide_preference_changes(config: ConsentConfig, existing: Iterable[ConsentR
             raise TypeError(f"choice for purpose '{purpose.key}' must be True or False, "
                             f"not {choice!r}")
         row = rows.get(fold_key(purpose.crm_key))
-        withdrawn = row is not None and _is_withdrawn(config, row)
+        withdrawn = row is not None and is_withdrawn(config, row)
         if purpose.requires_consent:
             consent = config.legal_bases[config.page_consent_legal_basis]
-            if choice and (row is None or fold_key(row.legal_basis) != fold_key(consent.crm_key)):
+            holds = row is not None and fold_key(row.legal_basis) == fold_key(consent.crm_key)
+            if choice and (not holds or purpose.key in renewals):
+                what = "consent_renewed" if holds else "consent_given"
                 writes.append(ConsentWrite(purpose, consent, source,
-                                           page_comment("consent_given", purpose.notice, proof)))
+                                           page_comment(what, purpose.notice, proof)))
             elif not choice and row is not None and not withdrawn:
-                writes.append(ConsentWrite(purpose, _withdrawn_basis(config), source,
+                writes.append(ConsentWrite(purpose, withdrawn_basis(config), source,
                                            page_comment("consent_withdrawn", proof=proof)))
         elif not choice and not withdrawn:
-            writes.append(ConsentWrite(purpose, _withdrawn_basis(config), source,
+            writes.append(ConsentWrite(purpose, withdrawn_basis(config), source,
                                        page_comment("objection", proof=proof)))
         elif choice and withdrawn and purpose.default_legal_basis is not None:
             writes.append(ConsentWrite(purpose, config.legal_bases[purpose.default_legal_basis],
@@ -431,7 +463,7 @@ def _view_of_row(config: ConsentConfig, name: str, description: str, record: Con
     return PurposeView(
         name=name,
         description=description,
-        status=WITHDRAWN if _is_withdrawn(config, record) else ACTIVE,
+        status=WITHDRAWN if is_withdrawn(config, record) else ACTIVE,
         legal_basis=pick_text(basis.name, language) if basis else record.legal_basis,
         legal_basis_description=pick_text(basis.description, language) if basis else "",
         source=pick_text(source.name, language) if source else record.source,
@@ -481,7 +513,7 @@ def consent_holds(config: ConsentConfig, existing: Iterable[ConsentRecord], purp
     if purpose is None:
         return False
     row = next((r for r in existing if fold_key(r.purpose) == fold_key(purpose.crm_key)), None)
-    return row is not None and not _is_withdrawn(config, row)
+    return row is not None and not is_withdrawn(config, row)
 
 
 def resolve_subscription_choices(config: ConsentConfig, existing: Iterable[ConsentRecord],

@@ -163,6 +163,12 @@ ERASURE_INTERVAL = 3600
 """Seconds between two runs of the scheduled erasures (persons deleted in the CRM whose
 LEDGER_ERASE_AFTER_DAYS are over); a day's grace is counted to the hour."""
 
+EXPIRY_INTERVAL = 6 * 3600
+"""Seconds between two scheduled expiry passes (consents of purposes with
+``consent_valid_for`` due for a re-permission mail or lapsed: connector.expiry). A lapse is
+recorded within this long of its day; a pass costs one read of those purposes' ledger
+entries and one job per consent due."""
+
 DATABASE_BUSY_TIMEOUT = 30.0
 """Seconds a SQLite writer waits for another process's transaction to end (they last
 milliseconds; only a stuck process makes one wait this long)."""

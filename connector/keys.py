@@ -93,6 +93,10 @@ BACKFILL_PROGRESS = PREFIX + "reconcile:backfill"
 """Redis hash: the backfill under way (``reconcile --all``): when it started, how many persons
 it queued (connector.reconcile.backfill_progress)."""
 
+EXPIRY_PASS_CLAIM = PREFIX + "expiry:claimed"
+"""Set by the first worker whose scheduler runs the expiry pass; the others skip it while
+it lives (half of EXPIRY_INTERVAL)."""
+
 # -- the CRM request budget (connector.crm.budget) ---------------------------------------------
 CRM_BUDGET_PREFIX = PREFIX + "crm-budget"
 """Prefix of the ``limits`` library's moving window of CRM calls."""

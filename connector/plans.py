@@ -6,16 +6,20 @@ does no I/O, so the job (workers/jobs.py) and the support dry run (connector.sup
 call the same planner and cannot drift apart, and it is tested without a worker or a CRM.
 """
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
-from connector.consent import (ConsentConfig, ConsentWrite, Source, SubscriptionChange,
+from connector.consent import (ConsentConfig, ConsentWrite, Purpose, Source, SubscriptionChange,
                                decide_defaults, decide_preference_changes,
                                decide_subscription_changes, fold_key,
-                               resolve_subscription_choices)
-from connector.crm.types import ConsentRecord, Person
+                               resolve_subscription_choices, withdrawn_basis)
+from connector.crm.types import COMMENT_MAX_LENGTH, ConsentRecord, Person
 from connector.emails import single_address
 from connector.evidence.entry import Entry
+from connector.expiry import (EXPIRED, LAPSED, REPORT_LAPSE, WITHDRAW_CONSENT,
+                              ExpiryDecision, ExpiryHistory, decide_expiry)
+from connector.times import iso
 
 CONNECTOR, PERSON, CRM_USER = "connector", "person", "crm user"
 """Who the ledger says acted: the connector itself, the person (their page, a link in a
@@ -79,7 +83,12 @@ class PreferencesPlan:
     @property
     def selection(self) -> dict[int, bool]:
         """Shipment type id → selected, for the one PATCH that changes them."""
-        return {step.change.shipment_type.id: step.change.selected for step in self.subscriptions}
+        return shipment_selection(self.subscriptions)
+
+
+def shipment_selection(steps: tuple[SubscriptionStep, ...]) -> dict[int, bool]:
+    """Shipment type id → selected: what ``steps`` change, in one PATCH."""
+    return {step.change.shipment_type.id: step.change.selected for step in steps}
 
 
 def decide_confirmation_mail(source: Source, person: Person) -> MailDecision:
@@ -128,7 +137,8 @@ def plan_onboarding(config: ConsentConfig, person: Person, *, event_id: str | No
 
 def plan_preferences(config: ConsentConfig, person: Person, choices: Mapping[str, bool],
                      proof: Mapping[str, str], subscriptions: Mapping[str, bool] | None = None,
-                     *, job_id: str | None = None) -> PreferencesPlan:
+                     *, renewals: Collection[str] = (),
+                     job_id: str | None = None) -> PreferencesPlan:
     """Plan writing what the person chose, applied to the CRM's state now.
 
     1. Complete the choices with what subscriptions imply (resolve_subscription_choices):
@@ -142,6 +152,7 @@ def plan_preferences(config: ConsentConfig, person: Person, choices: Mapping[str
         proof: from the page or the link: submitted_at, token_id, notice versions by purpose
             key (``notice:<key>``), user_agent, ip, and ``via`` when not on the page.
         subscriptions: config subscription key → subscribe (True) / unsubscribe (False).
+        renewals: config purpose keys whose consent the person renews.
 
     Raises:
         TypeError: a choice is not True or False.
@@ -151,7 +162,8 @@ def plan_preferences(config: ConsentConfig, person: Person, choices: Mapping[str
                                                    subscriptions or {})
     before = {fold_key(record.purpose): record.legal_basis for record in person.consents}
     writes = decide_preference_changes(config, person.consents, choices,
-                                       proof=f"link {proof.get('token_id', '?')}")
+                                       proof=f"link {proof.get('token_id', '?')}",
+                                       renewals=renewals)
     proven = {name: proof.get(name) for name in PROOF_FIELDS}
     steps = tuple(ConsentStep(write, Entry("consent.changed", {
         "purpose": write.purpose.crm_key,
@@ -161,16 +173,71 @@ def plan_preferences(config: ConsentConfig, person: Person, choices: Mapping[str
         "notice_version": proof.get(f"notice:{write.purpose.key}"), **proven}))
         for write in writes)
     changes = decide_subscription_changes(config, person.shipment_types, wanted)
-    subscription_steps = []
-    for change in changes:
-        purpose = config.purposes.get(change.subscription.purpose)
-        subscription_steps.append(SubscriptionStep(change, Entry("subscription.changed", {
-            "subscription": change.subscription.key,
-            "shipment_type": f"{change.shipment_type.id} {change.shipment_type.name}".strip(),
-            "change": f"{change.previous} → {change.now}", "actor": PERSON, "job_id": job_id,
-            "notice_version": proof.get(f"notice:{purpose.key}") if purpose else None,
-            **proven})))
-    return PreferencesPlan(steps=steps, subscriptions=tuple(subscription_steps))
+    return PreferencesPlan(steps=steps, subscriptions=tuple(
+        _subscription_step(change, PERSON, job_id, notice_version=proof.get(
+            f"notice:{change.subscription.purpose}"), **proven) for change in changes))
+
+
+def _subscription_step(change: SubscriptionChange, actor: str, job_id: str | None,
+                       **facts: str | None) -> SubscriptionStep:
+    """A shipment type's change with the ledger entry that records it, who made it and
+    ``facts`` (the proof, or why)."""
+    return SubscriptionStep(change, Entry("subscription.changed", {
+        "subscription": change.subscription.key,
+        "shipment_type": f"{change.shipment_type.id} {change.shipment_type.name}".strip(),
+        "change": f"{change.previous} → {change.now}", "actor": actor, "job_id": job_id,
+        **facts}))
+
+
+@dataclass(frozen=True)
+class ExpiryPlan:
+    """What checking a consent's term does (decision.action): nothing, a re-permission mail
+    (the job makes it), the withdrawal of a lapsed consent with its subscriptions, or the
+    ledger's record that it lapsed and was left as it is (``lapse``)."""
+
+    decision: ExpiryDecision
+    steps: tuple[ConsentStep, ...] = ()
+    subscriptions: tuple[SubscriptionStep, ...] = ()
+    lapse: Entry | None = None
+
+
+def plan_expiry(config: ConsentConfig, person: Person, purpose: Purpose,
+                known: Mapping[str, Mapping[str, str]], history: ExpiryHistory,
+                moment: datetime, *, job_id: str | None = None) -> ExpiryPlan:
+    """Plan what the person's consent to ``purpose`` needs at ``moment`` (expiry.decide_expiry,
+    on the CRM's row now and the ledger: ``known`` is Ledger.last_known_consents, ``history``
+    expiry.expiry_history).
+
+    A lapsed consent (``on_expiry: withdraw``) is written as withdrawn, with the row's own
+    source and a comment saying it expired, and the person is unsubscribed from the
+    purpose's subscriptions, as when they withdraw it on their page; with ``on_expiry:
+    report`` only the ledger records that it lapsed."""
+    row = next((r for r in person.consents if fold_key(r.purpose) == fold_key(purpose.crm_key)),
+               None)
+    decision = decide_expiry(config, purpose, row, known.get(row.purpose) if row else None,
+                             history, moment)
+    if decision.action not in (WITHDRAW_CONSENT, REPORT_LAPSE):
+        return ExpiryPlan(decision)
+    term = decision.term
+    dates = {"given_at": iso(term.given), "consent_ends": term.name,
+             "lapses_on": iso(decision.lapses_on), "actor": CONNECTOR, "job_id": job_id}
+    if decision.action == REPORT_LAPSE:
+        return ExpiryPlan(decision, lapse=Entry(LAPSED, {
+            "purpose": purpose.crm_key, "on_expiry": purpose.expiry.on_expiry, **dates}))
+    basis = withdrawn_basis(config)
+    source = config.source_by_crm_key(row.source) or Source("", row.source, {}, False)
+    comment = (f"Consent expired: given {term.given.date().isoformat()}, valid for "
+               f"{purpose.expiry.valid_for}, not renewed; recorded by consent-connector"
+               )[:COMMENT_MAX_LENGTH]
+    step = ConsentStep(ConsentWrite(purpose, basis, source, comment), Entry(EXPIRED, {
+        "purpose": purpose.crm_key, "previous_legal_basis": row.legal_basis,
+        "legal_basis": basis.crm_key, "source": row.source, "comment": comment, **dates}))
+    off = {key: False for key, subscription in config.subscriptions.items()
+           if subscription.purpose == purpose.key}
+    changes = decide_subscription_changes(config, person.shipment_types, off)
+    return ExpiryPlan(decision, (step,), tuple(
+        _subscription_step(change, CONNECTOR, job_id, reason="consent expired")
+        for change in changes))
 
 
 def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
@@ -204,13 +271,14 @@ def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
 
 def mail_sent_entry(kind: str, token_id: str | None, message_id: str, job_id: str | None,
                     resent: bool = False, *, purpose: str | None = None,
-                    notice_version: str | None = None) -> Entry:
+                    notice_version: str | None = None, **about: str | None) -> Entry:
     """The ledger entry of a mail that went out: which mail, the link's token id (the proof
     of which link the person got; None for a mail without one) and the Message-ID;
     ``resent`` when an earlier attempt was interrupted and may have sent it already; the
-    purpose (CRM key) and notice version a mail about one consent text was about."""
+    purpose (CRM key) and notice version a mail about one consent text was about, and
+    ``about`` it (a consent's term)."""
     details = {"mail": kind, "token_id": token_id, "message_id": message_id,
-               "actor": CONNECTOR, "job_id": job_id}
+               "actor": CONNECTOR, "job_id": job_id, **about}
     if purpose is not None:
         details |= {"purpose": purpose, "notice_version": notice_version}
     if resent:

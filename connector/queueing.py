@@ -44,21 +44,23 @@ class JobKind:
 ONBOARD = JobKind("workers.jobs.onboard_person", ONBOARDING, "onboarding",
                   ("person_id", "event_id"))
 APPLY_PREFERENCES = JobKind("workers.jobs.apply_preferences", PREFERENCES, "preferences",
-                            ("person_id", "choices", "proof", "subscriptions"))
+                            ("person_id", "choices", "proof", "subscriptions", "renewals"))
 SEND_FRESH_LINK = JobKind("workers.jobs.send_fresh_link", PREFERENCES, "fresh link",
                           ("person_id",))
 SEND_COPY = JobKind("workers.copies.send_copy", PREFERENCES, "copy of the data",
                     ("person_id", "language"))
 SEND_NEW_NOTICE = JobKind("workers.notices.send_new_notice", BACKFILL, "new consent text",
                           ("person_id", "purpose", "agreed_version"))
+CHECK_EXPIRY = JobKind("workers.expiry.check_consent", BACKFILL, "consent expiry",
+                       ("person_id", "purpose", "as_of"))
 RECORD_CRM_CHANGES = JobKind("workers.jobs.record_crm_changes", HISTORY, "CRM change",
                              ("person_id", "event_id"))
 RECORD_DELETION = JobKind("workers.jobs.record_deletion", HISTORY, "deletion",
                           ("person_id", "event_id"))
 
 JOB_KINDS = {kind.function: kind for kind in (ONBOARD, APPLY_PREFERENCES, SEND_FRESH_LINK,
-                                              SEND_COPY, SEND_NEW_NOTICE, RECORD_CRM_CHANGES,
-                                              RECORD_DELETION)}
+                                              SEND_COPY, SEND_NEW_NOTICE, CHECK_EXPIRY,
+                                              RECORD_CRM_CHANGES, RECORD_DELETION)}
 """The connector's jobs by dotted path."""
 
 EVENT_JOBS = {"onboard": ONBOARD, "crm-change": RECORD_CRM_CHANGES, "deletion": RECORD_DELETION}
@@ -105,9 +107,11 @@ def event_job_id(kind: str, event_id: str) -> str:
 def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: int,
                         choices: dict[str, bool], proof: dict[str, str],
                         subscriptions: dict[str, bool] | None = None,
-                        marks: dict[str, bool] | None = None) -> Job:
+                        marks: dict[str, bool] | None = None,
+                        renewals: list[str] | None = None) -> Job:
     """Queue writing what a person chose on their page (config purpose key → on/off, config
-    subscription key → subscribed or not).
+    subscription key → subscribed or not, and the config purpose keys whose consent they
+    renew).
 
     ``marks`` (what the page shows as "being saved") are written before the job is queued,
     so the job always finds them to clear, however fast a worker takes it.
@@ -118,7 +122,12 @@ def enqueue_preferences(connection: redis.Redis, settings: Settings, person_id: 
     job_id = uuid.uuid4().hex
     if marks:
         mark_pending(connection, person_id, marks, job_id)
-    args = (choices, proof, subscriptions) if subscriptions else (choices, proof)
+    if renewals:
+        args = (choices, proof, subscriptions, renewals)
+    elif subscriptions:
+        args = (choices, proof, subscriptions)
+    else:
+        args = (choices, proof)
     try:
         return _enqueue(connection, settings, APPLY_PREFERENCES, person_id, *args, job_id=job_id)
     except redis.RedisError:
@@ -143,6 +152,16 @@ def enqueue_new_notice(connection: redis.Redis, settings: Settings, person_id: i
     """Queue mailing a person the new text of ``purpose``'s notice (its config key); the
     bulk queue, so events and persons on their page go first."""
     return _enqueue(connection, settings, SEND_NEW_NOTICE, person_id, purpose, agreed_version)
+
+
+def enqueue_expiry_check(connection: redis.Redis, settings: Settings, person_id: int,
+                         purpose: str, as_of: str, job_id: str) -> Job | None:
+    """Queue checking a person's consent to ``purpose`` (its config key) as of ``as_of`` (ISO
+    UTC) on the bulk queue, under ``job_id``; None when a job of that id exists already (a
+    pass queued it before: queued, running, done or failed)."""
+    if Job.exists(job_id, connection=connection):
+        return None
+    return _enqueue(connection, settings, CHECK_EXPIRY, person_id, purpose, as_of, job_id=job_id)
 
 
 def _enqueue(connection: redis.Redis, settings: Settings, kind: JobKind, person_id: int,

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -25,8 +26,9 @@ from click.testing import CliRunner
 from connector.cli import main
 from connector.evidence.database import Database
 from connector.keys import CRM_BUDGET_PREFIX
-from connector.evidence.ledger import Ledger
-from connector.evidence.schema import metadata
+from connector.evidence.entry import Entry
+from connector.evidence.ledger import Ledger, append_entry
+from connector.evidence.schema import metadata, stored_time
 from connector.redis_connection import ensure_embedded_server, stop_embedded_server
 from connector.settings import Settings
 from sandbox.server import connector_settings, create_sandbox_app, run_in_thread, stop_server
@@ -384,6 +386,20 @@ def worker(connector_env):
     process = start_worker(connector_env)
     yield process
     stop_worker(process)
+
+
+def consent_given_days_ago(sandbox: "SandboxClient", database: Database, person_id: int,
+                           days: int, notice_version: str = "2026-01") -> None:
+    """Give the person E-marketing in the CRM, with the ledger's proof dated ``days`` ago (a
+    consent given on their page back then): the clock of a lapsing consent, moved."""
+    sandbox.set_consent(person_id, "EMARKETING", "61A", "WEBFORM")
+    given = Entry("consent.changed", {
+        "purpose": "EMARKETING", "previous_legal_basis": "", "legal_basis": "61A",
+        "source": "WEBFORM", "actor": "person", "notice_version": notice_version,
+        "comment": "Consent given by the person on their personal page"})
+    with database.writing() as connection:
+        append_entry(database, connection, person_id, given,
+                     at=stored_time(datetime.now(timezone.utc) - timedelta(days=days)))
 
 
 def new_event_id() -> str:

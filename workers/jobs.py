@@ -24,9 +24,10 @@ from connector.evidence import facts
 from connector.exceptions import MailError, PersonBusyError, UnusableAddressError
 from connector.mail.confirmation import confirmation_message_id, render_confirmation
 from connector.pending import clear_pending
-from connector.plans import (CONNECTOR, ConsentStep, MailDecision, decide_mail_to, deletion_entry,
-                             mail_sent_entry, onboarded_entry, plan_crm_changes, plan_onboarding,
-                             plan_preferences)
+from connector.plans import (CONNECTOR, ConsentStep, MailDecision, SubscriptionStep,
+                             decide_mail_to, deletion_entry, mail_sent_entry, onboarded_entry,
+                             plan_crm_changes, plan_onboarding, plan_preferences,
+                             shipment_selection)
 from connector.services import Services
 from connector.superoffice.webhook import PERSON_DELETED
 from connector.times import iso, now
@@ -74,11 +75,12 @@ def onboard_person(person_id: int, event_id: str | None = None) -> dict:
 
 
 def apply_preferences(person_id: int, choices: dict[str, bool], proof: dict[str, str],
-                      subscriptions: dict[str, bool] | None = None) -> dict:
+                      subscriptions: dict[str, bool] | None = None,
+                      renewals: list[str] | None = None) -> dict:
     """Write what the person chose on their page or through a one-click unsubscribe link
     (apply_preferences_with)."""
     return apply_preferences_with(current_services(), person_id, choices, proof,
-                                  subscriptions, current_job_id())
+                                  subscriptions, current_job_id(), renewals)
 
 
 def record_crm_changes(person_id: int, event_id: str | None = None) -> dict:
@@ -118,7 +120,7 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
     """
     person = services.crm.get_person(person_id)
     plan = plan_onboarding(services.config, person, event_id=event_id, job_id=job_id)
-    _write_consents(services, person_id, plan.steps)
+    write_consents(services, person_id, plan.steps)
     mail_sent = None
     if plan.mail.send:
         mail_sent = _send_confirmation_once(services, person, plan.consents, job_id)
@@ -136,7 +138,7 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
 @one_job_per_person
 def apply_preferences_with(services: Services, person_id: int, choices: dict[str, bool],
                            proof: dict[str, str], subscriptions: dict[str, bool] | None,
-                           job_id: str | None) -> dict:
+                           job_id: str | None, renewals: list[str] | None = None) -> dict:
     """Write what the person chose to the CRM, with its proof in the ledger.
 
     1. Read the person from the CRM: the choice is applied to the state as it is now.
@@ -152,12 +154,9 @@ def apply_preferences_with(services: Services, person_id: int, choices: dict[str
     """
     person = services.crm.get_person(person_id)
     plan = plan_preferences(services.config, person, choices, proof, subscriptions,
-                            job_id=job_id)
-    _write_consents(services, person_id, plan.steps)
-    if plan.subscriptions:
-        services.crm.set_shipment_types(person_id, plan.selection, person.shipment_types)
-    for step in plan.subscriptions:
-        services.ledger.record(person_id, step.entry)
+                            renewals=renewals or (), job_id=job_id)
+    write_consents(services, person_id, plan.steps)
+    change_subscriptions(services, person, plan.subscriptions)
     if job_id:
         clear_pending(services.redis, person_id, job_id)
     return {"person_id": person_id, "written": [s.write.purpose.crm_key for s in plan.steps],
@@ -210,13 +209,24 @@ def send_fresh_link_with(services: Services, person_id: int, job_id: str | None)
     return "sent"
 
 
-def _write_consents(services: Services, person_id: int, steps: tuple[ConsentStep, ...]) -> None:
+def write_consents(services: Services, person_id: int, steps: tuple[ConsentStep, ...]) -> None:
     """Write each consent to the CRM, then record it in the ledger, one after the other."""
     for step in steps:
         write = step.write
         services.crm.set_consent(person_id, write.purpose.crm_key, write.source.crm_key,
                                  write.legal_basis.crm_key, write.comment)
         services.ledger.record(person_id, step.entry)
+
+
+def change_subscriptions(services: Services, person: Person,
+                         steps: tuple[SubscriptionStep, ...]) -> None:
+    """Change the shipment types' selection in one PATCH that touches nothing else, then
+    record each change in the ledger."""
+    if not steps:
+        return
+    services.crm.set_shipment_types(person.id, shipment_selection(steps), person.shipment_types)
+    for step in steps:
+        services.ledger.record(person.id, step.entry)
 
 
 def _send_confirmation_once(services: Services, person: Person,

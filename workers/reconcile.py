@@ -1,5 +1,6 @@
 """Work on a schedule: RQ's cron (``rq.cron.CronScheduler``) queues ``scheduled_reconcile``
-every RECONCILE_INTERVAL minutes and ``scheduled_erasures`` every ERASURE_INTERVAL;
+every RECONCILE_INTERVAL minutes, ``scheduled_erasures`` every ERASURE_INTERVAL and the
+expiry pass (workers.expiry.scheduled_expiry) every EXPIRY_INTERVAL;
 ``start_reconcile_cron`` forks one scheduler process next to a worker, as RQ forks its own
 scheduler. The pass itself is connector.reconcile; the erasures are
 connector.evidence.facts.erase_due.
@@ -15,10 +16,11 @@ from rq.exceptions import StopRequested
 from connector import defaults
 from connector.crm.budget import Priority, crm_priority
 from connector.evidence import facts
-from connector.keys import HISTORY, ONBOARDING
+from connector.keys import BACKFILL, HISTORY, ONBOARDING
 from connector.reconcile import SCHEDULED_SETTLE, scheduled_pass
 from connector.redis_connection import connect
 from connector.settings import Settings
+from workers.expiry import scheduled_expiry
 from workers.worker import current_services
 
 PASS_TIMEOUT = 3600
@@ -112,4 +114,8 @@ def _run_cron(settings: Settings, interval_minutes: int, settle: float, parent_p
     scheduler.register(scheduled_erasures, HISTORY, interval=defaults.ERASURE_INTERVAL,
                        result_ttl=SCHEDULED_RESULT_TTL, failure_ttl=SCHEDULED_FAILURE_TTL,
                        name="erasures", meta={"step": "erasure", "attempts": []})
+    scheduler.register(scheduled_expiry, BACKFILL, interval=defaults.EXPIRY_INTERVAL,
+                       job_timeout=PASS_TIMEOUT, result_ttl=SCHEDULED_RESULT_TTL,
+                       failure_ttl=SCHEDULED_FAILURE_TTL, name="expiry",
+                       meta={"step": "consent expiry pass", "attempts": []})
     scheduler.start()

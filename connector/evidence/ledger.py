@@ -3,7 +3,7 @@ evidence database. Append-only: nothing here updates or deletes an entry, except
 which replaces identifying proof by a marker and keeps the chain verifiable
 (connector.evidence.entry explains the chain)."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from itertools import groupby
 from operator import itemgetter
 from dataclasses import dataclass
@@ -100,11 +100,7 @@ class Ledger:
     def last_known_consents(self, person_id: int) -> dict[str, Mapping[str, str]]:
         """Return the latest ledger entry per purpose (CRM key) that recorded a legal basis:
         what the connector last knew of each consent row."""
-        known = {}
-        for entry in self.entries(person_id):
-            if entry.get("purpose") and "legal_basis" in entry:
-                known[entry["purpose"]] = entry
-        return known
+        return last_known_consents(self.entries(person_id))
 
     def query(self, purpose: str, *, notice_version: str | None = None,
               since: str | None = None, until: str | None = None,
@@ -171,6 +167,13 @@ class Ledger:
             return connection.execute(select(func.count()).select_from(ledger_entries)
                                       ).scalar_one()
 
+
+
+def last_known_consents(entries: Iterable[Mapping[str, str]]) -> dict[str, Mapping[str, str]]:
+    """The latest of a person's ``entries`` (oldest first) per purpose (CRM key) that recorded
+    a legal basis."""
+    return {entry["purpose"]: entry for entry in entries
+            if entry.get("purpose") and "legal_basis" in entry}
 
 
 def erase_personal_proof(database: Database, connection: Connection, person_id: int,

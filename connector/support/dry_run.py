@@ -14,10 +14,12 @@ from rq.job import Job
 from connector.evidence import facts
 from connector.crm.types import Person
 from connector.exceptions import CRMError
-from connector.plans import (MailDecision, decide_mail_to, plan_crm_changes, plan_onboarding,
-                             plan_preferences)
-from connector.queueing import (APPLY_PREFERENCES, ONBOARD, RECORD_CRM_CHANGES, RECORD_DELETION,
-                                SEND_COPY, SEND_FRESH_LINK, SEND_NEW_NOTICE)
+from connector.expiry import NOTHING, REMIND, expiry_history
+from connector.plans import (MailDecision, decide_mail_to, plan_crm_changes, plan_expiry,
+                             plan_onboarding, plan_preferences)
+from connector.queueing import (APPLY_PREFERENCES, CHECK_EXPIRY, ONBOARD, RECORD_CRM_CHANGES,
+                                RECORD_DELETION, SEND_COPY, SEND_FRESH_LINK, SEND_NEW_NOTICE)
+from connector.times import parse_iso
 from connector.services import Services
 from connector.support.jobs import job_arguments, mask, person_of, step_of
 
@@ -83,11 +85,10 @@ def _onboarding(services: Services, person: Person, arguments: Mapping[str, Any]
 
 def _preferences(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
     preferences = plan_preferences(services.config, person, arguments.get("choices") or {},
-                                   arguments.get("proof") or {}, arguments.get("subscriptions"))
+                                   arguments.get("proof") or {}, arguments.get("subscriptions"),
+                                   renewals=arguments.get("renewals") or ())
     return {"writes": _writes(preferences.steps),
-            "changes": tuple(f"would set shipment type {step.entry.details['shipment_type']}: "
-                             f"{step.entry.details['change']}"
-                             for step in preferences.subscriptions)}
+            "changes": _shipment_changes(preferences.subscriptions)}
 
 
 def _fresh_link(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
@@ -102,6 +103,28 @@ def _copy(services: Services, person: Person, arguments: Mapping[str, Any]) -> d
 def _new_notice(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
     return _mail_if_possible(person, f"would mail the new text of {arguments.get('purpose')}'s "
                                      f"notice (once per version) to their address on record")
+
+
+def _expiry(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
+    purpose = services.config.purposes.get(arguments.get("purpose"))
+    if purpose is None or purpose.expiry is None:
+        return {"changes": (f"nothing: purpose '{arguments.get('purpose')}' does not lapse in "
+                            f"the purposes file now",)}
+    entries = services.ledger.entries(person.id)
+    expiry = plan_expiry(services.config, person, purpose,
+                         services.ledger.last_known_consents(person.id),
+                         expiry_history(entries, purpose), parse_iso(arguments.get("as_of")))
+    decision = expiry.decision
+    if decision.action == REMIND:
+        return _mail_if_possible(person, f"would mail a request to renew the consent to "
+                                         f"{purpose.crm_key} (it lapses on "
+                                         f"{decision.lapses_on.date()}) to their address on "
+                                         f"record")
+    return {"writes": _writes(expiry.steps),
+            "changes": _shipment_changes(expiry.subscriptions)
+            + ((f"would record in the ledger that the consent to {purpose.crm_key} lapsed",)
+               if expiry.lapse else ())
+            + ((f"nothing: {decision.reason}",) if decision.action == NOTHING else ())}
 
 
 def _mail_if_possible(person: Person, would: str) -> dict:
@@ -128,6 +151,7 @@ DRY_RUNS: dict[str, Callable[[Services, Person | None, Mapping[str, Any]], dict]
     SEND_FRESH_LINK.function: _fresh_link,
     SEND_COPY.function: _copy,
     SEND_NEW_NOTICE.function: _new_notice,
+    CHECK_EXPIRY.function: _expiry,
     RECORD_CRM_CHANGES.function: _crm_changes,
     RECORD_DELETION.function: _deletion,
 }
@@ -138,6 +162,11 @@ def _writes(steps) -> tuple[PlannedWrite, ...]:
     return tuple(PlannedWrite(step.write.purpose.crm_key, step.write.legal_basis.crm_key,
                               step.write.source.crm_key, mask(step.write.comment))
                  for step in steps)
+
+
+def _shipment_changes(steps) -> tuple[str, ...]:
+    return tuple(f"would set shipment type {step.entry.details['shipment_type']}: "
+                 f"{step.entry.details['change']}" for step in steps)
 
 
 def _confirmation_mail(services: Services, person: Person, decision: MailDecision) -> str:

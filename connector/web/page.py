@@ -5,6 +5,9 @@ GET /p/<token>          shows what is recorded about them, why and from where, a
                         (mail scanners open links before people do).
 POST /p/<token>         saves their choices (CSRF-protected): a job writes them to the CRM.
 POST /p/<token>/renew   mails a fresh link, for an expired one; says the same either way.
+POST /p/<token>/renew-consent
+                        renews a consent (CSRF-protected): given again, to the text shown
+                        now, which starts a lapsing consent's term anew.
 POST /p/<token>/unsubscribe-all
                         one click (CSRF-protected): withdraws consent to every purpose with
                         subscriptions and unsubscribes from all of them.
@@ -13,6 +16,7 @@ POST /p/<token>/unsubscribe-all
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 import redis
 import sqlalchemy.exc
@@ -23,16 +27,19 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from connector import defaults, i18n, keys
 from connector.consent import (ACTIVE, WITHDRAWN, ConsentConfig, Notice, Purpose, PurposeView,
-                               consent_holds, describe_purposes, find_shipment_type, pick_text,
-                               resolve_subscription_choices)
+                               consent_holds, describe_purposes, find_shipment_type, fold_key,
+                               pick_text, resolve_subscription_choices)
 from connector.crm.types import Person
 from connector.exceptions import CRMError, PersonNotFoundError, TokenError
+from connector.expiry import ExpiryDecision, decide_expiry, expiry_history
 from connector.exports.formats import FORMATS, served
 from connector.exports.report import build_report
 from connector.links import LinkToken
 from connector.pending import SUBSCRIPTION_PREFIX, pending_choices
 from connector.queueing import enqueue_copy, enqueue_fresh_link, enqueue_preferences
+from connector.evidence.ledger import last_known_consents
 from connector.services import Services
+from connector.times import now
 from connector.web.context import get_services
 from connector.web.extensions import limiter, link_token
 from connector.web.person_pages import message_page, page_languages, request_proof
@@ -76,6 +83,16 @@ class PageRow:
     last word); None when it is the current one or unknown."""
     agreed_text: str = ""
     """That version's text, when the purposes file keeps it (``notice.earlier``)."""
+    lapse: "ConsentLapse | None" = None
+    """Until when the active consent holds, for a purpose whose consent lapses."""
+
+    @property
+    def renewable(self) -> bool:
+        """Whether the page offers to renew the consent: it holds, and it is due for renewal
+        or rests on an older text."""
+        return (self.control == "consent" and self.view.status == ACTIVE and not self.pending
+                and self.notice is not None
+                and bool(self.agreed_version or (self.lapse and self.lapse.state)))
 
     @property
     def status(self) -> str:
@@ -86,6 +103,28 @@ class PageRow:
         if self.control == "objection":  # ticked: allowed, so the objection is taken back
             return "saving_objection_withdrawn" if self.checked else "saving_objection"
         return "saving_consent" if self.checked else "saving_withdrawal"
+
+
+@dataclass(frozen=True)
+class ConsentLapse:
+    """Until when a lapsing consent holds, and ``state``: "due" (the person is asked to renew
+    it), "ended" (past its day, not yet recorded) or None."""
+
+    valid_until: datetime
+    state: str | None
+
+
+def lapse_of(decision: ExpiryDecision, moment: datetime) -> ConsentLapse | None:
+    """What the page says of a consent's term (expiry.decide_expiry's decision at
+    ``moment``); None when it has none (the consent does not lapse, or does not hold)."""
+    term = decision.term
+    if term is None:
+        return None
+    valid_until = decision.lapses_on or term.ends
+    if moment >= valid_until:
+        return ConsentLapse(valid_until, "ended")
+    due = term.remind_from is not None and moment >= term.remind_from
+    return ConsentLapse(valid_until, "due" if due else None)
 
 
 @bp.get("/p/<token>")
@@ -167,8 +206,36 @@ def unsubscribe_all(token: str):
     return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
 
 
+@bp.post("/p/<token>/renew-consent")
+@limiter.limit(LIMITS["save_per_address"])
+@limiter.limit(LIMITS["save_per_link"], key_func=link_token)
+def renew_consent(token: str):
+    """Renew a consent that holds: give it again, to the text the page shows now (its version
+    is in the proof), which starts a lapsing consent's term anew. CSRF-protected like
+    saving."""
+    services = get_services()
+    language = i18n.language_for(services.config, request.form.get("lang"))
+    link, person, failure = _open(token, language)
+    if failure:
+        return failure
+    key = request.form.get("purpose", "")
+    purpose = services.config.purposes.get(key)
+    if purpose is None or not purpose.requires_consent or purpose.notice is None:
+        return message_page(language, "invalid", 404)
+    if request.form.get(f"notice:{key}") != purpose.notice.version:
+        return _render_page(services, person, language, notice_changed=True)
+    if consent_holds(services.config, person.consents, key):
+        proof = request_proof(link.token_id, **{f"notice:{key}": purpose.notice.version})
+        job = _queue(services, person, {key: True}, {}, proof, renewals=[key])
+        if job is None:
+            return message_page(language, "unavailable", 503)
+        _wait_for(job)
+    return redirect(url_for(".show", token=token, lang=language, saved=1), code=303)
+
+
 def _queue(services: Services, person: Person, choices: dict[str, bool],
-           subscriptions: dict[str, bool], proof: dict[str, str]) -> Job | None:
+           subscriptions: dict[str, bool], proof: dict[str, str],
+           renewals: list[str] | None = None) -> Job | None:
     """Queue the job that writes the choices, and mark what it will change as being saved
     (with what the choices imply: consent for a subscription, unsubscribing when a purpose
     goes off). None when Redis did not take it."""
@@ -177,7 +244,7 @@ def _queue(services: Services, person: Person, choices: dict[str, bool],
     marks = {**implied, **{SUBSCRIPTION_PREFIX + key: on for key, on in wanted.items()}}
     try:
         job = enqueue_preferences(services.redis, services.settings, person.id, choices, proof,
-                                  subscriptions, marks=marks)
+                                  subscriptions, marks=marks, renewals=renewals)
     except redis.RedisError as error:
         log.error("page.save_unavailable person_id=%s error=%s", person.id, type(error).__name__)
         return None
@@ -332,36 +399,54 @@ def _render_page(services: Services, person: Person, language: str, *, saved: bo
 
 
 def _rows(services: Services, person: Person, language: str) -> list[PageRow]:
-    """The page's rows: the CRM's state with the person's choices still being saved, and the
-    consent text versions the person agreed to."""
+    """The page's rows: the CRM's state with the person's choices still being saved, the
+    consent text versions the person agreed to and until when lapsing consents hold."""
     connection = services.redis
     pending = pending_choices(connection, person.id)
     failed_jobs = _failed_jobs(connection, {mark["job_id"] for mark in pending.values()})
     failed = {key for key, mark in pending.items() if mark["job_id"] in failed_jobs}
-    return page_rows(services.config, person, language, pending, failed,
-                     _agreed_versions(services, person))
+    entries = _ledger_of(services, person)
+    known = last_known_consents(entries)
+    agreed = {purpose: entry["notice_version"] for purpose, entry in known.items()
+              if entry.get("notice_version")}
+    return page_rows(services.config, person, language, pending, failed, agreed,
+                     _lapses(services.config, person, known, entries, now()))
 
 
-def _agreed_versions(services: Services, person: Person) -> dict[str, str]:
-    """Purpose (CRM key) → the consent text version the ledger last recorded for it; empty
-    when the evidence database cannot be read now (the page then says nothing of versions)."""
+def _ledger_of(services: Services, person: Person) -> list[Mapping[str, str]]:
+    """The person's ledger entries; none when the evidence database cannot be read now (the
+    page then says nothing of versions and terms)."""
     try:
-        known = services.ledger.last_known_consents(person.id)
+        return services.ledger.entries(person.id)
     except sqlalchemy.exc.SQLAlchemyError as error:
         log.warning("page.ledger_unavailable person_id=%s error=%s", person.id,
                     type(error).__name__)
-        return {}
-    return {purpose: entry["notice_version"] for purpose, entry in known.items()
-            if entry.get("notice_version")}
+        return []
+
+
+def _lapses(config: ConsentConfig, person: Person, known: Mapping[str, Mapping[str, str]],
+            entries: list[Mapping[str, str]], moment: datetime) -> dict[str, ConsentLapse]:
+    """Purpose key → until when its consent holds, for each lapsing consent that holds."""
+    rows = {fold_key(record.purpose): record for record in person.consents}
+    lapses = {}
+    for key, purpose in config.purposes.items():
+        row = rows.get(fold_key(purpose.crm_key))
+        decision = decide_expiry(config, purpose, row, known.get(row.purpose) if row else None,
+                                 expiry_history(entries, purpose), moment)
+        lapse = lapse_of(decision, moment)
+        if lapse is not None:
+            lapses[key] = lapse
+    return lapses
 
 
 def page_rows(config: ConsentConfig, person: Person, language: str,
               pending: dict[str, dict], failed: set[str],
-              agreed: Mapping[str, str] | None = None) -> list[PageRow]:
+              agreed: Mapping[str, str] | None = None,
+              lapses: Mapping[str, ConsentLapse] | None = None) -> list[PageRow]:
     """Pair each purpose's CRM state with what the person may change and what is pending,
     and, for a consent given to an older text (``agreed``: purpose CRM key → version), that
-    version and its text."""
-    agreed = agreed or {}
+    version and its text; ``lapses``: purpose key → until when its consent holds."""
+    agreed, lapses = agreed or {}, lapses or {}
     rows = []
     for view in describe_purposes(config, person.consents, language):
         key = view.key
@@ -380,6 +465,7 @@ def page_rows(config: ConsentConfig, person: Person, language: str,
             agreed_version = None
         rows.append(PageRow(
             agreed_version=agreed_version,
+            lapse=lapses.get(key) if control == "consent" and view.status == ACTIVE else None,
             agreed_text=pick_text(purpose.notice.earlier.get(agreed_version, {}), language)
             if agreed_version else "",
             key=key, view=view, control=control, checked=checked,

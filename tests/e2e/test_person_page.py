@@ -5,6 +5,7 @@ import io
 import json
 import re
 import time
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import itsdangerous.timed
@@ -15,9 +16,11 @@ from rq.job import JobStatus
 from connector import i18n
 from connector.config import load_config
 from connector.links import LinkSigner
-from tests.conftest import ROOT, new_event_id, wait_for
+from tests.conftest import ROOT, consent_given_days_ago, new_event_id, wait_for
 from connector.queueing import enqueue_event
 from connector.services import build_services
+from connector.expiry_pass import expiry_pass
+from connector.times import now, parse_iso
 
 pytestmark = pytest.mark.integration
 CONFIG = load_config(ROOT / "config" / "purposes.yaml")
@@ -384,6 +387,44 @@ def test_a_consent_given_to_an_older_text_says_so_above_the_text_now(onboarded, 
                                           current=NOTICE.version)
     assert i18n.text("page", "text_now", "en") in marketing.inner_text()
     assert marketing.get_by_label("Yes, I agree").is_checked()  # her consent stands
+
+
+def test_a_consent_due_for_renewal_is_renewed_on_the_page_and_its_term_starts_again(
+        onboarded, page, sandbox, settings, ledger, evidence_database, output_dir):
+    person_id, url = onboarded("Rita", "rita.renew@example.org")
+    consent_given_days_ago(sandbox, evidence_database, person_id, 710)  # lapses in ~20 days
+    expiry = CONFIG.purposes["e_marketing"].expiry
+    valid_for = expiry.valid_for
+    term_ends = valid_for.after(parse_iso(ledger.entries(person_id)[-1]["at"]))
+    # no re-permission mail yet: whenever it goes, it gives the person remind_before's notice
+    ends = max(term_ends, expiry.remind_before.after(now())).date().isoformat()
+
+    page.goto(url)
+    marketing = page.get_by_role("region", name="E-marketing")
+    assert marketing.locator("[data-valid-until]").inner_text() == ends
+    assert marketing.get_by_role("note").inner_text() == i18n.text("page", "renew_due", "en",
+                                                                   date=ends)
+    page.screenshot(path=output_dir / "person-page-renewal.png", full_page=True)
+    marketing.get_by_role("button", name="Renew my consent").click()
+
+    assert page.get_by_role("status").first.inner_text().startswith("Thank you")
+    renewed = wait_for(lambda: [entry for entry in ledger.entries(person_id)
+                                if entry.get("comment", "").startswith("Consent renewed")],
+                       what="the renewal in the ledger")
+    assert (renewed[0]["legal_basis"], renewed[0]["previous_legal_basis"]) == ("61A", "61A")
+    assert renewed[0]["notice_version"] == NOTICE.version and renewed[0]["token_id"]
+    assert "renewed" in crm_row(sandbox, person_id, "EMARKETING", "61A")["Comment"]
+    page.reload()
+    marketing = page.get_by_role("region", name="E-marketing")
+    assert marketing.locator("[data-valid-until]").inner_text() == valid_for.after(
+        parse_iso(renewed[0]["at"])).date().isoformat()
+    assert marketing.get_by_role("button", name="Renew my consent").count() == 0
+    services = build_services(settings)
+    try:  # past the old term's end, the renewed consent is not touched
+        summary = expiry_pass(services, now() + timedelta(days=60))
+    finally:
+        services.database.dispose()
+    assert (summary["remind"], summary["withdraw"], summary["queued"]) == (0, 0, 0)
 
 
 def test_the_persons_own_language_is_used_without_asking(onboarded, page):

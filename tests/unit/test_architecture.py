@@ -147,7 +147,7 @@ def test_connector_reaches_the_workers_only_from_the_worker_command():
     assert set(importers_of("workers")) == {"connector.commands.worker"}
 
 
-PERSON_CREATED_MODULES = 40
+PERSON_CREATED_MODULES = 41
 """What the webhook route and the onboarding job load (docs/architecture.md, "The way of one
 person.created"): raise it only together with that page."""
 

@@ -523,3 +523,51 @@ def test_default_consent_basis_cannot_be_the_withdrawal_marker(tmp_path):
                 line_5='  gone: {crm_key: GONE, name: {en: Gone}}')
     assert_problem(only_problem(path), 1, "subscription_page", "the default consent_legal_basis "
                    "'consent' is the withdrawal marker", "in a subscription_page section")
+
+
+# --- consents that lapse -------------------------------------------------------------------------
+
+def with_expiry(tmp_path: Path, *fields: str, purpose_line: int = 24) -> Path:
+    """VALID with ``fields`` added to a purpose after line ``purpose_line`` (24: e_marketing's
+    last line; 18: sales_and_service's), so the first added field is on line purpose_line+1."""
+    rows = VALID.splitlines()
+    rows[purpose_line:purpose_line] = [f"    {field}" for field in fields]
+    return write(tmp_path, "\n".join(rows) + "\n")
+
+
+def test_a_lapsing_consent_has_its_term_reminder_and_what_happens_when_it_lapses(tmp_path):
+    shipped = load_config(SHIPPED).purposes["e_marketing"].expiry
+    assert (str(shipped.valid_for), str(shipped.remind_before), shipped.on_expiry) == (
+        "24 months", "30 days", "withdraw")
+    assert load_config(write(tmp_path, VALID)).purposes["e_marketing"].expiry is None
+    expiry = load_config(with_expiry(tmp_path, "consent_valid_for: 1 year")
+                         ).purposes["e_marketing"].expiry
+    assert (str(expiry.valid_for), expiry.remind_before, expiry.on_expiry) == (
+        "1 year", None, "withdraw")
+
+
+def test_consent_valid_for_on_a_purpose_without_consent_is_refused_with_its_line(tmp_path):
+    problem = only_problem(with_expiry(tmp_path, "consent_valid_for: 24 months",
+                                       purpose_line=18))
+    assert_problem(problem, 19, "only for purposes with requires_consent: true",
+                   "legitimate interest does not")
+
+
+def test_a_reminder_not_shorter_than_the_term_is_refused(tmp_path):
+    problem = only_problem(with_expiry(tmp_path, "consent_valid_for: 1 month",
+                                       "remind_before: 5 weeks"))
+    assert_problem(problem, 26, "remind_before (5 weeks) must be shorter than "
+                                "consent_valid_for (1 month)")
+
+
+def test_a_reminder_or_on_expiry_without_a_term_is_refused(tmp_path):
+    problems = check_config(with_expiry(tmp_path, "remind_before: 30 days",
+                                        "on_expiry: report"))
+    assert [(p.line, "needs consent_valid_for" in p.message) for p in problems] == [
+        (25, True), (26, True)]
+
+
+def test_a_misspelt_on_expiry_is_refused_with_a_suggestion(tmp_path):
+    problem = only_problem(with_expiry(tmp_path, "consent_valid_for: 24 months",
+                                       "on_expiry: withdrow"))
+    assert_problem(problem, 26, "must be withdraw", "or report", "did you mean 'withdraw'?")

@@ -15,9 +15,10 @@ from connector.consent import ACTIVE, NOT_GIVEN, NOT_RECORDED, WITHDRAWN
 from tests.factories import shipped_config
 
 LEDGER_ACTIONS = ("consent.recorded", "consent.changed", "mail.sent", "support.retry",
-                  "crm.consent_changed")
+                  "crm.consent_changed", "consent.expired", "consent.lapsed")
 LEDGER_ACTORS = ("connector", "person", "support", "crm_user")
-MAIL_KINDS = ("confirmation", "fresh-link", "copy", "new-notice")  # workers: jobs, copies, notices
+MAIL_KINDS = ("confirmation", "fresh-link", "copy", "new-notice",  # workers: jobs, copies, notices
+              "re-permission")  # workers: expiry
 SHIPPED = i18n.LOCALES_DIR  # the locales fixture points i18n elsewhere
 
 
