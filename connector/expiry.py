@@ -5,8 +5,9 @@ about it now. Pure: no I/O; the pass and the job that act on it are workers/expi
 The rules (``decide_expiry``):
 
 1. A consent is dated by the ledger's last entry for the purpose when that entry records the
-   legal basis the CRM's row has now (the proof of when it was given or renewed), else by the
-   row's own time (updated, else registered): a consent a CRM user gave without an event.
+   legal basis the CRM's row has now (the proof of when it was given or renewed; for a row
+   recorded from the CRM, the CRM's date in it), else by the row's own time (updated, else
+   registered): a consent a CRM user gave without an event.
 2. It ends ``consent_valid_for`` after that date; renewing it on the page dates it anew.
 3. From ``remind_before`` its end, the person gets one re-permission mail for this term (the
    term is named by its end, so a renewed consent's next term gets its own mail).
@@ -76,10 +77,11 @@ class ExpiryDecision:
 
 def given_at(row: ConsentRecord, last_entry: Mapping[str, str] | None) -> datetime | None:
     """When the consent the row holds was given or last renewed: the ledger's entry when it
-    records the row's legal basis, else the row's updated or registered time; None when
-    neither dates it."""
+    records the row's legal basis (for a row the ledger recorded from the CRM, the CRM's own
+    date in it), else the row's updated or registered time; None when neither dates it."""
     if last_entry and fold_key(last_entry.get("legal_basis", "")) == fold_key(row.legal_basis):
-        return parse_iso(last_entry["at"])
+        return (parse_iso(last_entry.get("crm_updated"))
+                or parse_iso(last_entry.get("crm_registered")) or parse_iso(last_entry["at"]))
     return row.updated or row.registered
 
 
@@ -134,16 +136,19 @@ def decide_expiry(config: ConsentConfig, purpose: Purpose, row: ConsentRecord | 
         if moment < term.remind_from:
             return ExpiryDecision(NOTHING, "not due yet", term)
         lapses_on = max(term.ends, purpose.expiry.remind_before.after(moment))
-        return ExpiryDecision(REMIND, "due for renewal", term, lapses_on)
+        return ExpiryDecision(REMIND, "due for a re-permission mail", term, lapses_on)
     lapses_on = reminded or term.ends
     if moment < lapses_on:
-        return ExpiryDecision(NOTHING, "reminded, not lapsed yet" if reminded else
-                              "not due yet", term, lapses_on)
+        return ExpiryDecision(NOTHING, "re-permission mail sent, not lapsed yet" if reminded
+                              else "not due yet", term, lapses_on)
     if purpose.expiry.on_expiry == REPORT:
         if term.name in history.reported:
-            return ExpiryDecision(NOTHING, "lapsed, reported before", term, lapses_on)
-        return ExpiryDecision(REPORT_LAPSE, "lapsed; on_expiry: report", term, lapses_on)
-    return ExpiryDecision(WITHDRAW_CONSENT, "lapsed; on_expiry: withdraw", term, lapses_on)
+            return ExpiryDecision(NOTHING, "lapsed and reported: left in the CRM for you to "
+                                  "decide (on_expiry: report)", term, lapses_on)
+        return ExpiryDecision(REPORT_LAPSE, "lapsed: to be reported (on_expiry: report)", term,
+                              lapses_on)
+    return ExpiryDecision(WITHDRAW_CONSENT, "lapsed: to be recorded as withdrawn", term,
+                          lapses_on)
 
 
 def due_consents(config: ConsentConfig, purpose: Purpose,

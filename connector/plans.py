@@ -65,12 +65,16 @@ class OnboardingPlan:
         steps: the default consents the person has no row for, in config order.
         mail: whether the confirmation mail is due (sent once: connector.evidence.facts).
         consents: the person's rows once the steps are written (what the mail describes).
+        found: the ledger entries of the rows the CRM had already that the ledger does not
+            know (plan_crm_changes): a consent given on a web form or by a CRM user before
+            the connector saw the person is kept as evidence, and lapses like any other.
     """
 
     source: Source
     steps: tuple[ConsentStep, ...]
     mail: MailDecision
     consents: tuple[ConsentRecord, ...]
+    found: tuple[Entry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -113,14 +117,18 @@ def decide_mail_to(person: Person) -> MailDecision:
     return MailDecision(True)
 
 
-def plan_onboarding(config: ConsentConfig, person: Person, *, event_id: str | None = None,
-                    job_id: str | None = None) -> OnboardingPlan:
-    """Plan onboarding: the defaults the person lacks (a row the CRM has always wins) and the
+def plan_onboarding(config: ConsentConfig, person: Person, *,
+                    known: Mapping[str, Mapping[str, str]] | None = None,
+                    event_id: str | None = None, job_id: str | None = None) -> OnboardingPlan:
+    """Plan onboarding: the rows the CRM has already, recorded in the ledger where it does not
+    know them; the defaults the person lacks (a row the CRM has always wins); the
     confirmation mail.
 
     Args:
         config: the purposes config in force.
         person: the person as read from the CRM now.
+        known: what the ledger last knew of each of the person's rows
+            (Ledger.last_known_consents); None when not read (the person has no rows).
         event_id: the webhook's EventId (the trigger), for the ledger.
         job_id: the job's id, for the ledger.
     """
@@ -132,7 +140,8 @@ def plan_onboarding(config: ConsentConfig, person: Person, *, event_id: str | No
         "job_id": job_id, "event_id": event_id})) for write in writes)
     return OnboardingPlan(
         source=source, steps=steps, mail=decide_confirmation_mail(source, person),
-        consents=person.consents + tuple(_as_record(write) for write in writes))
+        consents=person.consents + tuple(_as_record(write) for write in writes),
+        found=plan_crm_changes(person, known, event_id=event_id) if known is not None else ())
 
 
 def plan_preferences(config: ConsentConfig, person: Person, choices: Mapping[str, bool],
@@ -259,6 +268,7 @@ def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
             "legal_basis": record.legal_basis, "source": record.source,
             "comment": record.comment, "actor": CRM_USER,
             "associate_id": record.updated_by or record.registered_by, "event_id": event_id,
+            "crm_registered": record.registered.isoformat() if record.registered else None,
             "crm_updated": record.updated.isoformat() if record.updated else None}))
     present = {record.purpose for record in person.consents}
     for purpose, before in known.items():

@@ -104,9 +104,11 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
                  job_id: str | None) -> dict:
     """Give a new person their default consents and one confirmation mail.
 
-    1. Read the person from the CRM (one GET, consents included).
-    2. Plan (plans.plan_onboarding): the defaults the person has no row for; a withdrawal,
-       a consent or a CRM user's choice always wins.
+    1. Read the person from the CRM (one GET, consents included), and the ledger when the
+       person has consent rows already.
+    2. Plan (plans.plan_onboarding): the rows the ledger does not know, recorded as the
+       CRM's; the defaults the person has no row for (a withdrawal, a consent or a CRM
+       user's choice always wins).
     3. Write each default and record it in the ledger.
     4. Send the confirmation mail once, if the person has an address and their source asks
        for confirmation by mail (the evidence database decides "once").
@@ -119,7 +121,11 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
         A summary with CRM keys only (no personal data), kept as the job's result.
     """
     person = services.crm.get_person(person_id)
-    plan = plan_onboarding(services.config, person, event_id=event_id, job_id=job_id)
+    known = services.ledger.last_known_consents(person_id) if person.consents else None
+    plan = plan_onboarding(services.config, person, known=known, event_id=event_id,
+                           job_id=job_id)
+    for entry in plan.found:
+        services.ledger.record(person_id, entry)
     write_consents(services, person_id, plan.steps)
     mail_sent = None
     if plan.mail.send:

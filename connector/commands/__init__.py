@@ -4,6 +4,7 @@ registers them. A command's docstring is its --help."""
 import logging
 import os
 import sys
+from datetime import datetime, time as day_start, timezone
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ from connector.config import load_config
 from connector.consent import ConsentConfig
 from connector.evidence.database import Database, unreachable_reason
 from connector.exceptions import ConfigError, CRMError, SchemaBehindError, SettingsError
+from connector.exports.tables import FORMATS, output_format
 from connector.services import Services, build_services
 from connector.settings import Settings, database_url_from_env
 
@@ -75,3 +77,38 @@ def crm_or_exit(services: Services) -> None:
                    f"its own consent writes would be taken for a CRM user's", err=True)
         sys.exit(2)
     log.info("crm.signed_in associate=%s", principal.associate_id)
+
+
+def table_output(command):
+    """The ``-o/--output`` option of a command that writes a table: a .xlsx or .csv file
+    (by its extension), standard output (CSV) when not given; checked before the command
+    runs."""
+    return click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                        callback=_checked_output,
+                        help="File to write, .xlsx or .csv. Default: CSV on standard "
+                             "output.")(command)
+
+
+def _checked_output(_context: click.Context, _option: click.Parameter,
+                    output: Path | None) -> Path | None:
+    if output is None:
+        return None
+    if output_format(output.name) is None:
+        raise click.UsageError(f"cannot tell the format of {output.name}: name the file "
+                               f"{' or '.join('.' + name for name in FORMATS)}")
+    if not output.parent.is_dir():
+        raise click.UsageError(f"cannot write {output}: the folder {output.parent} does not "
+                               f"exist")
+    return output
+
+
+def as_of_option(help_text: str):
+    """The ``--as-of DATE`` option: the moment a report stands for, midnight UTC of that date
+    (now when not given)."""
+    return click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
+                        callback=_as_of_moment, help=help_text)
+
+
+def _as_of_moment(_context: click.Context, _option: click.Parameter,
+                  as_of: datetime | None) -> datetime | None:
+    return datetime.combine(as_of.date(), day_start(), timezone.utc) if as_of else None

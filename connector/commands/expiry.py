@@ -2,19 +2,20 @@
 file): who is due for renewal or has lapsed, and the pass the workers run on a schedule."""
 
 import sys
-from datetime import datetime, time as day_start, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
 import redis
 import sqlalchemy.exc
 
-from connector.commands import config_or_exit, database_or_exit, services_or_exit
+from connector.commands import (as_of_option, config_or_exit, database_or_exit,
+                                services_or_exit, table_output)
 from connector.evidence.database import unreachable_reason
 from connector.evidence.ledger import Ledger
 from connector.expiry import consent_terms
 from connector.expiry_pass import expiry_pass
-from connector.exports.tables import FORMATS, Table, output_format, write_table
+from connector.exports.tables import Table, write_table
 from connector.times import iso, now
 
 COLUMNS = ("person_id", "purpose", "given", "valid_until", "state", "notice_version")
@@ -35,11 +36,9 @@ def expiry():
 
 
 @expiry.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write, .xlsx or .csv. Default: CSV on standard output.")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="Look from this date (midnight UTC) instead of now, e.g. what next month "
-                   "brings.")
+@table_output
+@as_of_option("Look from this date (midnight UTC) instead of now, e.g. what next month "
+              "brings.")
 def report(output: Path | None, as_of: datetime | None):
     """List the consents due for renewal or lapsed: each person and purpose with when the
     consent was given or renewed, the day it lapses and where it stands (due for a
@@ -53,16 +52,13 @@ def report(output: Path | None, as_of: datetime | None):
     Reads the consent ledger (DATABASE_URL or DATA_DIR) and CONSENT_CONFIG only; no CRM
     calls and no names or addresses (look a person up in the CRM by their id).
     """
-    if output is not None and output_format(output.name) is None:
-        raise click.UsageError(f"cannot tell the format of {output.name}: name the file "
-                               f"{' or '.join('.' + name for name in FORMATS)}")
     config = config_or_exit()
     lapsing = [purpose for purpose in config.purposes.values() if purpose.expiry]
     if not lapsing:
         raise click.UsageError("no purpose in the purposes file has consent_valid_for: "
                                "consents last until withdrawn, none lapse")
     ledger = Ledger(database_or_exit())
-    moment = datetime.combine(as_of.date(), day_start(), timezone.utc) if as_of else now()
+    moment = as_of or now()
     about = [("as of", iso(moment))] + [
         (purpose.crm_key, f"valid for {purpose.expiry.valid_for}, re-permission mail "
                           f"{purpose.expiry.remind_before or 'none'} before, on expiry "

@@ -11,7 +11,8 @@ import click
 import redis
 import sqlalchemy.exc
 
-from connector.commands import config_or_exit, database_or_exit, services_or_exit
+from connector.commands import (config_or_exit, database_or_exit, services_or_exit,
+                                table_output)
 from connector.consent import ConsentConfig
 from connector.evidence import facts
 from connector.evidence.database import Database, unreachable_reason
@@ -21,7 +22,7 @@ from connector.evidence.ledger import Ledger
 from connector.evidence.schema import stored_time
 from connector.exceptions import SchemaBehindError, SettingsError
 from connector.exports.ledger_query import LEDGER_TABLE, query_rows
-from connector.exports.tables import FORMATS, output_format, write_table
+from connector.exports.tables import write_table
 from connector.settings import erase_after_days_from_env
 from connector.support.jobs import default_actor
 from connector.times import iso, now, parse_iso
@@ -187,8 +188,7 @@ def _time_option(_context: click.Context, option: click.Parameter,
               help="Only entries before this date (midnight UTC) or ISO time.")
 @click.option("--action", "actions", multiple=True, metavar="ACTION",
               help="Only entries of this action (e.g. consent.changed); repeat for several.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write, .xlsx or .csv. Default: CSV on standard output.")
+@table_output
 def query(purpose: str, notice_version: str | None, since: str | None, until: str | None,
           actions: tuple[str, ...], output: Path | None):
     """List the ledger entries about a purpose with their proof, oldest first: who, when,
@@ -204,13 +204,6 @@ def query(purpose: str, notice_version: str | None, since: str | None, until: st
     Reads DATABASE_URL (or DATA_DIR) and CONSENT_CONFIG. Times are UTC. An existing file is
     only ever replaced by a complete one.
     """
-    fmt = output_format(output.name) if output else "csv"
-    if fmt is None:
-        raise click.UsageError(f"cannot tell the format of {output.name}: name the file "
-                               f"{' or '.join('.' + name for name in FORMATS)}")
-    if output and not output.parent.is_dir():
-        raise click.UsageError(f"cannot write {output}: the folder {output.parent} does not "
-                               f"exist")
     if since and until and since >= until:
         raise click.UsageError(f"--since ({since}) must be before --until ({until})")
     config = config_or_exit()

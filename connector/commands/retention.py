@@ -2,19 +2,19 @@
 purpose left, for the data protection officer."""
 
 import sys
-from datetime import datetime, time as day_start, timezone
+from datetime import datetime
 from pathlib import Path
 
 import click
 import sqlalchemy.exc
 
-from connector.commands import services_or_exit
+from connector.commands import as_of_option, services_or_exit, table_output
 from connector.crm.budget import Priority, crm_priority
 from connector.evidence.database import unreachable_reason
 from connector.exceptions import CRMError
 from connector.exports.bulk import persons_with_consents
 from connector.exports.retention_report import RETENTION_TABLE, report_rows
-from connector.exports.tables import FORMATS, output_format, write_table
+from connector.exports.tables import write_table
 from connector.retention import inactive_persons
 from connector.times import iso, now
 
@@ -25,10 +25,8 @@ def retention():
 
 
 @retention.command()
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="File to write, .xlsx or .csv. Default: CSV on standard output.")
-@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]),
-              help="Count delete_after back from this date (midnight UTC) instead of now.")
+@table_output
+@as_of_option("Count delete_after back from this date (midnight UTC) instead of now.")
 def report(output: Path | None, as_of: datetime | None):
     """List the persons with no active purpose left (every consent row in the CRM withdrawn
     or objected to) for longer than delete_after in the purposes file, each with when, every
@@ -43,16 +41,13 @@ def report(output: Path | None, as_of: datetime | None):
     priority within the CRM budget) and the consent ledger; every setting the worker uses.
     A person with no consent rows at all is not listed (nothing dates them).
     """
-    if output is not None and output_format(output.name) is None:
-        raise click.UsageError(f"cannot tell the format of {output.name}: name the file "
-                               f"{' or '.join('.' + name for name in FORMATS)}")
     services = services_or_exit()
     delete_after = services.config.delete_after
     if delete_after is None:
         raise click.UsageError("the purposes file sets no delete_after: add e.g. "
                                "`delete_after: 24 months` (how long you keep a person with "
                                "no active purpose left)")
-    moment = (datetime.combine(as_of.date(), day_start(), timezone.utc) if as_of else now())
+    moment = as_of or now()
     cutoff = delete_after.before(moment)
     about = [("delete_after", str(delete_after)), ("as of", iso(moment)),
              ("no active purpose since before", iso(cutoff))]

@@ -4,8 +4,9 @@ file that is only ever replaced by a complete one, or as CSV to standard output.
 
 import csv
 import io
+import itertools
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TextIO
@@ -77,6 +78,7 @@ def write_csv(stream: TextIO, rows: Iterable[Mapping[str, str]], table: Table) -
     """Write a header row and the rows as CSV (the caller opens ``stream`` as UTF-8 with
     ``newline=""``); return how many rows. Values are written as they are, times as ISO UTC
     text: CSV is for programs (open the .xlsx in a spreadsheet)."""
+    rows = _started(rows)  # a source that fails at once leaves no header behind
     writer = csv.writer(stream)
     writer.writerow(table.columns)
     count = 0
@@ -95,6 +97,7 @@ def write_xlsx(stream: BinaryIO, rows: Iterable[Mapping[str, str]],
     pairs, the row count and a note that times are UTC. Write through
     ``files.atomic_output``: an exception leaves nothing partial behind.
     """
+    rows = _started(rows)  # before openpyxl's streaming writer opens (see _started)
     workbook = Workbook(write_only=True)
     workbook.properties.creator = "consent-connector"
     sheet = workbook.create_sheet(table.title)
@@ -120,6 +123,16 @@ def write_xlsx(stream: BinaryIO, rows: Iterable[Mapping[str, str]],
     sheet.append([UTC_NOTE])
     workbook.save(stream)
     return count
+
+
+def _started(rows: Iterable[Mapping[str, str]]) -> Iterator[Mapping[str, str]]:
+    """``rows`` with the first one read already: a source that fails at once (a database
+    that cannot be reached) fails before anything is written, rather than after a CSV header
+    or inside openpyxl's streaming writer (whose unfinished elements then make lxml complain
+    on standard error)."""
+    rows = iter(rows)
+    first = next(rows, None)
+    return rows if first is None else itertools.chain((first,), rows)
 
 
 def _header(sheet, name: str) -> WriteOnlyCell:

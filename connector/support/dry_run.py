@@ -78,8 +78,10 @@ def plan(services: Services, job: Job) -> Plan:
 
 
 def _onboarding(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
-    onboarding = plan_onboarding(services.config, person)
+    known = services.ledger.last_known_consents(person.id) if person.consents else None
+    onboarding = plan_onboarding(services.config, person, known=known)
     return {"writes": _writes(onboarding.steps),
+            "changes": _recorded(onboarding.found),
             "mail": _confirmation_mail(services, person, onboarding.mail)}
 
 
@@ -133,9 +135,13 @@ def _mail_if_possible(person: Person, would: str) -> dict:
 
 
 def _crm_changes(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
-    entries = plan_crm_changes(person, services.ledger.last_known_consents(person.id))
-    return {"changes": tuple(f"would record {entry.action} of {entry.details['purpose']} "
-                             f"in the ledger" for entry in entries)}
+    return {"changes": _recorded(plan_crm_changes(
+        person, services.ledger.last_known_consents(person.id)))}
+
+
+def _recorded(entries) -> tuple[str, ...]:
+    return tuple(f"would record {entry.action} of {entry.details['purpose']} in the ledger"
+                 for entry in entries)
 
 
 def _deletion(services: Services, person: None, arguments: Mapping[str, Any]) -> dict:

@@ -427,6 +427,27 @@ def test_a_consent_due_for_renewal_is_renewed_on_the_page_and_its_term_starts_ag
     assert (summary["remind"], summary["withdraw"], summary["queued"]) == (0, 0, 0)
 
 
+def test_renewing_needs_the_form_token_a_consent_purpose_the_text_shown_and_a_consent(
+        onboarded, page, sandbox, ledger):
+    person_id, url = onboarded("Rolf", "rolf.renew@example.org")
+    page.goto(url)
+    token = page.locator("input[name=csrf_token]").first.input_value()
+    renew = url + "/renew-consent"
+    form = {"csrf_token": token, "purpose": "e_marketing",
+            "notice:e_marketing": NOTICE.version}
+
+    assert page.request.post(renew, form={**form, "csrf_token": ""}).status == 400
+    assert page.request.post(renew, form={**form, "purpose": "sales_and_service"}).status == 404
+    assert page.request.post(renew, form={**form, "purpose": "nothing"}).status == 404
+    older = page.request.post(renew, form={**form, "notice:e_marketing": "2020-01"})
+    assert older.status == 200 and i18n.text("page", "notice_changed", "en") in older.text()
+    not_given = page.request.post(renew, form=form)  # nothing to renew: no consent yet
+    assert not_given.status == 200 and not_given.url.endswith("saved=1")
+    time.sleep(1)  # give a wrongly queued job the time to show up
+    assert "EMARKETING" not in sandbox.consents(person_id)
+    assert not [e for e in ledger.entries(person_id) if e["action"] == "consent.changed"]
+
+
 def test_the_persons_own_language_is_used_without_asking(onboarded, page):
     _, url = onboarded("Kari", "kari.norsk@example.org", language="Norwegian")
     page.goto(url)

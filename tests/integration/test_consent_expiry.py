@@ -9,16 +9,19 @@ import pytest
 from rq import Queue
 
 from connector.evidence.ledger import Ledger
+from connector.expiry import due_consents
 from connector.expiry_pass import expiry_pass
 from connector.keys import BACKFILL
 from connector.services import build_services
 from connector.settings import Settings
-from connector.times import now
+from connector.times import now, parse_iso
 from tests.conftest import consent_given_days_ago, own_database, run_command, wait_for
-from tests.factories import edit_file, shipped_config_copy
+from tests.integration.test_onboarding import run_onboarding
+from tests.factories import edit_file, shipped_config, shipped_config_copy
 from workers.expiry import check_consent_with
 
 pytestmark = pytest.mark.integration
+MARKETING = shipped_config().purposes["e_marketing"]
 
 
 @pytest.fixture
@@ -94,6 +97,29 @@ def test_a_consent_renewed_since_or_withdrawn_is_left_alone(sandbox, worker, ser
     assert (summary["remind"], summary["withdraw"], summary["queued"]) == (0, 0, 0)
 
 
+def test_a_consent_the_crm_had_before_onboarding_is_recorded_and_lapses_like_any_other(
+        sandbox, worker, services, redis_conn, settings, ledger):
+    """The pass's choice is read straight from the ledger here: no job is queued."""
+    person_id = sandbox.create_person("Form", "Tester", "form.expiry@example.org")
+    sandbox.set_consent(person_id, "EMARKETING", "61A", "WEBFORM")  # the web form's consent
+    registered = sandbox.consents(person_id)["EMARKETING"]["Registered"]
+
+    run_onboarding(redis_conn, settings, person_id)
+    run_onboarding(redis_conn, settings, person_id)  # running again records nothing new
+
+    found = entries_of(ledger, person_id, "crm.consent_changed")
+    assert [(entry["purpose"], entry["legal_basis"]) for entry in found] == [
+        ("EMARKETING", "61A")]
+    assert parse_iso(found[0]["crm_registered"]) == parse_iso(registered)
+    term_ends = parse_iso(registered) + timedelta(days=730)  # 24 months, give or take a day
+
+    def due(moment):
+        return [person for person, _ in due_consents(services.config, MARKETING,
+                                                     ledger.query("EMARKETING"), moment)]
+    assert due(term_ends - timedelta(days=35)) == []
+    assert due(term_ends - timedelta(days=20)) == [person_id]
+
+
 @pytest.fixture
 def reporting(connector_env, tmp_path):
     """The connector's environment with E-marketing's consent lapsing with on_expiry: report
@@ -119,7 +145,7 @@ def test_with_on_expiry_report_a_lapsed_consent_is_recorded_once_and_left_in_the
         assert check_consent_with(services, person_id, "e_marketing", moment,
                                   job.id).startswith("reported: the consent lapsed on ")
         assert check_consent_with(services, person_id, "e_marketing", moment,
-                                  "again") == "nothing: lapsed, reported before"
+                                  "again").startswith("nothing: lapsed and reported")
         assert expiry_pass(services)["report"] == 0
     finally:
         services.database.dispose()
@@ -130,5 +156,5 @@ def test_with_on_expiry_report_a_lapsed_consent_is_recorded_once_and_left_in_the
     listed = run_command(env, "expiry", "report")
     assert listed.returncode == 0, listed.stderr
     assert f"{person_id},EMARKETING," in listed.stdout
-    assert "lapsed, reported before" in listed.stdout
+    assert "lapsed and reported: left in the CRM for you to decide" in listed.stdout
     assert "1 consent(s) due for renewal or lapsed" in listed.stderr

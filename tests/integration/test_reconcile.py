@@ -30,10 +30,11 @@ from connector.exceptions import CRMError
 from connector.settings import Settings
 from sandbox.server import create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, USER_ASSOCIATE,
-                            USER_TOKEN, SandboxClient, fixed_crm, new_event_id, run_command,
-                            start_worker, wait_for)
+                            USER_TOKEN, SandboxClient, consent_given_days_ago, fixed_crm,
+                            new_event_id, run_command, start_worker, wait_for)
 from connector import intake
 from connector.intake import BACKFILL, EVENTS
+from connector.keys import BACKFILL as BACKFILL_QUEUE
 from connector.keys import HISTORY, ONBOARDING
 from connector.queueing import enqueue_event
 from connector.keys import RECONCILE_LAST_RUN as LAST_RUN_KEY
@@ -314,15 +315,19 @@ def test_the_scheduled_job_skips_when_a_pass_just_ran_or_is_running(sandbox, in_
 
 
 # ---------------------------------------------------------------- scheduling with RQ's cron
-def test_rq_cron_queues_the_scheduled_pass_and_a_worker_onboards(sandbox, env6, db6):
+def test_rq_cron_queues_the_scheduled_pass_and_a_worker_onboards(sandbox, env6, db6,
+                                                                 evidence_database, ledger):
     person = sandbox.create_person("Cron", "Job", email())
+    lapsing = sandbox.create_person("Lapsing", "Consent", email())
+    consent_given_days_ago(sandbox, evidence_database, lapsing, 710)  # due for renewal
     cron = start_reconcile_cron(Settings.from_env(env6), interval_minutes=15, settle=0)
     try:
         wait_for(lambda: Queue(ONBOARDING, connection=db6).count, timeout=15,
                  what="the cron scheduler to queue a pass")
         jobs = [job for s in CronScheduler.all(db6) for job in s.get_jobs()]
         assert [(job.name, job.interval) for job in jobs] == [("reconcile", 900),
-                                                              ("erasures", 3600)]
+                                                              ("erasures", 3600),
+                                                              ("expiry", 6 * 3600)]
     finally:
         stop_reconcile_cron(cron)
     assert not cron.is_alive()
@@ -330,11 +335,18 @@ def test_rq_cron_queues_the_scheduled_pass_and_a_worker_onboards(sandbox, env6, 
     assert job.func_name == "workers.reconcile.scheduled_reconcile"
     (erasures,) = Queue(HISTORY, connection=db6).jobs
     assert erasures.func_name == "workers.reconcile.scheduled_erasures"
+    (expiry,) = Queue(BACKFILL_QUEUE, connection=db6).jobs
+    assert expiry.func_name == "workers.expiry.scheduled_expiry"
 
     drain(env6)
 
     assert erasures.get_status(refresh=True) == "finished"
     assert erasures.return_value() == {"persons": 0, "entries": 0}
+    assert expiry.get_status(refresh=True) == "finished"
+    assert {key: expiry.return_value()[key] for key in ("remind", "withdraw", "queued")} == {
+        "remind": 1, "withdraw": 0, "queued": 1}
+    assert sorted(entry["mail"] for entry in ledger.entries(lapsing)
+                  if entry["action"] == "mail.sent") == ["confirmation", "re-permission"]
     assert set(sandbox.consents(person)) == {"STORE"}
     assert read_last_run(db6)["trigger"] == "scheduled"
 

@@ -66,6 +66,13 @@ def test_a_withdrawn_or_missing_row_never_lapses_and_a_row_the_ledger_does_not_k
     assert (undated.action, undated.term) == (NOTHING, None)
 
 
+def test_a_row_the_ledger_recorded_from_the_crm_is_dated_by_the_crm():
+    found_at_onboarding = {**PROOF, "at": (GIVEN + timedelta(days=400)).isoformat(),
+                           "crm_registered": GIVEN.isoformat(), "crm_updated": None}
+    found_at_onboarding = {k: v for k, v in found_at_onboarding.items() if v is not None}
+    assert decide(GIVEN + timedelta(days=720), proof=found_at_onboarding).term.given == GIVEN
+
+
 def test_with_on_expiry_report_a_lapse_is_reported_once_per_term():
     reporting = dataclasses.replace(MARKETING, expiry=ConsentExpiry(Duration(24, "months"),
                                                                     None, REPORT))

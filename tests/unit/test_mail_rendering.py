@@ -12,6 +12,7 @@ from connector.consent import (ConsentConfig, Controller, DataProtectionOfficer,
                                Purpose, Source, SupervisoryAuthority, pick_text)
 from connector.crm.types import ConsentRecord, Person
 from connector.mail.confirmation import render_confirmation
+from connector.mail.repermission import render_repermission
 from tests.factories import shipped_config
 
 LINK = "https://consent.example.com/s/tok3n?x=1&y=2"
@@ -297,3 +298,22 @@ def test_the_rights_and_the_controller_are_in_every_language(language):
             assert rights[key] in body, (language, key)
         assert shipped.controller.name in body and shipped.controller.address in body
         assert pick_text(shipped.purposes["sales_and_service"].retention, language) in body
+
+
+def test_the_re_permission_mail_asks_in_the_persons_language_with_the_dates_and_the_text():
+    shipped = shipped_config()
+    marketing = shipped.purposes["e_marketing"]
+    kari = Person(5, "Kari", "Nordmann", "kari@example.no", "nb", None, None, ())
+    given = datetime(2024, 12, 20, 9, tzinfo=timezone.utc)
+    lapses = datetime(2026, 12, 30, 9, tzinfo=timezone.utc)
+
+    message = render_repermission(shipped, kari, marketing, given, lapses, LINK, EXPIRES, SENDER)
+
+    assert message["Subject"] == "Vil du fornye samtykket ditt til «E-markedsføring»?"
+    assert message["Content-Language"] == "nb" and message["To"] == "kari@example.no"
+    text = message.get_content()
+    assert "Den 20. desember 2024 samtykket du til «E-markedsføring»" in text
+    assert "utløper samtykket 30. desember 2026" in text
+    assert LINK in text and marketing.notice.text["nb"] in text
+    assert f"versjon {marketing.notice.version}" in text
+    assert shipped.controller.name in text

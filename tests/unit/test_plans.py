@@ -51,6 +51,22 @@ def test_onboarding_leaves_a_purpose_the_crm_has_a_row_for_and_mails_what_the_cr
     assert plan.consents == (withdrawn,)
 
 
+def test_onboarding_records_the_rows_the_crm_had_that_the_ledger_does_not_know():
+    given = replace(record("EMARKETING", "61A", "WEBFORM"),
+                    registered=datetime(2025, 3, 1, 9, tzinfo=timezone.utc), registered_by=42)
+
+    plan = plan_onboarding(CONFIG, person(given), known={}, event_id="e1")
+
+    [found] = plan.found
+    assert found.action == "crm.consent_changed"
+    assert (found.details["purpose"], found.details["legal_basis"], found.details["actor"],
+            found.details["associate_id"]) == ("EMARKETING", "61A", CRM_USER, 42)
+    assert found.details["crm_registered"] == "2025-03-01T09:00:00+00:00"
+    known = {"EMARKETING": {"legal_basis": "61A", "source": "WEBFORM"}}
+    assert plan_onboarding(CONFIG, person(given), known=known).found == ()
+    assert plan_onboarding(CONFIG, person(given)).found == ()  # the ledger was not read
+
+
 def test_onboarding_takes_the_source_from_who_created_the_person():
     plan = plan_onboarding(CONFIG, person(created_by=WEBFORM_ASSOCIATE))
 
