@@ -296,6 +296,14 @@ def mail_sent_entry(kind: str, token_id: str | None, message_id: str, job_id: st
     return Entry("mail.sent", details)
 
 
+def mail_not_sent_entry(kind: str, reason: str, job_id: str | None,
+                        **about: str | None) -> Entry:
+    """The ledger entry of a mail that could not go (``reason``: no address), with what it
+    was ``about`` (a consent's purpose and term)."""
+    return Entry("mail.not_sent", {"mail": kind, "reason": reason, "actor": CONNECTOR,
+                                   "job_id": job_id, **about})
+
+
 def onboarded_entry(event_id: str | None, job_id: str | None) -> Entry:
     """The ledger entry written with the fact that the person was onboarded (once)."""
     return Entry("person.onboarded", {"actor": CONNECTOR, "job_id": job_id, "event_id": event_id})

@@ -9,29 +9,24 @@ the scheduled pass and the job that acts on one consent.
   found.
 """
 
-import logging
 from datetime import datetime
 from typing import Any
 
 from connector import defaults
 from connector.consent import Purpose
-from connector.crm.budget import Priority, crm_priority
 from connector.crm.types import Person
 from connector.exceptions import UnusableAddressError
 from connector.expiry import REMIND, REPERMISSION, ExpiryDecision, expiry_history
+from connector.evidence.ledger import last_known_consents
 from connector.expiry_pass import expiry_pass
 from connector.keys import EXPIRY_PASS_CLAIM
 from connector.mail.repermission import render_repermission
-from connector.plans import CONNECTOR, decide_mail_to, mail_sent_entry, plan_expiry
-from connector.evidence.ledger import last_known_consents
+from connector.plans import decide_mail_to, mail_not_sent_entry, mail_sent_entry, plan_expiry
 from connector.services import Services
-from connector.evidence.entry import Entry
 from connector.times import iso, now, parse_iso
 from workers.jobs import (change_subscriptions, current_job_id, deliver_counted,
                           one_job_per_person, write_consents)
 from workers.worker import current_services
-
-log = logging.getLogger(__name__)
 
 
 def scheduled_expiry(interval_seconds: int = defaults.EXPIRY_INTERVAL) -> dict[str, Any]:
@@ -45,10 +40,10 @@ def scheduled_expiry(interval_seconds: int = defaults.EXPIRY_INTERVAL) -> dict[s
 
 
 def check_consent(person_id: int, purpose: str, as_of: str) -> str:
-    """Check one person's consent to ``purpose`` as of ``as_of`` (check_consent_with)."""
-    with crm_priority(Priority.BACKGROUND):
-        return check_consent_with(current_services(), person_id, purpose, parse_iso(as_of),
-                                  current_job_id())
+    """Check one person's consent to ``purpose`` as of ``as_of`` (check_consent_with); on
+    the bulk queue, its CRM calls wait behind those of events and persons on their page."""
+    return check_consent_with(current_services(), person_id, purpose, parse_iso(as_of),
+                              current_job_id())
 
 
 @one_job_per_person
@@ -102,9 +97,9 @@ def _remind(services: Services, person: Person, purpose: Purpose, decision: Expi
     if mail.unusable:
         raise UnusableAddressError(mail.reason)
     if not mail.send:  # nobody to ask: the consent lapses at the end of its term
-        services.ledger.record(person.id, Entry("mail.not_sent", {
-            "mail": REPERMISSION, "purpose": purpose.crm_key, "reason": mail.reason,
-            "lapses_on": term.name, "actor": CONNECTOR, "job_id": job_id, **about}))
+        services.ledger.record(person.id, mail_not_sent_entry(
+            REPERMISSION, mail.reason, job_id, purpose=purpose.crm_key, lapses_on=term.name,
+            **about))
         return f"not sent: {mail.reason}"
     settings = services.settings
     link = services.links.make_link(settings.public_base_url, person.id)

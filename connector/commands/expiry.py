@@ -105,10 +105,12 @@ def run():
     except redis.RedisError as error:
         _fail("run", f"Redis did not take the jobs ({type(error).__name__}); run it again: "
                      f"nothing is queued twice")
+    due = summary["remind"] + summary["withdraw"] + summary["report"]
+    earlier = (f" ({due - summary['queued']} queued by an earlier pass)"
+               if due > summary["queued"] else "")
     click.echo(f"as of {summary['as_of']}: {summary['remind']} due for a re-permission mail, "
                f"{summary['withdraw']} lapsed (to withdraw), {summary['report']} lapsed (to "
-               f"report); {summary['queued']} job(s) queued on the bulk queue, the rest were "
-               f"queued before")
+               f"report); {summary['queued']} job(s) queued on the bulk queue{earlier}")
 
 
 def _fail(command: str, message: str):

@@ -82,6 +82,21 @@ def test_a_consent_reaching_remind_before_gets_one_mail_and_on_its_day_is_withdr
     assert ledger.verify(person_id) is None
 
 
+def test_without_an_address_no_mail_can_ask_and_the_consent_lapses_at_the_end_of_its_term(
+        sandbox, worker, services, evidence_database, ledger):
+    person_id = sandbox.create_person("Nomail", "Tester", None)
+    consent_given_days_ago(sandbox, evidence_database, person_id, 710)  # ends in ~20 days
+
+    assert expiry_pass(services)["remind"] == 1
+    skipped = wait_for(lambda: entries_of(ledger, person_id, "mail.not_sent"),
+                       what="the ledger to say no mail could go")
+    assert (skipped[0]["mail"], skipped[0]["reason"]) == ("re-permission",
+                                                         "the person has no email address")
+    assert skipped[0]["lapses_on"] == skipped[0]["consent_ends"]
+    assert expiry_pass(services, now() + timedelta(days=21))["withdraw"] == 1
+    wait_for(lambda: entries_of(ledger, person_id, "consent.expired"), what="the withdrawal")
+
+
 def test_a_consent_renewed_since_or_withdrawn_is_left_alone(sandbox, worker, services,
                                                            evidence_database, ledger):
     renewed = sandbox.create_person("Renewed", "Tester", "renewed.expiry@example.org")
@@ -158,3 +173,19 @@ def test_with_on_expiry_report_a_lapsed_consent_is_recorded_once_and_left_in_the
     assert f"{person_id},EMARKETING," in listed.stdout
     assert "lapsed and reported: left in the CRM for you to decide" in listed.stdout
     assert "1 consent(s) due for renewal or lapsed" in listed.stderr
+
+
+def test_expiry_run_queues_each_consent_once_and_says_so(reporting, sandbox, evidence_database):
+    env, redis_conn = reporting
+    person_id = sandbox.create_person("Run", "Tester", "run.expiry@example.org")
+    consent_given_days_ago(sandbox, evidence_database, person_id, 740)
+
+    first = run_command(env, "expiry", "run")
+    again = run_command(env, "expiry", "run")
+
+    assert first.returncode == 0, first.stderr
+    assert "0 due for a re-permission mail, 0 lapsed (to withdraw), 1 lapsed (to report); " \
+           "1 job(s) queued on the bulk queue\n" in first.stdout
+    assert again.stdout.endswith("0 job(s) queued on the bulk queue (1 queued by an earlier "
+                                 "pass)\n")
+    assert [job.args[0] for job in Queue(BACKFILL, connection=redis_conn).jobs] == [person_id]

@@ -15,7 +15,7 @@ from connector.consent import ACTIVE, NOT_GIVEN, NOT_RECORDED, WITHDRAWN
 from tests.factories import shipped_config
 
 LEDGER_ACTIONS = ("consent.recorded", "consent.changed", "mail.sent", "support.retry",
-                  "crm.consent_changed", "consent.expired", "consent.lapsed")
+                  "crm.consent_changed", "consent.expired", "consent.lapsed", "mail.not_sent")
 LEDGER_ACTORS = ("connector", "person", "support", "crm_user")
 MAIL_KINDS = ("confirmation", "fresh-link", "copy", "new-notice",  # workers: jobs, copies, notices
               "re-permission")  # workers: expiry
