@@ -24,10 +24,12 @@ bench: $(STAMP) system-deps bench-deps  ## run the benchmarks in bench/ (figures
 # the SMTP TLS tests make a throwaway certificate with openssl; the export tests open the
 # workbook in LibreOffice (soffice, headless); the evidence tests run against a real
 # PostgreSQL: tests/postgres_server.py starts a throwaway cluster with Debian's initdb and
-# pg_ctl, which live in /usr/lib/postgresql/<major>/bin, not on PATH.
-SYSTEM_PACKAGES := chromium openssl libreoffice-calc-nogui postgresql
+# pg_ctl, which live in /usr/lib/postgresql/<major>/bin, not on PATH. The demo test pastes
+# the curl command the demo prints.
+SYSTEM_PACKAGES := chromium openssl libreoffice-calc-nogui postgresql curl
 system-deps:
 	@command -v chromium >/dev/null && command -v openssl >/dev/null && command -v soffice >/dev/null \
+	  && command -v curl >/dev/null \
 	  && { command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 || { \
 	  echo "installing $(SYSTEM_PACKAGES) from Debian's packages (needs root)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }

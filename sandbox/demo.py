@@ -10,12 +10,15 @@
    ``consent-connector ledger verify --all``. Print it all;
    exit 0 only if all of it happened.
 
-With SERVE=1 everything keeps running afterwards, until Ctrl-C.
+With SERVE=1 everything keeps running afterwards, until Ctrl-C, and DATA_DIR/env holds the
+settings the ``consent-connector`` command needs beside it (``source var/demo/env``). A demo
+that runs already in the same DATA_DIR is left alone: the second one says so and exits.
 """
 
 import os
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
@@ -59,8 +62,15 @@ def main() -> int:
     """Run the demo; return the exit code."""
     data_dir = Path(os.environ.get("DATA_DIR") or ROOT / "var" / "demo").resolve()
     serve = os.environ.get("SERVE", "") not in ("", "0")
+    running = running_demo(data_dir)
+    if running is not None:
+        print(f"A demo is running in {data_dir} (process {running}); its data stays. Stop it "
+              f"with Ctrl-C where it runs (or `kill {running}`), or start another one beside "
+              f"it with DATA_DIR=var/demo2 make demo.", file=sys.stderr)
+        return 2
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
+    (data_dir / PID_FILE).write_text(str(os.getpid()))
     crm_port = int(os.environ.get("CRM_PORT") or _free_port())
     web_port = int(os.environ.get("PORT") or _free_port())
     crm_root = f"http://127.0.0.1:{crm_port}"
@@ -119,8 +129,15 @@ def main() -> int:
         print("\nDemo OK: every person got their consents, doctor found nothing wrong and the "
               "consent ledger verifies" if ok else "\nDEMO FAILED")
         if serve and ok:
-            _print_urls(crm_root, web_root, data_dir, admin_token)
+            env_file = write_env_file(data_dir, {
+                **{name: env[name] for name in DEMO_SETTINGS},
+                "CONSENT_CONFIG": str(Path(env.get("CONSENT_CONFIG")
+                                           or ROOT / "config" / "purposes.yaml").resolve())})
+            _print_urls(crm_root, web_root, data_dir, admin_token, env_file)
             signal.pause()
+        elif ok:
+            print("\nEverything has stopped again, so the links above no longer open. "
+                  "`make demo SERVE=1` keeps it all running.")
         return 0 if ok else 1
     except (DemoError, requests.RequestException) as error:
         print(f"\nDEMO FAILED: {error}\nLogs are in {data_dir}", file=sys.stderr)
@@ -133,6 +150,8 @@ def main() -> int:
         for process in processes:
             process.wait(10)
         stop_embedded_server(data_dir)
+        (data_dir / PID_FILE).unlink(missing_ok=True)
+        (data_dir / ENV_FILE).unlink(missing_ok=True)
 
 
 class DemoError(Exception):
@@ -268,7 +287,9 @@ def _report(crm_root: str, sample: SamplePerson, person_id: int, consents: list[
     return page.status_code == 200
 
 
-def _print_urls(crm_root: str, web_root: str, data_dir: Path, admin_token: str) -> None:
+def _print_urls(crm_root: str, web_root: str, data_dir: Path, admin_token: str,
+                env_file: Path) -> None:
+    body = '{"Firstname": "New", "Lastname": "Person", "Emails": [{"Value": "new@example.org"}]}'
     print(f"""
 Everything keeps running (SERVE=1). Open:
   CRM person cards   {crm_root}/
@@ -276,11 +297,56 @@ Everything keeps running (SERVE=1). Open:
   admin (support)    {web_root}/admin/   user: any, password: {admin_token}
   mails (outbox)     {data_dir / 'outbox'}
   personal pages     the links printed above
+Use the consent-connector command beside it, in another terminal:
+  source {_shown(env_file)}
+  consent-connector status
 Create more persons in the CRM with:
-  curl -X POST {_api(crm_root, 'Person')} -H 'Authorization: Bearer {USER_TOKEN}' \\
-       -H 'Content-Type: application/json' -d '{{"Firstname": "New", "Lastname": "Person", \\
-       "Emails": [{{"Value": "new@example.org"}}]}}'
+  curl -X POST {_api(crm_root, 'Person')} -H 'Authorization: Bearer {USER_TOKEN}' -H 'Content-Type: application/json' -d '{body}'
 Stop with Ctrl-C.""", flush=True)
+
+
+PID_FILE, ENV_FILE = "demo.pid", "env"
+"""In DATA_DIR while a demo runs: its process id, and (with SERVE=1) its settings."""
+
+DEMO_SETTINGS = ("SUPEROFFICE_CONTEXT_IDENTIFIER", "SUPEROFFICE_LOGIN_URL",
+                 "SUPEROFFICE_CLIENT_SECRET", "SUPEROFFICE_SYSTEM_USER_TOKEN",
+                 "SUPEROFFICE_PRIVATE_KEY_FILE", "SUPEROFFICE_TOKEN_CERTIFICATE_FILE",
+                 "SUPEROFFICE_WEBHOOK_SECRET", "SUPEROFFICE_ASSOCIATE_ID", "MAIL_FROM",
+                 "PUBLIC_BASE_URL", "SECRET_KEY", "ADMIN_TOKEN", "DATA_DIR", "RETRY_INTERVALS")
+"""The settings the demo gives its processes, written to DATA_DIR/env for the command line
+(Redis, the evidence database and the outbox follow from DATA_DIR)."""
+
+
+def running_demo(data_dir: Path) -> int | None:
+    """The process id of a demo running in ``data_dir``, or None."""
+    try:
+        pid = int((data_dir / PID_FILE).read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"sandbox.demo" in command and pid != os.getpid() else None
+
+
+def write_env_file(data_dir: Path, settings: dict[str, str]) -> Path:
+    """Write ``settings`` as ``export NAME=value`` lines to DATA_DIR/env (readable by its owner
+    only: it holds the demo's secrets), with the folder of the ``consent-connector`` command
+    first on PATH, and return its path."""
+    path = data_dir / ENV_FILE
+    path.touch(mode=0o600)
+    commands = Path(sys.executable).parent  # where the consent-connector command is installed
+    path.write_text("# The running demo's settings: source this file to use consent-connector "
+                    "beside it.\n" + "".join(f"export {name}={shlex.quote(value)}\n"
+                                              for name, value in settings.items())
+                    + f'export PATH={shlex.quote(str(commands))}:"$PATH"\n')
+    return path
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it is inside it (as a person types it)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _free_port() -> int:
