@@ -1,7 +1,11 @@
-"""Command line: ``python -m sandbox --port 8090 --token demo-token=9``.
+"""The sandbox CRM: a local HTTP server that answers as SuperOffice's REST API does (persons,
+consents, lists, webhooks, the system user sign-in), for the demo and the tests.
 
-Key files, the client secret and the default system user live in ``--data-dir``
-(``var/sandbox``), so a restart keeps them and a connector's settings stay valid.
+  python -m sandbox --port 8090 --token demo-token=9
+
+It prints the settings a connector needs to reach it. Key files, the client secret and the
+default system user live in --data-dir (var/sandbox), so a restart keeps them and a
+connector's settings stay valid. Its person cards are at http://HOST:PORT/.
 """
 
 from __future__ import annotations
@@ -65,10 +69,14 @@ def parse_quota(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the command line parser."""
-    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8090)
-    parser.add_argument("--tenant", default="Cust12345")
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8090, help="port to listen on (default 8090)")
+    parser.add_argument("--tenant", default="Cust12345",
+                        help="the tenant's context identifier, the first part of every API "
+                             "path (default Cust12345)")
     parser.add_argument("--token", action="append", default=[], metavar="TOKEN=ASSOCIATE_ID",
                         help="accepted Bearer token/SOTicket and its associate id (repeatable); "
                              "also read from SANDBOX_TOKENS='a=9,b=42'")

@@ -14,7 +14,7 @@ def db():
     """The evidence database (DATABASE_URL; default: consent.db in DATA_DIR)."""
 
 
-@db.command()
+@db.command(short_help="Create the schema, or bring it up to this version.")
 def upgrade():
     """Bring the database's schema up to this version of the connector (the Procfile's release
     step runs it before web and workers start; running it again changes nothing)."""
@@ -29,7 +29,7 @@ def upgrade():
         click.echo(f"{database.where}: schema upgraded from {before or 'empty'} to {after}")
 
 
-@db.command()
+@db.command(short_help="The schema's revision, and whether it is current.")
 def current():
     """Print the schema's revision and whether it is the one this code needs (exit 1 if not)."""
     database = database_or_exit()

@@ -35,7 +35,7 @@ def expiry():
     """Consents that lapse (consent_valid_for in the purposes file): the report, the pass."""
 
 
-@expiry.command()
+@expiry.command(short_help="Consents due for renewal or lapsed (changes nothing).")
 @table_output
 @as_of_option("Look from this date (midnight UTC) instead of now, e.g. what next month "
               "brings.")
@@ -86,7 +86,7 @@ def _rows(config, ledger: Ledger, purposes, moment: datetime):
                    "state": decision.reason, "notice_version": last.get("notice_version", "")}
 
 
-@expiry.command()
+@expiry.command(short_help="Run the expiry pass now, as the workers do.")
 def run():
     """Run the expiry pass now, as the workers do every EXPIRY_INTERVAL: queue a job for each
     consent due for a re-permission mail or lapsed (one per consent and step; a pass run

@@ -34,7 +34,7 @@ def ledger():
     older versions kept in Redis."""
 
 
-@ledger.command()
+@ledger.command(short_help="Check that a person's ledger (or --all) is unaltered.")
 @click.argument("person_id", type=int, required=False)
 @click.option("--all", "everyone", is_flag=True, help="Every person's ledger.")
 def verify(person_id: int | None, everyone: bool):
@@ -58,7 +58,7 @@ def verify(person_id: int | None, everyone: bool):
     sys.exit(1 if report.breaks else 0)
 
 
-@ledger.command()
+@ledger.command(short_help="Erase the identifying proof in a person's ledger.")
 @click.argument("person_id", type=int, required=False)
 @click.option("--now", "at_once", is_flag=True,
               help="Erase at once instead of after LEDGER_ERASE_AFTER_DAYS.")
@@ -109,7 +109,7 @@ def erase(person_id: int | None, at_once: bool, due: bool, actor: str | None):
         _fail(unreachable_reason(error))
 
 
-@ledger.command("import-redis")
+@ledger.command("import-redis", short_help="Copy an older version's ledger from Redis.")
 def import_redis():
     """Copy the ledger, onboarded persons, sent confirmation mails and reconciliation
     watermark that versions before the evidence database kept in Redis into the database.
@@ -176,7 +176,7 @@ def _time_option(_context: click.Context, option: click.Parameter,
     return stored_time(moment)
 
 
-@ledger.command()
+@ledger.command(short_help="The entries about a purpose, with their proof.")
 @click.option("--purpose", required=True, metavar="KEY",
               help="The purpose's CRM key (EMARKETING) or its name in the purposes file "
                    "(e_marketing).")

@@ -24,7 +24,7 @@ def retention():
     """How long persons are kept: the data protection officer's report."""
 
 
-@retention.command()
+@retention.command(short_help="Persons with no active purpose past delete_after.")
 @table_output
 @as_of_option("Count delete_after back from this date (midnight UTC) instead of now.")
 def report(output: Path | None, as_of: datetime | None):
