@@ -418,6 +418,7 @@ class _ConfigSchema(_Base):
 _SYNTAX_HINTS = {
     "'\\t'": "indent with spaces, not tabs",
     "mapping values are not allowed": "a value containing ': ' must be put in quotes",
+    "expected ',' or '}', but got ':'": "a value containing ': ' must be put in quotes",
     "expected <block end>": "check the indentation: fields of one entry must line up",
     "could not find expected ':'": "every field needs a ':' after its name",
 }
@@ -431,10 +432,30 @@ def _syntax_problem(file: str, text: str, error: yaml.YAMLError) -> ConfigProble
     context = getattr(error, "context", None)
     message = f"YAML syntax: {problem}" + (f" ({context})" if context else "")
     hint = next((h for k, h in _SYNTAX_HINTS.items() if k in problem), None)
+    if "mapping values are not allowed" in problem and mark is not None:
+        hint = _indented_too_deep(text, mark) or hint
     if hint:
         message += f" — {hint}"
     last_line = max(1, len(text.splitlines()))
     return ConfigProblem(file, min(mark.line + 1, last_line) if mark else None, message)
+
+
+def _indented_too_deep(text: str, mark: yaml.Mark) -> str | None:
+    """The hint for a field's line indented deeper than the line above, which has its value
+    already (YAML then reads the field as part of that value): most often the line above
+    lost its indentation. None when the ': ' YAML stumbled on follows another one on its line
+    (a value that needs quotes)."""
+    lines = text.splitlines()
+    if mark.line >= len(lines) or ": " in lines[mark.line][:mark.column]:
+        return None
+    above = next((number for number in range(mark.line - 1, -1, -1)
+                  if lines[number].strip() and not lines[number].lstrip().startswith("#")),
+                 None)
+    if above is None:
+        return None
+    return (f"this line is indented deeper than line {above + 1}, which has its value "
+            f"already: the fields of one entry must line up (did line {above + 1} lose its "
+            f"indentation?)")
 
 
 class _Index:
@@ -968,18 +989,37 @@ class LiveConfig:
     logged with its file, line and reason, and the last good config stays in force.
     """
 
-    def __init__(self, path: str | Path, check_every: float = 2.0):
+    def __init__(self, path: str | Path, check_every: float = 2.0, *, required: bool = True):
+        """Load the file. ``required``: an invalid file raises ConfigError (a process cannot
+        work without a good config); else it is kept as ``refused`` with no config in force
+        (``status`` still reports)."""
         self.path = Path(path)
         self.check_every = check_every
+        self.refused: ConfigError | None = None
+        """Why the file on disk was refused the last time it was read; None when in force."""
+        self.refused_version: str | None = None
         self._seen = self._stamp()  # before reading: an edit saved meanwhile is seen later
-        self._config = load_config(self.path)  # the first load must succeed: no good config yet
         self._checked_at = time.monotonic()
-        self.version = config_version(self.path)
+        self._config: ConsentConfig | None = None
+        self.version: str | None = None
+        try:
+            self._config = load_config(self.path)
+            self.version = config_version(self.path)
+        except ConfigError as error:
+            if required:
+                raise
+            self.refused, self.refused_version = error, config_version(self.path)
 
     def current(self) -> ConsentConfig:
-        """Return the config in force, reloading the file first if it changed."""
+        """Return the config in force, reloading the file first if it changed.
+
+        Raises:
+            ConfigError: no valid config was ever loaded (only with ``required=False``).
+        """
         if time.monotonic() - self._checked_at >= self.check_every:
             self.refresh()
+        if self._config is None:
+            raise self.refused
         return self._config
 
     def refresh(self) -> None:
@@ -992,10 +1032,12 @@ class LiveConfig:
         try:
             self._config = load_config(self.path)
         except ConfigError as error:
+            self.refused, self.refused_version = error, config_version(self.path)
             log.error("config.rejected file=%s kept=%s problems=%s", self.path, self.version,
                       " | ".join(str(problem) for problem in error.problems))
             return
         self.version = config_version(self.path)
+        self.refused = self.refused_version = None
         log.info("config.reloaded file=%s version=%s", self.path, self.version)
 
     def _stamp(self) -> tuple[float, int] | None:

@@ -114,7 +114,7 @@ class Settings:
                 raise SettingsError(fixed, "set either the system user settings "
                                     "(SUPEROFFICE_SYSTEM_USER_TOKEN …) or a fixed "
                                     "SUPEROFFICE_ACCESS_TOKEN/SUPEROFFICE_TICKET, not both")
-            api_url = env.optional("SUPEROFFICE_API_URL") and env.url("SUPEROFFICE_API_URL")
+            api_url = env.optional("SUPEROFFICE_API_URL") and env.api_url("SUPEROFFICE_API_URL")
         else:
             if not access_token and not ticket:
                 if env.optional("SUPEROFFICE_API_URL"):
@@ -129,7 +129,7 @@ class Settings:
             if access_token and ticket:
                 raise SettingsError("SUPEROFFICE_TICKET", "set either SUPEROFFICE_ACCESS_TOKEN or "
                                     "SUPEROFFICE_TICKET, not both")
-            api_url = env.url("SUPEROFFICE_API_URL")
+            api_url = env.api_url("SUPEROFFICE_API_URL")
         return cls(
             superoffice_api_url=api_url.rstrip("/") if api_url else None,
             system_user=system_user,
@@ -292,6 +292,19 @@ class _Env:
         parsed = urlparse(value)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise SettingsError(name, f"must be an http(s) URL, got {value!r}")
+        return value
+
+    def api_url(self, name: str) -> str:
+        """The address of SuperOffice's REST API, which ends in ``/api/v1``
+        (docs/en/api/reference/restful/rest/index.md): without it every call answers 404,
+        which reads as "no such person"."""
+        value = self.url(name)
+        path = urlparse(value).path.rstrip("/")
+        if not path.endswith("/api/v1"):
+            suggestion = value.rstrip("/") + ("/v1" if path.endswith("/api") else "/api/v1")
+            raise SettingsError(name, f"must be the REST API's address, ending in /api/v1, "
+                                      f"e.g. https://sod.superoffice.com/Cust12345/api/v1; got "
+                                      f"{value!r} (did you mean {suggestion!r}?)")
         return value
 
     def database_url(self, name: str) -> str | None:

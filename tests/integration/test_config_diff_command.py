@@ -35,3 +35,26 @@ def test_a_key_the_crm_does_not_have_is_a_problem(sandbox, connector_env, tmp_pa
     assert ("PROBLEM  purpose 'e_marketing' (crm_key NEWSLETTER): no such key in the CRM's list"
             in result.stdout)
     assert "1 problem(s)" in result.stdout
+
+
+def test_a_subscription_whose_shipment_type_the_crm_lacks_is_a_problem_with_a_suggestion(
+        sandbox, connector_env, tmp_path):
+    sandbox.create_person("Any", "One", "any.diff@example.org")  # whose shipment types it reads
+    config = tmp_path / "purposes.yaml"
+    shipped = (ROOT / "config" / "purposes.yaml").read_text()
+    config.write_text(shipped.replace('shipment_type: "Product news"',
+                                      'shipment_type: "Product newz"'))
+
+    result = config_diff(connector_env | {"CONSENT_CONFIG": str(config)})
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("PROBLEM  subscription 'product_news' (shipment_type 'Product newz'): not in the CRM's "
+            "shipment types (did you mean 'Product news'?); it would show on nobody's page"
+            in result.stdout)
+
+    config.write_text(shipped.replace('shipment_type: "Product news"',
+                                      'shipment_type: "product NEWS"'))
+    differently_cased = config_diff(connector_env | {"CONSENT_CONFIG": str(config)})
+    assert differently_cased.returncode == 0
+    assert ("note     subscription 'product_news' (shipment_type 'product NEWS'): the CRM writes "
+            "it 'Product news' (names match whatever their case)" in differently_cased.stdout)

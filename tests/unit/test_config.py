@@ -571,3 +571,16 @@ def test_a_misspelt_on_expiry_is_refused_with_a_suggestion(tmp_path):
     problem = only_problem(with_expiry(tmp_path, "consent_valid_for: 24 months",
                                        "on_expiry: withdrow"))
     assert_problem(problem, 26, "must be withdraw", "or report", "did you mean 'withdraw'?")
+
+
+def test_a_line_that_lost_its_indentation_is_named_with_the_line_below_it(tmp_path):
+    problem = only_problem(edit(tmp_path, line_20="  crm_key: EMARKETING"))  # was 4 spaces
+    assert_problem(problem, 21, "indented deeper than line 20, which has its value already",
+                   "did line 20 lose its indentation?")
+    assert "quotes" not in problem.message
+
+
+def test_a_colon_inside_a_value_asks_for_quotes_in_both_styles(tmp_path):
+    for line in ("    name: Sales: and service", "    name: {en: Sales: and service}"):
+        assert_problem(only_problem(edit(tmp_path, line_16=line)), 16,
+                       "a value containing ': ' must be put in quotes")

@@ -1,6 +1,7 @@
 """diff_config: the purposes file against the CRM's lists."""
 
-from connector.config_diff import CRMListItem, diff_config
+from connector.config_diff import CRMListItem, diff_config, diff_subscriptions
+from connector.crm.types import ShipmentType
 from tests.factories import shipped_config
 
 SUPEROFFICE_DEFAULTS = {
@@ -42,3 +43,19 @@ def test_different_names_and_unused_crm_rows_are_noted_after_problems():
                 "here and 'Berettiget interesse' in the CRM"),
         (False, "legal basis 61C 'Legal obligation' is in the CRM but not in the config"),
     ]
+
+
+def test_subscriptions_are_checked_against_the_crms_shipment_types():
+    config = shipped_config()  # Newsletter (by name), id 2, Product news (by name)
+    crm = (ShipmentType(1, "Newsletter", False), ShipmentType(2, "Event invitations", False),
+           ShipmentType(3, "Product news", False, deleted=True))
+
+    found = diff_subscriptions(config, crm)
+
+    assert [(d.problem, d.message) for d in found] == [
+        (True, "subscription 'product_news' (shipment_type 'Product news'): deleted in the "
+               "CRM's shipment types; it has 'Newsletter', 'Event invitations'; it would show on "
+               "nobody's page")]
+    assert diff_subscriptions(config, crm[:1])[0].message.startswith(
+        "subscription 'event_invitations' (shipment_type 2): not in the CRM's shipment types")
+    assert [d.problem for d in diff_subscriptions(config, None)] == [False]

@@ -262,3 +262,15 @@ def test_no_crm_settings_at_all_names_the_system_user_token():
     error = error_for(without(REQUIRED, "SUPEROFFICE_API_URL", "SUPEROFFICE_ACCESS_TOKEN"))
     assert error.variable == "SUPEROFFICE_SYSTEM_USER_TOKEN"
     assert "SUPEROFFICE_API_URL" in error.problem  # and says what on-site needs
+
+
+@pytest.mark.parametrize("address, suggestion", [
+    ("https://sod.superoffice.com/Cust12345", "https://sod.superoffice.com/Cust12345/api/v1"),
+    ("https://sod.superoffice.com/Cust12345/api/", "https://sod.superoffice.com/Cust12345/api/v1"),
+])
+def test_an_api_address_without_api_v1_is_refused_with_the_address_meant(address, suggestion):
+    with pytest.raises(SettingsError) as refused:
+        Settings.from_env({**REQUIRED, "SUPEROFFICE_API_URL": address})
+    assert str(refused.value).startswith("SUPEROFFICE_API_URL: must be the REST API's address, "
+                                         "ending in /api/v1")
+    assert f"did you mean {suggestion!r}?" in str(refused.value)
