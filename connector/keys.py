@@ -93,6 +93,11 @@ BACKFILL_PROGRESS = PREFIX + "reconcile:backfill"
 """Redis hash: the backfill under way (``reconcile --all``): when it started, how many persons
 it queued (connector.reconcile.backfill_progress)."""
 
+CONFIG_IN_FORCE = PREFIX + "config:in-force"
+"""Redis hash the workers refresh with each heartbeat: the purposes file version in force,
+and the version on disk they refused and why (``status`` shows it); it lapses when no
+worker runs."""
+
 EXPIRY_PASS_CLAIM = PREFIX + "expiry:claimed"
 """Set by the first worker whose scheduler runs the expiry pass; the others skip it while
 it lives (half of EXPIRY_INTERVAL)."""

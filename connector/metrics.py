@@ -74,6 +74,45 @@ def count_webhook(connection: redis.Redis, *outcomes: str) -> None:
                             for outcome in outcomes])
 
 
+REJECTION_WINDOW_MINUTES = 60
+"""How far back ``status`` looks for webhook requests with a bad signature."""
+
+
+def count_signature_rejection(connection: redis.Redis, at: float | None = None) -> None:
+    """Count a webhook request whose signature matched no secret in the minute it came
+    (one key per minute, gone after the window), for ``status`` to say when the CRM and
+    SUPEROFFICE_WEBHOOK_SECRET disagree. Never raises."""
+    key = rejected_signatures_key(int((at or time.time()) // 60))
+    try:
+        with connection.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, (REJECTION_WINDOW_MINUTES + 1) * 60)
+            pipe.execute()
+    except redis.RedisError as error:
+        log.debug("metrics.dropped reason=%s", type(error).__name__)
+
+
+def signature_rejections(connection: redis.Redis,
+                         at: float | None = None) -> tuple[int, float | None]:
+    """How many webhook requests had a bad signature in the last REJECTION_WINDOW_MINUTES,
+    and the start of the minute the latest came in (a Unix time; None when none did).
+
+    Raises:
+        redis.RedisError: Redis cannot be read.
+    """
+    minute = int((at or time.time()) // 60)
+    counts = connection.mget([rejected_signatures_key(minute - ago)
+                              for ago in range(REJECTION_WINDOW_MINUTES)])
+    total = sum(int(count) for count in counts if count)
+    latest = next((ago for ago, count in enumerate(counts) if count), None)
+    return total, None if latest is None else (minute - latest) * 60.0
+
+
+def rejected_signatures_key(minute: int) -> str:
+    """The counter of bad signatures in one minute (minutes since the epoch)."""
+    return f"{METRICS_PREFIX}rejected-signatures:{minute}"
+
+
 def count_job(connection: redis.Redis, step: str, outcome: str) -> None:
     """Count one job attempt's end: ``succeeded``, ``retried`` or ``failed`` (for good).
 

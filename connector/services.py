@@ -51,7 +51,8 @@ class Services:
 
 def build_services(settings: Settings, *, connection: redis.Redis | None = None,
                    crm: CRMClient | None = None,
-                   redis_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT) -> Services:
+                   redis_timeout: float | None = defaults.REDIS_SOCKET_TIMEOUT,
+                   config_required: bool = True) -> Services:
     """Build every service from the settings (the CRM client reads the system user's key file).
 
     Args:
@@ -60,9 +61,11 @@ def build_services(settings: Settings, *, connection: redis.Redis | None = None,
         crm: a CRM client; SuperOffice from the settings when None.
         redis_timeout: seconds to wait for Redis (the web answers 503 rather than wait);
             None for workers and commands, which wait with redis-py's retries.
+        config_required: False to build them with an invalid purposes file too (``status``
+            reports it; ``live_config.refused`` says why).
 
     Raises:
-        ConfigError: the purposes file is invalid.
+        ConfigError: the purposes file is invalid (unless ``config_required`` is False).
         SettingsError: the system user's key or certificate file cannot be used.
         SchemaBehindError: DATABASE_URL's schema is not this code's (the embedded SQLite
             file is brought up to date instead).
@@ -78,7 +81,7 @@ def build_services(settings: Settings, *, connection: redis.Redis | None = None,
         database.require_current_schema()
     return Services(
         settings=settings,
-        live_config=LiveConfig(settings.consent_config),
+        live_config=LiveConfig(settings.consent_config, required=config_required),
         redis=connection,
         crm=crm or client_from_settings(settings, connection, budget,
                                         observe=crm_observer(connection)),

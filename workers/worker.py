@@ -29,10 +29,11 @@ from rq import SimpleWorker
 
 from connector import defaults, metrics
 from connector.crm.budget import Priority, crm_priority
-from connector.keys import QUEUE_NAMES
+from connector.keys import CONFIG_IN_FORCE, QUEUE_NAMES
 from connector.queueing import QUEUE_PRIORITY
 from connector.services import Services, build_services
 from connector.settings import Settings
+from connector.times import iso, now
 from workers.retry import apply_retry_policy, requeue_lost, retry_jobs_of_dead_workers_here
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,22 @@ class ConnectorWorker(SimpleWorker):
             self.redis_lost = False
             for job_id in requeue_lost(self.connection):
                 log.warning("worker.job_requeued job_id=%s reason=lost_in_a_redis_outage", job_id)
+        self.report_config()
         return outcome
+
+    def report_config(self) -> None:
+        """Look at the purposes file, and tell ``status`` which version is in force and which
+        one on disk was refused, and why (keys.CONFIG_IN_FORCE, lapsing when no worker runs)."""
+        live = current_services().live_config
+        live.refresh()
+        problems = "\n".join(map(str, live.refused.problems)) if live.refused else ""
+        with self.connection.pipeline(transaction=True) as pipe:
+            pipe.delete(CONFIG_IN_FORCE)
+            pipe.hset(CONFIG_IN_FORCE, mapping={
+                "version": live.version or "", "refused_version": live.refused_version or "",
+                "refused": problems, "at": iso(now()), "worker": self.name})
+            pipe.expire(CONFIG_IN_FORCE, 3 * defaults.WORKER_HEARTBEAT_INTERVAL)
+            pipe.execute()
 
     def run_maintenance_tasks(self):
         """RQ's maintenance, then the retry of jobs whose worker on this machine died."""

@@ -22,11 +22,13 @@ from connector.settings import Settings, database_url_from_env
 log = logging.getLogger(__name__)
 
 
-def services_or_exit() -> Services:
+def services_or_exit(config_required: bool = True) -> Services:
     """Build the services from the environment, or exit with status 2 and a message naming
-    the bad setting, the purposes-file line or the database's problem."""
+    the bad setting, the purposes-file line or the database's problem. ``config_required``:
+    False builds them with an invalid purposes file too (see build_services)."""
     try:
-        return build_services(Settings.from_env(os.environ), redis_timeout=None)
+        return build_services(Settings.from_env(os.environ), redis_timeout=None,
+                              config_required=config_required)
     except (SettingsError, ConfigError, SchemaBehindError) as error:
         click.echo(f"consent-connector: cannot start:\n{error}", err=True)
         sys.exit(2)

@@ -1,13 +1,17 @@
 """``consent-connector status``: queues, workers, failures, config, tenant, webhooks,
-reconciliation.
+reconciliation, and an exit status for monitoring.
 
 The command prints one section after the other. A section is a function
-``section(services) -> list[str]``: a heading line, then its lines indented by two spaces. Add a
-section by writing such a function and putting it in SECTIONS. A section that cannot reach
-the CRM or Redis says so in its own lines; the others still print.
+``section(services, attention) -> list[str]``: a heading line, then its lines indented by two
+spaces; what needs someone's attention it also appends, in a few words, to ``attention``
+(the last line sums them up, and they make the exit status 1). Add a section by writing such
+a function and putting it in SECTIONS. A section that cannot reach the CRM or Redis says so
+in its own lines; the others still print.
 """
 
+import sys
 from collections.abc import Callable
+from datetime import datetime, timezone
 
 import click
 import redis
@@ -15,13 +19,12 @@ import sqlalchemy.exc
 from rq import Queue, Worker
 from rq.cron import CronScheduler
 
-from connector import defaults
+from connector import defaults, metrics
 from connector.commands import services_or_exit
-from connector.config import config_version
 from connector.evidence import facts
 from connector.exceptions import CRMError
 from connector.intake import BACKFILL, EVENTS, waiting
-from connector.keys import QUEUE_NAMES
+from connector.keys import CONFIG_IN_FORCE, QUEUE_NAMES
 from connector.reconcile import WATERMARK_OVERLAP, backfill_progress, read_last_run
 from connector.services import Services
 from connector.times import readable
@@ -34,16 +37,19 @@ _STATE_HINTS = {
 }
 
 
-def webhooks_section(services: Services) -> list[str]:
+def webhooks_section(services: Services, attention: list[str]) -> list[str]:
     """The CRM's webhooks that send ``person.created``, with their State and, for one that is
     not Active, why and how to set it Active again."""
     lines = ["Webhooks (in SuperOffice)"]
     try:
         hooks = services.crm.list_webhooks()
+    except redis.RedisError as error:  # the sign-in's shared ticket lives in Redis
+        return lines + [f"  could not ask the CRM: Redis unavailable ({type(error).__name__})"]
     except CRMError as error:
         if error.status == 403:
             return lines + ["  CRM refused to list webhooks (403): the app needs access to the "
                             "Webhook API (SuperOffice Online grants it per app)"]
+        attention.append("the CRM's webhooks cannot be read")
         return lines + [f"  could not read the webhooks: {error}"]
     relevant = [h for h in hooks if WEBHOOK_EVENT in h.events]
     if not relevant:
@@ -64,17 +70,45 @@ def webhooks_section(services: Services) -> list[str]:
     active = [h for h in relevant if h.state == "Active"]
     if relevant and not active:
         lines.append(f"  No webhook sending {WEBHOOK_EVENT} is Active.")
+    if not active:
+        attention.append(f"no Active webhook sends {WEBHOOK_EVENT}")
     others = len(hooks) - len(relevant)
     if others:
         lines.append(f"  ({others} other webhook(s) not sending {WEBHOOK_EVENT} not shown)")
     return lines
 
 
-def tenant_section(services: Services) -> list[str]:
+def signatures_section(services: Services, attention: list[str]) -> list[str]:
+    """Webhook requests with a bad signature in the last hour: the CRM signs with a secret
+    SUPEROFFICE_WEBHOOK_SECRET does not have (every event is then refused), or someone else
+    calls the receiver."""
+    lines = ["Webhook signatures"]
+    try:
+        count, latest = metrics.signature_rejections(services.redis)
+    except redis.RedisError as error:
+        return lines + [f"  Redis unavailable: {type(error).__name__}"]
+    if not count:
+        return lines + [f"  no request with a bad signature in the last "
+                        f"{metrics.REJECTION_WINDOW_MINUTES} minutes"]
+    attention.append(f"{count} webhook request(s) with a bad signature: check "
+                     f"SUPEROFFICE_WEBHOOK_SECRET")
+    return lines + [
+        f"  {count} request(s) with a bad signature in the last "
+        f"{metrics.REJECTION_WINDOW_MINUTES} minutes (the latest at "
+        f"{readable(datetime.fromtimestamp(latest, timezone.utc))[:-3]} UTC), answered 401",
+        "      If they come from your CRM, its webhook was registered with a secret that",
+        "      SUPEROFFICE_WEBHOOK_SECRET does not have, and every event it sends is refused:",
+        "      set SUPEROFFICE_WEBHOOK_SECRET to the webhook's secret (several, comma-separated,",
+        "      while you change it), or register the webhook again with the connector's."]
+
+
+def tenant_section(services: Services, attention: list[str]) -> list[str]:
     """Where the CRM tenant is and whether its API is up (SuperOffice's state API)."""
     lines = ["CRM tenant"]
     try:
         state = services.crm.tenant_state()
+    except redis.RedisError as error:  # the state is cached in Redis
+        return lines + [f"  state unknown: Redis unavailable ({type(error).__name__})"]
     except CRMError as error:
         return lines + [f"  state unknown: {error}"]
     if state is None:
@@ -83,11 +117,12 @@ def tenant_section(services: Services) -> list[str]:
     lines.append(f"  {state.context_identifier:<12} {state.state} at {state.api_url}")
     if not state.is_running:
         lines.append("               its API is not available: jobs wait until it runs again")
+        attention.append(f"the CRM tenant is {state.state}")
     lines.append(f"  valid until  {_show(state.valid_until)} (SuperOffice's state API)")
     return lines
 
 
-def reconciliation_section(services: Services) -> list[str]:
+def reconciliation_section(services: Services, attention: list[str]) -> list[str]:
     """The last reconciliation pass, the watermark and the schedule."""
     lines = ["Reconciliation"]
     try:
@@ -112,6 +147,7 @@ def reconciliation_section(services: Services) -> list[str]:
                          f"for onboarding, {last['already_onboarded']} already onboarded{deferred}")
         else:
             lines.append(f"  last pass   {when} FAILED: {last.get('error')}")
+            attention.append("the last reconciliation pass failed")
             lines.append("              the watermark did not move: the next pass looks at the "
                          "same persons again")
     if watermark is None:
@@ -145,7 +181,7 @@ def _duration(minutes: float) -> str:
     return f"{minutes / 60:.1f} h"
 
 
-def queues_section(services: Services) -> list[str]:
+def queues_section(services: Services, attention: list[str]) -> list[str]:
     """Jobs per queue and state, the failed ones with where to look, and the live workers."""
     lines = ["Queues and workers"]
     try:
@@ -161,6 +197,7 @@ def queues_section(services: Services) -> list[str]:
         lanes = waiting(services.redis)
         paused_for = services.crm_budget.paused_for()
     except redis.RedisError as error:
+        attention.append(REDIS_UNREACHABLE)
         return lines + [f"  Redis unreachable ({type(error).__name__}): check REDIS_URL"]
     lines.append(f"  intake       {lanes[EVENTS]} event(s), {lanes[BACKFILL]} backfill person(s) "
                  f"waiting to become jobs (workers make up to {defaults.PROMOTE_AHEAD} per lane "
@@ -171,24 +208,47 @@ def queues_section(services: Services) -> list[str]:
     lines.append(budget + " (CRM_MAX_REQUESTS_PER_SECOND)")
     lines.append(f"  workers      {len(workers)} alive" + ("" if workers else
                  " — nothing is processing jobs: start `consent-connector worker`"))
+    if not workers:
+        attention.append("no worker is alive")
     if failed:
         lines.append(f"  {failed} failed job(s): `consent-connector jobs list --failed` says why")
+        attention.append(f"{failed} failed job(s)")
     return lines
 
 
-def config_section(services: Services) -> list[str]:
-    """The purposes file in force and whether the file on disk is the same."""
+def config_section(services: Services, attention: list[str]) -> list[str]:
+    """The purposes file on disk (valid, or refused and why) and the version the workers have
+    in force (they report it with each heartbeat: keys.CONFIG_IN_FORCE)."""
     live = services.live_config
-    on_disk = config_version(live.path)
-    lines = ["Purposes config", f"  file         {live.path}",
-             f"  in force     version {live.version} ({len(services.config.purposes)} purposes)"]
-    if on_disk != live.version:
-        lines.append(f"  on disk      version {on_disk} differs: run `consent-connector config "
-                     f"check` — a running process refuses an invalid file and keeps the last good")
+    lines = ["Purposes config", f"  file         {live.path}"]
+    if live.refused is None:
+        lines.append(f"  on disk      version {live.version}: valid "
+                     f"({len(services.config.purposes)} purposes)")
+    else:
+        lines.append(f"  on disk      version {live.refused_version}: REFUSED, "
+                     f"{len(live.refused.problems)} problem(s):")
+        lines += [f"      {problem}" for problem in live.refused.problems[:5]]
+        lines.append("      `consent-connector config check` lists them all; the running "
+                     "processes keep the last good version")
+        attention.append("the purposes file on disk is refused")
+    try:
+        reported = {key.decode(): value.decode()
+                    for key, value in services.redis.hgetall(CONFIG_IN_FORCE).items()}
+    except redis.RedisError as error:
+        return lines + [f"  in force     unknown: Redis unavailable ({type(error).__name__})"]
+    if not reported:
+        return lines + ["  in force     no worker has reported (none is running)"]
+    in_force = reported.get("version") or "none (no valid file since the worker started)"
+    lines.append(f"  in force     version {in_force} in the workers (reported "
+                 f"{_show(reported.get('at'))})")
+    disk = live.version or live.refused_version
+    if reported.get("version") and disk != reported["version"] and live.refused is None:
+        lines.append(f"               the file on disk (version {disk}) is taken at the next "
+                     f"job or heartbeat")
     return lines
 
 
-def evidence_section(services: Services) -> list[str]:
+def evidence_section(services: Services, attention: list[str]) -> list[str]:
     """Where the evidence is kept, its schema, and how much of it there is."""
     database = services.database
     lines = ["Evidence (consent ledger)", f"  database    {database.where}"]
@@ -196,6 +256,7 @@ def evidence_section(services: Services) -> list[str]:
         current, _ = database.revisions()
         persons, entries = services.ledger.persons(), services.ledger.count()
     except sqlalchemy.exc.SQLAlchemyError as error:
+        attention.append("the evidence database is unavailable")
         return lines + [f"  unavailable: {type(error).__name__}"]
     return lines + [f"  schema      revision {current} (up to date)",
                     f"  ledger      {entries} entries about {persons} persons "
@@ -203,21 +264,42 @@ def evidence_section(services: Services) -> list[str]:
 
 
 SECTIONS: list[Callable] = [queues_section, config_section, tenant_section, webhooks_section,
+                            signatures_section,
                             reconciliation_section, evidence_section]
 """The sections ``status`` prints, in order."""
 
 
+REDIS_UNREACHABLE = "Redis is unreachable"
+
+
 @click.command()
 def status():
-    """Show how the connector is doing: queues, workers and failures, the purposes config in
-    force, the CRM tenant's state, its webhooks, the last reconciliation and the evidence
-    database."""
-    services = services_or_exit()
+    """Show how the connector is doing: queues, workers and failures, the purposes file on
+    disk and the version in force, the CRM tenant's state, its webhooks, bad webhook
+    signatures of the last hour, the last reconciliation and the evidence database. It runs
+    with a refused purposes file too, and says why the file was refused.
+
+    \b
+    Exit status, for monitoring:
+      0  all is well
+      1  something needs attention: no worker alive, failed jobs, no Active webhook, bad
+         webhook signatures, a refused purposes file, a failed reconciliation, the tenant
+         or the evidence database unavailable (the last line lists them)
+      2  it cannot look: Redis is unreachable, or a setting is missing or invalid
+    """
+    services = services_or_exit(config_required=False)
+    attention: list[str] = []
     for index, section in enumerate(SECTIONS):
         if index:
             click.echo("")
-        for line in section(services):
+        for line in section(services, attention):
             click.echo(line)
+    click.echo("")
+    if not attention:
+        click.echo("status: all is well")
+        return
+    click.echo(f"status: needs attention: {'; '.join(attention)}")
+    sys.exit(2 if REDIS_UNREACHABLE in attention else 1)
 
 
 def _schedule(connection: redis.Redis) -> str:

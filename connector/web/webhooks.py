@@ -132,9 +132,11 @@ class WebhookReceiver:
             verify_signature(body, request.headers.get(SIGNATURE_HEADER),
                              settings.webhook_secrets)
         except SignatureError as error:
-            log.warning("webhook.rejected reason=bad_signature")
+            log.warning("webhook.rejected reason=bad_signature setting=SUPEROFFICE_WEBHOOK_SECRET")
+            metrics.count_signature_rejection(services.redis)
             return self._answer(401, "rejected_signature", error="bad_signature",
-                                message=str(error))
+                                message=f"{error}: the webhook must be registered with one of "
+                                        f"the secrets in SUPEROFFICE_WEBHOOK_SECRET")
 
         if request.headers.get(TEST_HEADER, "").lower() == "true":
             return self._answer(200, "test", status="ok", message="test event received")

@@ -31,7 +31,7 @@ from connector.settings import Settings
 from sandbox.server import create_sandbox_app, run_in_thread, stop_server
 from tests.conftest import (CONNECTOR_ASSOCIATE, CONNECTOR_TOKEN, ROOT, TENANT, USER_ASSOCIATE,
                             USER_TOKEN, SandboxClient, consent_given_days_ago, fixed_crm,
-                            new_event_id, run_command, start_worker, wait_for)
+                            free_port, new_event_id, run_command, start_worker, wait_for)
 from connector import intake
 from connector.intake import BACKFILL, EVENTS
 from connector.keys import BACKFILL as BACKFILL_QUEUE
@@ -447,8 +447,10 @@ def test_status_shows_a_webhook_in_too_many_errors_and_the_last_pass(fast_crm, e
 
     result = cli(env, "status")
 
-    assert result.returncode == 0, result.stderr
+    # no worker runs here: status says so in its exit code (1, issue 15), the webhooks are fine
+    assert result.returncode == 1, result.stderr
     out = result.stdout
+    assert out.rstrip().splitlines()[-1] == "status: needs attention: no worker is alive"
     assert f"#{broken} 'consent-connector': TooManyErrors → {failing.url}" in out
     assert "gave up on it after 9 failed deliveries in a row" in out
     assert f"PATCH {crm.api_url}/Webhook/{broken} with {{\"State\": \"Active\"}}" in out
@@ -459,12 +461,13 @@ def test_status_shows_a_webhook_in_too_many_errors_and_the_last_pass(fast_crm, e
 
 
 def test_status_still_reports_the_reconciliation_when_the_crm_is_unreachable(env6, db6):
-    from tests.conftest import free_port
     env = fixed_crm(env6, f"http://127.0.0.1:{free_port()}/{TENANT}/api/v1")
 
     result = cli(env, "status")
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # no worker, and the CRM cannot be asked
+    assert result.stdout.rstrip().splitlines()[-1] == (
+        "status: needs attention: no worker is alive; the CRM's webhooks cannot be read")
     assert "could not read the webhooks: CRM unreachable" in result.stdout
     assert "last pass   none yet" in result.stdout and "watermark   none yet" in result.stdout
     assert "no worker is scheduling passes" in result.stdout

@@ -1,12 +1,14 @@
 """POST /webhooks/superoffice against a real Redis server: every answer of the receiver."""
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 import redis
 from rq import Queue
 
+from connector import metrics
 from connector.intake import Promoter
 from connector.web.app import create_app
 from connector.superoffice.webhook import sign
@@ -101,7 +103,17 @@ def test_bad_signatures_get_401_and_queue_nothing(client, redis_conn, secret, he
     assert response.status_code == 401
     assert response.json["error"] == "bad_signature"
     assert reason_word in response.json["message"]
+    assert "SUPEROFFICE_WEBHOOK_SECRET" in response.json["message"]  # the setting to check
     assert queued(redis_conn) == []
+
+
+def test_bad_signatures_are_counted_for_status_by_the_minute(client, redis_conn):
+    for _ in range(3):
+        post(client, event(), secret="not-our-secret")
+    post(client, event())  # a good one is not counted
+
+    count, latest = metrics.signature_rejections(redis_conn)
+    assert count == 3 and time.time() - 120 < latest <= time.time()
 
 
 def test_signature_of_another_body_is_refused(client, redis_conn):
