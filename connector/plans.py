@@ -119,6 +119,7 @@ def decide_mail_to(person: Person) -> MailDecision:
 
 def plan_onboarding(config: ConsentConfig, person: Person, *,
                     known: Mapping[str, Mapping[str, str]] | None = None,
+                    own_associate_id: int | None = None,
                     event_id: str | None = None, job_id: str | None = None) -> OnboardingPlan:
     """Plan onboarding: the rows the CRM has already, recorded in the ledger where it does not
     know them; the defaults the person lacks (a row the CRM has always wins); the
@@ -129,6 +130,8 @@ def plan_onboarding(config: ConsentConfig, person: Person, *,
         person: the person as read from the CRM now.
         known: what the ledger last knew of each of the person's rows
             (Ledger.last_known_consents); None when not read (the person has no rows).
+        own_associate_id: the connector's associate id (a row it wrote in an interrupted
+            attempt is recorded as its own, plan_crm_changes).
         event_id: the webhook's EventId (the trigger), for the ledger.
         job_id: the job's id, for the ledger.
     """
@@ -141,7 +144,8 @@ def plan_onboarding(config: ConsentConfig, person: Person, *,
     return OnboardingPlan(
         source=source, steps=steps, mail=decide_confirmation_mail(source, person),
         consents=person.consents + tuple(_as_record(write) for write in writes),
-        found=plan_crm_changes(person, known, event_id=event_id) if known is not None else ())
+        found=plan_crm_changes(person, known, event_id=event_id,
+                               own_associate_id=own_associate_id) if known is not None else ())
 
 
 def plan_preferences(config: ConsentConfig, person: Person, choices: Mapping[str, bool],
@@ -250,12 +254,15 @@ def plan_expiry(config: ConsentConfig, person: Person, purpose: Purpose,
 
 
 def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
-                     event_id: str | None = None) -> tuple[Entry, ...]:
+                     event_id: str | None = None,
+                     own_associate_id: int | None = None) -> tuple[Entry, ...]:
     """The ledger entries that record what a CRM user changed in the person's consents.
 
     SuperOffice's person.consented / person.unconsented events do not say which purpose
     changed, so the person's rows are compared with what the ledger last knew of each
     (``known``, Ledger.last_known_consents). Recording them and planning again gives nothing.
+    A row last written by ``own_associate_id`` (the connector's own write, whose entry an
+    interrupted job did not record) is recorded with the connector as the actor.
     """
     entries = []
     for record in person.consents:
@@ -263,11 +270,13 @@ def plan_crm_changes(person: Person, known: Mapping[str, Mapping[str, str]], *,
         if (before.get("legal_basis"), before.get("source")) == (record.legal_basis,
                                                                  record.source):
             continue
+        associate = record.updated_by or record.registered_by
+        own = own_associate_id is not None and associate == own_associate_id
         entries.append(Entry("crm.consent_changed", {
             "purpose": record.purpose, "previous_legal_basis": before.get("legal_basis", ""),
             "legal_basis": record.legal_basis, "source": record.source,
-            "comment": record.comment, "actor": CRM_USER,
-            "associate_id": record.updated_by or record.registered_by, "event_id": event_id,
+            "comment": record.comment, "actor": CONNECTOR if own else CRM_USER,
+            "associate_id": associate, "event_id": event_id,
             "crm_registered": record.registered.isoformat() if record.registered else None,
             "crm_updated": record.updated.isoformat() if record.updated else None}))
     present = {record.purpose for record in person.consents}

@@ -123,7 +123,7 @@ def onboard_with(services: Services, person_id: int, event_id: str | None,
     person = services.crm.get_person(person_id)
     known = services.ledger.last_known_consents(person_id) if person.consents else None
     plan = plan_onboarding(services.config, person, known=known, event_id=event_id,
-                           job_id=job_id)
+                           own_associate_id=services.settings.associate_id, job_id=job_id)
     for entry in plan.found:
         services.ledger.record(person_id, entry)
     write_consents(services, person_id, plan.steps)

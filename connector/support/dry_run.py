@@ -79,7 +79,8 @@ def plan(services: Services, job: Job) -> Plan:
 
 def _onboarding(services: Services, person: Person, arguments: Mapping[str, Any]) -> dict:
     known = services.ledger.last_known_consents(person.id) if person.consents else None
-    onboarding = plan_onboarding(services.config, person, known=known)
+    onboarding = plan_onboarding(services.config, person, known=known,
+                                 own_associate_id=services.settings.associate_id)
     return {"writes": _writes(onboarding.steps),
             "changes": _recorded(onboarding.found),
             "mail": _confirmation_mail(services, person, onboarding.mail)}

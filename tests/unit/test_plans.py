@@ -65,6 +65,8 @@ def test_onboarding_records_the_rows_the_crm_had_that_the_ledger_does_not_know()
     known = {"EMARKETING": {"legal_basis": "61A", "source": "WEBFORM"}}
     assert plan_onboarding(CONFIG, person(given), known=known).found == ()
     assert plan_onboarding(CONFIG, person(given)).found == ()  # the ledger was not read
+    own = plan_onboarding(CONFIG, person(given), known={}, own_associate_id=42).found
+    assert own[0].details["actor"] == CONNECTOR  # its own write, from an interrupted attempt
 
 
 def test_onboarding_takes_the_source_from_who_created_the_person():
