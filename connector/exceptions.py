@@ -14,12 +14,24 @@ class ConnectorError(Exception):
 
 
 class SettingsError(ConnectorError):
-    """An environment variable is missing or invalid; the message names it."""
+    """Environment variables are missing or invalid; the message names each, a line each.
+    ``variable`` and ``problem`` are the first one's; ``problems`` lists them all."""
 
     def __init__(self, variable: str, problem: str):
         self.variable = variable
         self.problem = problem
+        self.problems: tuple["SettingsError", ...] = (self,)
         super().__init__(f"{variable}: {problem}")
+
+    @classmethod
+    def of(cls, problems: list["SettingsError"]) -> "SettingsError":
+        """One error that names every problem (the first as ``variable`` and ``problem``)."""
+        if len(problems) == 1:
+            return problems[0]
+        error = cls(problems[0].variable, problems[0].problem)
+        error.problems = tuple(problems)
+        error.args = ("\n".join(str(problem) for problem in problems),)
+        return error
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,11 @@ def ensure_embedded_server(data_dir: Path) -> str:
     return url
 
 
+def embedded_server_running(data_dir: Path) -> bool:
+    """Whether the embedded Redis server of ``data_dir`` runs (answers on its socket)."""
+    return _answers(f"unix://{data_dir.resolve() / SOCKET_NAME}")
+
+
 def stop_embedded_server(data_dir: Path) -> bool:
     """Shut the embedded server down (saving its data); False if it was not running."""
     url = f"unix://{data_dir.resolve() / SOCKET_NAME}"

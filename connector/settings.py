@@ -2,13 +2,15 @@
 (see connector.config); where things are and the secrets live here.
 
 Every variable is documented in README.md. ``Settings.from_env`` raises SettingsError naming
-the first variable that is missing or invalid, so a process refuses to start with a clear
-message instead of failing on the first webhook.
+every variable that is missing or invalid, so a process refuses to start with a clear
+message instead of failing on the first webhook. A command asks only for what it uses
+(``uses``): reading the CRM needs no mail settings.
 """
 
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlsplit
 
@@ -53,10 +55,10 @@ class Settings:
     """
 
     superoffice_api_url: str | None
-    webhook_secrets: tuple[str, ...]
-    secret_keys: tuple[str, ...]
-    public_base_url: str
-    mail_from: str
+    webhook_secrets: tuple[str, ...] = ()
+    secret_keys: tuple[str, ...] = ()
+    public_base_url: str = ""
+    mail_from: str = ""
     system_user: SystemUser | None = None
     superoffice_access_token: str | None = None
     superoffice_ticket: str | None = None
@@ -65,6 +67,7 @@ class Settings:
     redis_url: str | None = None
     smtp_url: str | None = None
     consent_config: Path = Path("config/purposes.yaml")
+    """CONSENT_CONFIG; by default ./config/purposes.yaml, else the one the package ships."""
     data_dir: Path = Path("var")
     link_max_age_days: int = defaults.LINK_MAX_AGE_DAYS
     retry_intervals: tuple[int, ...] = defaults.RETRY_INTERVALS
@@ -98,13 +101,34 @@ class Settings:
         return self.database_url is None
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str],
+                 uses: frozenset[str] | None = None) -> "Settings":
         """Read and validate the settings from ``environ`` (normally ``os.environ``).
 
+        Args:
+            uses: what the process does besides reading the CRM, Redis and the evidence
+                database: WEBHOOKS (SUPEROFFICE_WEBHOOK_SECRET), LINKS (SECRET_KEY,
+                PUBLIC_BASE_URL), MAIL (MAIL_FROM); those of the others may be unset.
+
         Raises:
-            SettingsError: naming the variable that is missing or invalid.
+            SettingsError: naming every variable that is missing or invalid, at once.
         """
         env = _Env(environ)
+        uses = EVERYTHING if uses is None else uses
+        api_url, system_user, access_token, ticket = env.recorded(
+            lambda: cls._crm(env), (None, None, None, None))
+        settings = cls._settings(env, uses, api_url, system_user, access_token, ticket)
+        if env.problems:
+            raise SettingsError.of(env.problems)
+        return settings
+
+    @classmethod
+    def _crm(cls, env: "_Env") -> tuple:
+        """How the CRM is reached: (api_url, system_user, access_token, ticket).
+
+        Raises:
+            SettingsError: the CRM's settings do not add up.
+        """
         access_token = env.optional("SUPEROFFICE_ACCESS_TOKEN")
         ticket = env.optional("SUPEROFFICE_TICKET")
         system_user = _system_user(env)
@@ -130,20 +154,31 @@ class Settings:
                 raise SettingsError("SUPEROFFICE_TICKET", "set either SUPEROFFICE_ACCESS_TOKEN or "
                                     "SUPEROFFICE_TICKET, not both")
             api_url = env.api_url("SUPEROFFICE_API_URL")
+        return api_url, system_user, access_token, ticket
+
+    @classmethod
+    def _settings(cls, env: "_Env", uses: frozenset[str], api_url: str | None,
+                  system_user: "SystemUser | None", access_token: str | None,
+                  ticket: str | None) -> "Settings":
         return cls(
             superoffice_api_url=api_url.rstrip("/") if api_url else None,
             system_user=system_user,
             superoffice_access_token=access_token,
             superoffice_ticket=ticket,
             superoffice_app_token=env.optional("SUPEROFFICE_APP_TOKEN"),
-            webhook_secrets=env.csv("SUPEROFFICE_WEBHOOK_SECRET"),
+            webhook_secrets=(env.csv("SUPEROFFICE_WEBHOOK_SECRET") if WEBHOOKS in uses
+                             else env.optional_csv("SUPEROFFICE_WEBHOOK_SECRET")),
             associate_id=env.integer("SUPEROFFICE_ASSOCIATE_ID"),
             redis_url=env.optional("REDIS_URL"),
             smtp_url=env.smtp_url("SMTP_URL"),
-            mail_from=env.required("MAIL_FROM"),
-            public_base_url=env.url("PUBLIC_BASE_URL").rstrip("/"),
-            secret_keys=env.csv("SECRET_KEY", min_length=16),
-            consent_config=Path(env.optional("CONSENT_CONFIG") or "config/purposes.yaml"),
+            mail_from=(env.required("MAIL_FROM") if MAIL in uses
+                       else env.optional("MAIL_FROM") or ""),
+            public_base_url=((env.url("PUBLIC_BASE_URL") if LINKS in uses
+                              else env.optional("PUBLIC_BASE_URL") and env.url("PUBLIC_BASE_URL"))
+                             or "").rstrip("/"),
+            secret_keys=(env.csv("SECRET_KEY", min_length=16) if LINKS in uses
+                         else env.optional_csv("SECRET_KEY", min_length=16)),
+            consent_config=consent_config_path(env.environ),
             data_dir=Path(env.optional("DATA_DIR") or "var"),
             link_max_age_days=env.integer("LINK_MAX_AGE_DAYS") or defaults.LINK_MAX_AGE_DAYS,
             retry_intervals=env.integers("RETRY_INTERVALS") or defaults.RETRY_INTERVALS,
@@ -164,6 +199,31 @@ class Settings:
                 default=defaults.CRM_MAX_REQUESTS_PER_SECOND),
         )
 
+WEBHOOKS, LINKS, MAIL = "webhooks", "links", "mail"
+"""What a process does besides reading the CRM (Settings.from_env's ``uses``): receive
+webhooks, make personal links, send mail."""
+
+EVERYTHING = frozenset({WEBHOOKS, LINKS, MAIL})
+"""The web and the worker do all of it."""
+
+READING = frozenset()
+"""A command that reads the CRM, Redis or the evidence database, or queues jobs."""
+
+
+SHIPPED_PURPOSES = Path(__file__).with_name("purposes.yaml")
+"""The purposes file the package ships (config/purposes.yaml in a checkout points at it)."""
+
+
+def consent_config_path(environ: Mapping[str, str]) -> Path:
+    """The purposes file: CONSENT_CONFIG, else ./config/purposes.yaml (a checkout, or one an
+    admin put beside the processes), else the one the package ships (an installed copy run
+    from any folder)."""
+    given = (environ.get("CONSENT_CONFIG") or "").strip()
+    if given:
+        return Path(given)
+    local = Path("config/purposes.yaml")
+    return local if local.exists() else SHIPPED_PURPOSES
+
 
 def database_url_from_env(environ: Mapping[str, str]) -> str:
     """The evidence database's URL from DATABASE_URL or DATA_DIR alone, for the commands that
@@ -173,8 +233,10 @@ def database_url_from_env(environ: Mapping[str, str]) -> str:
         SettingsError: DATABASE_URL is invalid.
     """
     env = _Env(environ)
-    return (env.database_url("DATABASE_URL")
-            or embedded_database_url(Path(env.optional("DATA_DIR") or "var")))
+    url = env.database_url("DATABASE_URL")
+    if env.problems:
+        raise SettingsError.of(env.problems)
+    return url or embedded_database_url(Path(env.optional("DATA_DIR") or "var"))
 
 
 def erase_after_days_from_env(environ: Mapping[str, str]) -> int:
@@ -183,8 +245,12 @@ def erase_after_days_from_env(environ: Mapping[str, str]) -> int:
     Raises:
         SettingsError: it is not a whole number of days (0 or more).
     """
-    return _Env(environ).integer("LEDGER_ERASE_AFTER_DAYS", minimum=0,
-                                 default=defaults.LEDGER_ERASE_AFTER_DAYS)
+    env = _Env(environ)
+    days = env.integer("LEDGER_ERASE_AFTER_DAYS", minimum=0,
+                       default=defaults.LEDGER_ERASE_AFTER_DAYS)
+    if env.problems:
+        raise SettingsError.of(env.problems)
+    return days
 
 
 def embedded_database_url(data_dir: Path) -> str:
@@ -271,22 +337,49 @@ class SMTPServer:
         return cls(parts.hostname, port or default_port, security, username, password)
 
 
+def _reader(method):
+    """Make an _Env reader record its SettingsError in ``problems`` and return None, so that
+    every problem is found in one reading; readers it calls itself raise to it."""
+    @wraps(method)
+    def read(self: "_Env", *args, **kwargs):
+        return self.recorded(lambda: method(self, *args, **kwargs), None)
+    return read
+
+
 class _Env:
-    """Reads one kind of value from the environment, raising SettingsError by name."""
+    """Reads one kind of value from the environment; a value that is missing or invalid is
+    recorded in ``problems`` (a SettingsError naming it) and read as None."""
 
     def __init__(self, environ: Mapping[str, str]):
         self.environ = environ
+        self.problems: list[SettingsError] = []
+        self._depth = 0
+
+    def recorded(self, read, default):
+        """``read()``, or ``default`` with its SettingsError recorded (nested readers raise)."""
+        if self._depth:
+            return read()
+        self._depth += 1
+        try:
+            return read()
+        except SettingsError as problem:
+            self.problems.append(problem)
+            return default
+        finally:
+            self._depth -= 1
 
     def optional(self, name: str) -> str | None:
         value = self.environ.get(name, "").strip()
         return value or None
 
+    @_reader
     def required(self, name: str) -> str:
         value = self.optional(name)
         if value is None:
             raise SettingsError(name, "required but not set")
         return value
 
+    @_reader
     def url(self, name: str) -> str:
         value = self.required(name)
         parsed = urlparse(value)
@@ -294,6 +387,7 @@ class _Env:
             raise SettingsError(name, f"must be an http(s) URL, got {value!r}")
         return value
 
+    @_reader
     def api_url(self, name: str) -> str:
         """The address of SuperOffice's REST API, which ends in ``/api/v1``
         (docs/en/api/reference/restful/rest/index.md): without it every call answers 404,
@@ -307,6 +401,7 @@ class _Env:
                                       f"{value!r} (did you mean {suggestion!r}?)")
         return value
 
+    @_reader
     def database_url(self, name: str) -> str | None:
         """A SQLAlchemy URL of SQLite or PostgreSQL. ``postgres://`` and ``postgresql://`` (as
         hosting platforms give them) mean psycopg 3, the driver the connector ships with."""
@@ -321,12 +416,14 @@ class _Env:
                                       f"sqlite:////absolute/path.db, got a {scheme or 'bad'!r} URL")
         return f"{scheme}://{rest}"
 
+    @_reader
     def existing_file(self, name: str) -> Path:
         path = Path(self.required(name)).expanduser()
         if not path.is_file():
             raise SettingsError(name, f"no such file: {str(path)!r}")
         return path
 
+    @_reader
     def csv(self, name: str, min_length: int = 1) -> tuple[str, ...]:
         values = tuple(v.strip() for v in self.required(name).split(",") if v.strip())
         if not values:
@@ -335,12 +432,19 @@ class _Env:
             raise SettingsError(name, f"each value must be at least {min_length} characters long")
         return values
 
+    @_reader
+    def optional_csv(self, name: str, min_length: int = 1) -> tuple[str, ...]:
+        """Like ``csv``, but unset is no values."""
+        return self.csv(name, min_length) if self.optional(name) else ()
+
+    @_reader
     def secret(self, name: str, min_length: int) -> str | None:
         value = self.optional(name)
         if value is not None and len(value) < min_length:
             raise SettingsError(name, f"must be at least {min_length} characters long")
         return value
 
+    @_reader
     def smtp_url(self, name: str) -> str | None:
         value = self.optional(name)
         if value is not None:
@@ -350,6 +454,7 @@ class _Env:
                 raise SettingsError(name, str(error).removeprefix(f"{name}: ")) from None
         return value
 
+    @_reader
     def integer(self, name: str, minimum: int = 1, default: int | None = None) -> int | None:
         value = self.optional(name)
         if value is None:
@@ -358,6 +463,7 @@ class _Env:
             raise SettingsError(name, f"must be a whole number of at least {minimum}, got {value!r}")
         return int(value)
 
+    @_reader
     def integers(self, name: str) -> tuple[int, ...] | None:
         value = self.optional(name)
         if value is None:

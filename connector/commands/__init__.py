@@ -1,6 +1,7 @@
 """The ``consent-connector`` subcommands, one module per command group; connector/cli.py
 registers them. A command's docstring is its --help."""
 
+import atexit
 import logging
 import os
 import sys
@@ -8,6 +9,7 @@ from datetime import datetime, time as day_start, timezone
 from pathlib import Path
 
 import click
+import redis
 import sqlalchemy.exc
 
 from connector.config import load_config
@@ -15,26 +17,72 @@ from connector.consent import ConsentConfig
 from connector.evidence.database import Database, unreachable_reason
 from connector.exceptions import ConfigError, CRMError, SchemaBehindError, SettingsError
 from connector.exports.tables import FORMATS, output_format
+from connector.redis_connection import embedded_server_running, stop_embedded_server
 from connector.services import Services, build_services
-from connector.settings import Settings, database_url_from_env
+from connector.settings import READING, Settings, consent_config_path, database_url_from_env
 
 
 log = logging.getLogger(__name__)
 
 
-def services_or_exit(config_required: bool = True) -> Services:
+def services_or_exit(config_required: bool = True, keeps_redis: bool = False,
+                     uses: frozenset[str] = READING) -> Services:
     """Build the services from the environment, or exit with status 2 and a message naming
-    the bad setting, the purposes-file line or the database's problem. ``config_required``:
-    False builds them with an invalid purposes file too (see build_services)."""
+    every bad setting, the purposes-file line or the database's problem. ``uses``: what the
+    command does besides reading the CRM, Redis and the database (Settings.from_env); the
+    settings of the rest are not asked for. ``config_required``: False builds them with an
+    invalid purposes file too (see build_services).
+
+    Without REDIS_URL, a command uses the embedded Redis in DATA_DIR. When none runs there,
+    it starts one, and stops it again when it is done unless it ``keeps_redis`` (the worker):
+    a command leaves no Redis behind. It refuses when a demo runs with its own Redis in
+    DATA_DIR/demo (``make demo``'s place): the command was meant for the demo's."""
     try:
-        return build_services(Settings.from_env(os.environ), redis_timeout=None,
-                              config_required=config_required)
+        settings = Settings.from_env(os.environ, uses)
+        starts_redis = (settings.redis_url is None
+                        and not embedded_server_running(settings.data_dir))
+        if starts_redis:
+            demo = _running_demo(settings.data_dir / "demo")
+            if demo is not None:
+                click.echo(f"consent-connector: no Redis runs in DATA_DIR ({settings.data_dir}),"
+                           f" but a demo runs in {demo}: `source {demo / 'env'}` to use its "
+                           f"settings (with SERVE=1), or set DATA_DIR={demo}", err=True)
+                sys.exit(2)
+        services = build_services(settings, redis_timeout=None,
+                                  config_required=config_required)
+        if starts_redis and not keeps_redis:
+            atexit.register(_stop_unless_used, services.redis, settings.data_dir)
+        return services
     except (SettingsError, ConfigError, SchemaBehindError) as error:
         click.echo(f"consent-connector: cannot start:\n{error}", err=True)
         sys.exit(2)
     except sqlalchemy.exc.OperationalError as error:
         click.echo(f"consent-connector: cannot start:\n{unreachable_reason(error)}", err=True)
         sys.exit(2)
+
+
+def _stop_unless_used(connection: redis.Redis, data_dir: Path) -> None:
+    """Stop the embedded Redis this command started, unless another process (a worker that
+    started meanwhile) is connected to it."""
+    connection.connection_pool.disconnect()
+    try:
+        if connection.info("clients")["connected_clients"] <= 1:  # this question's own
+            stop_embedded_server(data_dir)
+    except redis.RedisError:
+        pass  # gone already
+    finally:
+        connection.connection_pool.disconnect()
+
+
+def _running_demo(demo_dir: Path) -> Path | None:
+    """``demo_dir`` when a ``make demo`` (sandbox/demo.py) runs there: its DATA_DIR holds
+    ``demo.pid`` while it runs."""
+    try:
+        pid = int((demo_dir / "demo.pid").read_text())
+        running = b"sandbox.demo" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return demo_dir if running else None
 
 
 def database_or_exit() -> Database:
@@ -48,9 +96,9 @@ def database_or_exit() -> Database:
 
 
 def config_or_exit() -> ConsentConfig:
-    """The purposes config (CONSENT_CONFIG, default config/purposes.yaml), or exit 2 with its
+    """The purposes config (settings.consent_config_path), or exit 2 with its
     problems."""
-    path = Path(os.environ.get("CONSENT_CONFIG") or "config/purposes.yaml")
+    path = consent_config_path(os.environ)
     try:
         return load_config(path)
     except ConfigError as error:

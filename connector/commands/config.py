@@ -11,6 +11,7 @@ from connector.config import check_config, load_config
 from connector.config_diff import diff_config, diff_subscriptions
 from connector.crm.types import CRMClient, ShipmentType
 from connector.exceptions import CRMError
+from connector.settings import consent_config_path
 
 
 @click.group()
@@ -21,9 +22,10 @@ def config():
 @config.command("check", short_help="Check a purposes file; show each problem with its line.")
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 def config_check(file: Path | None):
-    """Validate FILE (default: $CONSENT_CONFIG or config/purposes.yaml) and list every error
-    with its file, line and what is wrong. Exits 1 when the file is invalid."""
-    file = file or Path(os.environ.get("CONSENT_CONFIG") or "config/purposes.yaml")
+    """Validate FILE (default: $CONSENT_CONFIG, else config/purposes.yaml, else the one the
+    package ships) and list every error with its file, line and what is wrong. Exits 1 when
+    the file is invalid."""
+    file = file or consent_config_path(os.environ)
     problems = check_config(file)
     if problems:
         for problem in problems:

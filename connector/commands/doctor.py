@@ -20,6 +20,7 @@ from connector.config_diff import diff_config
 from connector.exceptions import CRMError, MailError, SettingsError
 from connector.redis_connection import decide_redis_problems, read_durability
 from connector.services import Services
+from connector.settings import EVERYTHING
 from connector.superoffice.system_user import SystemUserLogin
 from connector.support.jobs import workers_alive
 from connector.times import readable
@@ -242,7 +243,7 @@ def doctor():
     webhooks, opens an SMTP session (no mail), checks Redis's memory policy and persistence,
     the evidence database and its schema, that a worker is alive and that PUBLIC_BASE_URL
     answers. One line per check; exits 1 if any failed."""
-    services = services_or_exit()
+    services = services_or_exit(uses=EVERYTHING)  # it checks every part
     results = run_checks(services)
     width = max(len(name) for name, _ in results)
     for name, result in results:

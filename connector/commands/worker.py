@@ -17,6 +17,7 @@ from connector.intake import Promoter, waiting
 from connector.logs import configure_logging
 from connector.redis_connection import connect
 from connector.services import Services
+from connector.settings import LINKS, MAIL
 from workers.reconcile import start_reconcile_cron, stop_reconcile_cron
 from workers.retry import give_back_unstarted, retry_interrupted
 from workers.worker import ConnectorWorker
@@ -30,7 +31,7 @@ def worker(burst: bool):
     """Run an RQ worker for the connector's queues (with RQ's scheduler, for retries). It signs
     in to the CRM first and refuses to start when the CRM refuses for good, naming the setting."""
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    services = services_or_exit()
+    services = services_or_exit(keeps_redis=True, uses=frozenset({LINKS, MAIL}))
     rq_worker = _start(services)
     # Events wait in the intake until a worker makes jobs of them (connector.intake): a thread
     # with its own Redis connection does so as they come; a burst promotes before each round.

@@ -58,3 +58,13 @@ def test_a_subscription_whose_shipment_type_the_crm_lacks_is_a_problem_with_a_su
     assert differently_cased.returncode == 0
     assert ("note     subscription 'product_news' (shipment_type 'product NEWS'): the CRM writes "
             "it 'Product news' (names match whatever their case)" in differently_cased.stdout)
+
+
+def test_config_diff_asks_only_for_the_crm_and_the_purposes_file(sandbox, connector_env):
+    unused = ("SECRET_KEY", "MAIL_FROM", "PUBLIC_BASE_URL", "SUPEROFFICE_WEBHOOK_SECRET",
+              "SMTP_URL")
+    env = {k: v for k, v in (os.environ | connector_env).items() if k not in unused}
+    result = subprocess.run([sys.executable, "-m", "connector", "config", "diff"], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 problem(s)" in result.stdout

@@ -37,7 +37,7 @@ def test_demo_runs_the_whole_system_on_embedded_defaults(tmp_path):
 
 def test_a_served_demo_is_usable_from_the_command_line_and_a_second_demo_leaves_it_alone(
         tmp_path):
-    data_dir = tmp_path / "demo"
+    data_dir = tmp_path / "var" / "demo"  # where make demo keeps it, seen from tmp_path
     env = {k: v for k, v in os.environ.items()
            if k not in ("REDIS_URL", "SMTP_URL", "DATA_DIR", "CONSENT_CONFIG")}
     env["PATH"] = "/usr/bin:/bin"  # a fresh terminal: the virtualenv's commands are not on it
@@ -62,7 +62,16 @@ def test_a_served_demo_is_usable_from_the_command_line_and_a_second_demo_leaves_
                                 timeout=60)
         assert status.returncode == 0, status.stdout + status.stderr
         assert "workers      1 alive" in status.stdout
-        assert not (tmp_path / "var").exists()  # no Redis of its own beside the demo's
+        # Without the demo's settings, a command says where the demo's Redis is rather than
+        # start one of its own beside it (DATA_DIR is ./var by default).
+        unsourced = subprocess.run(["bash", "-c", f"source {env_file} && unset DATA_DIR && "
+                                                  f"consent-connector status"],
+                                   cwd=tmp_path, env=env, capture_output=True, text=True,
+                                   timeout=60)
+        assert unsourced.returncode == 2
+        assert (f"no Redis runs in DATA_DIR (var), but a demo runs in var/demo: `source "
+                f"var/demo/env`") in unsourced.stderr
+        assert not (tmp_path / "var" / "redis.sock").exists()
         curl = next(line.strip() for line in lines if line.strip().startswith("curl "))
         created = subprocess.run(["bash", "-c", curl], capture_output=True, text=True,
                                  timeout=30)

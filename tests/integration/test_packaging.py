@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
-RUN_TIME_FILES = ("connector/locales/en.yaml", "connector/web/templates/person.html",
+RUN_TIME_FILES = ("connector/purposes.yaml", "connector/locales/en.yaml", "connector/web/templates/person.html",
                   "connector/web/templates/admin/jobs.html", "connector/web/static/page/page.css",
                   "connector/mail/templates/confirmation.html",
                   "connector/evidence/migrations/script.py.mako",

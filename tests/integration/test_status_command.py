@@ -9,6 +9,7 @@ import pytest
 from connector.config import config_version
 from connector.keys import CONFIG_IN_FORCE
 from connector.queueing import enqueue_event
+from connector.redis_connection import embedded_server_running
 from connector.settings import Settings
 from connector.web.app import create_app
 from tests.conftest import ROOT, new_event_id, own_database, start_worker, stop_worker, wait_for
@@ -85,3 +86,16 @@ def test_status_exits_2_when_redis_cannot_be_reached(connector_env, tmp_path):
     assert "Redis unreachable" in result.stdout and "check REDIS_URL" in result.stdout
     assert result.stdout.rstrip().splitlines()[-1].startswith(
         "status: needs attention: Redis is unreachable")
+
+
+def test_a_command_that_started_the_embedded_redis_leaves_none_behind(connector_env, tmp_path):
+    env = {key: value for key, value in connector_env.items() if key != "REDIS_URL"}
+
+    result = subprocess.run([sys.executable, "-m", "connector", "jobs", "list"], cwd=ROOT,
+                            env={**{k: v for k, v in os.environ.items() if k != "REDIS_URL"},
+                                 **env, "DATA_DIR": str(tmp_path)},
+                            capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "redis.conf").exists()  # it did start one
+    assert not embedded_server_running(tmp_path)

@@ -7,6 +7,7 @@ import click
 from click.testing import CliRunner
 
 from connector.cli import main
+from connector.settings import SHIPPED_PURPOSES
 from sandbox.__main__ import build_parser
 
 
@@ -50,3 +51,17 @@ def test_shell_completion_as_the_readme_documents_it_completes_commands():
         "_CONSENT_CONNECTOR_COMPLETE": "bash_complete", "COMP_WORDS": "consent-connector exp",
         "COMP_CWORD": "1"})
     assert completed.output.splitlines() == ["plain,expiry", "plain,export"]
+
+
+def test_without_consent_config_or_a_config_folder_the_shipped_purposes_file_is_used(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # an installed copy, run from any folder
+    monkeypatch.delenv("CONSENT_CONFIG", raising=False)
+
+    result = CliRunner().invoke(main, ["config", "check"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{SHIPPED_PURPOSES}: valid — 2 purposes, 4 legal bases, 3 sources.\n"
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "purposes.yaml").write_text("languages: [en]\n")
+    assert CliRunner().invoke(main, ["config", "check"]).exit_code == 1  # one beside it wins

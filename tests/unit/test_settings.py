@@ -6,7 +6,7 @@ import pytest
 
 from connector import defaults
 from connector.exceptions import SettingsError
-from connector.settings import Settings
+from connector.settings import READING, Settings
 
 WEBHOOK_SECRETS = ("current-webhook-secret", "previous-webhook-secret")
 SECRET_KEYS = ("new-secret-key-0123456789", "old-secret-key-9876543210")
@@ -274,3 +274,27 @@ def test_an_api_address_without_api_v1_is_refused_with_the_address_meant(address
     assert str(refused.value).startswith("SUPEROFFICE_API_URL: must be the REST API's address, "
                                          "ending in /api/v1")
     assert f"did you mean {suggestion!r}?" in str(refused.value)
+
+
+def test_every_missing_or_invalid_setting_is_named_at_once():
+    error = error_for({**without(REQUIRED, "MAIL_FROM", "PUBLIC_BASE_URL"),
+                       "SECRET_KEY": "short", "SMTP_URL": "smtp:/127.0.0.1:2526"})
+
+    assert [problem.variable for problem in error.problems] == [
+        "SMTP_URL", "MAIL_FROM", "PUBLIC_BASE_URL", "SECRET_KEY"]
+    assert str(error).splitlines() == [str(problem) for problem in error.problems]
+    assert (error.variable, error.problem) == ("SMTP_URL", error.problems[0].problem)
+
+
+def test_a_command_that_only_reads_asks_for_the_crm_and_nothing_it_does_not_use():
+    crm_only = {key: REQUIRED[key] for key in ("SUPEROFFICE_API_URL", "SUPEROFFICE_ACCESS_TOKEN")}
+
+    settings = Settings.from_env(crm_only, READING)
+
+    assert (settings.mail_from, settings.public_base_url, settings.secret_keys,
+            settings.webhook_secrets) == ("", "", (), ())
+    assert {p.variable for p in error_for(crm_only).problems} == {
+        "SUPEROFFICE_WEBHOOK_SECRET", "MAIL_FROM", "PUBLIC_BASE_URL", "SECRET_KEY"}
+    with pytest.raises(SettingsError) as given_but_wrong:  # what is set is still checked
+        Settings.from_env({**crm_only, "SECRET_KEY": "short"}, READING)
+    assert given_but_wrong.value.variable == "SECRET_KEY"
