@@ -69,8 +69,8 @@ def test_a_served_demo_is_usable_from_the_command_line_and_a_second_demo_leaves_
                                    cwd=tmp_path, env=env, capture_output=True, text=True,
                                    timeout=60)
         assert unsourced.returncode == 2
-        assert (f"no Redis runs in DATA_DIR (var), but a demo runs in var/demo: `source "
-                f"var/demo/env`") in unsourced.stderr
+        assert ("no Redis runs in DATA_DIR (var), but a demo runs in var/demo: `source "
+                "var/demo/env`") in unsourced.stderr
         assert not (tmp_path / "var" / "redis.sock").exists()
         curl = next(line.strip() for line in lines if line.strip().startswith("curl "))
         created = subprocess.run(["bash", "-c", curl], capture_output=True, text=True,
