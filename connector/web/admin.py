@@ -3,6 +3,10 @@
 - ``/admin/``: failed jobs with the person, step, attempts, when and why, a Retry button per
   job and Retry all; below, jobs waiting for a retry and jobs running now.
 - ``/admin/jobs/<id>``: everything known about one job (connector.support.jobs.job_details).
+- ``/admin/persons/<id>`` (and ``/admin/persons?id=``, the lookup form): one person as the
+  CRM holds them now (their consents), their consent ledger, their waiting and failed jobs,
+  and the export buttons.
+- ``/admin/status``: what ``consent-connector status`` says (connector.support.status_report).
 - ``/admin/rq/``: rq-dashboard, behind the same auth and read-only: retrying there would
   not be recorded in the person's consent ledger, so its requeue, delete, empty and compact
   actions answer 403 and point here.
@@ -15,13 +19,17 @@ import base64
 import hashlib
 import re
 
+import redis
 import rq_dashboard
 from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
                    url_for)
 from sqlalchemy.exc import SQLAlchemyError
 
-from connector.exceptions import JobNotFailedError, JobNotFoundError
+from connector.consent import describe_purposes
+from connector.exceptions import (CRMError, JobNotFailedError, JobNotFoundError,
+                                  PersonNotFoundError)
 from connector.support import jobs as support
+from connector.support.status_report import report
 from connector.web.admin_auth import admin_actor, check_admin
 from connector.web.context import EXTENSION, get_services
 
@@ -53,6 +61,53 @@ def jobs_page():
     by_kind = {kind: [s for s in summaries if s.kind == kind] for kind in support.KINDS}
     return render_template("admin/jobs.html", failed=by_kind[support.FAILED],
                            scheduled=by_kind[support.SCHEDULED], started=by_kind[support.STARTED])
+
+
+@bp.get("/persons")
+def find_person():
+    """The lookup form's target: the person's page, or the jobs page saying what is wrong."""
+    wanted = request.args.get("id", "").strip()
+    if not wanted.isdigit() or int(wanted) < 1:
+        flash(f"{wanted!r} is not a person id: use the number in the CRM's person card.",
+              "warning")
+        return redirect(url_for(".jobs_page"), code=303)
+    return redirect(url_for(".person_page", person_id=int(wanted)), code=303)
+
+
+@bp.get("/persons/<int:person_id>")
+def person_page(person_id: int):
+    """One person: their consents as the CRM holds them now, their consent ledger, their
+    waiting and failed jobs, and the export buttons. Each part that cannot be read now says
+    so; the others still show."""
+    services = get_services()
+    person = crm_problem = None
+    try:
+        person = services.crm.get_person(person_id)
+    except PersonNotFoundError:
+        crm_problem = f"person {person_id} does not exist in the CRM"
+    except CRMError as error:
+        crm_problem = f"the CRM cannot be read now: {error}"
+    try:
+        entries, ledger_problem = services.ledger.entries(person_id), None
+    except SQLAlchemyError:
+        entries, ledger_problem = [], "the consent ledger (the evidence database) does not answer"
+    try:
+        jobs, jobs_problem = support.list_jobs(services.redis, person_id=person_id), None
+    except redis.RedisError:
+        jobs, jobs_problem = [], "Redis does not answer"
+    if person is None and not entries and not jobs and not jobs_problem and not ledger_problem:
+        abort(404, crm_problem)
+    views = describe_purposes(services.config, person.consents, "en") if person else []
+    return render_template("admin/person.html", person_id=person_id, person=person,
+                           views=views, crm_problem=crm_problem, entries=entries,
+                           ledger_problem=ledger_problem, jobs=jobs, jobs_problem=jobs_problem)
+
+
+@bp.get("/status")
+def status_page():
+    """What ``consent-connector status`` says, section by section."""
+    sections, attention = report(get_services())
+    return render_template("admin/status.html", sections=sections, attention=attention)
 
 
 @bp.get("/jobs/<job_id>")

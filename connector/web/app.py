@@ -7,8 +7,9 @@ import os
 import sys
 
 import redis
-from flask import Flask, g
+from flask import Flask, g, jsonify, request
 from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -72,6 +73,7 @@ def create_app(settings: Settings, *, connection: redis.Redis | None = None,
     app.register_blueprint(admin.bp)
     app.register_blueprint(exports.bp)
     app.after_request(_add_security_headers)
+    app.register_error_handler(HTTPException, _json_error_on_json_routes)
     # A CRM call made while answering a request is for someone waiting on a page: it goes
     # before the workers' calls when the CRM budget is short (connector.crm.budget).
     app.before_request(_serve_crm_calls_as_interactive)
@@ -98,6 +100,21 @@ def create_app_from_env() -> Flask:
     except OperationalError as error:
         print(f"consent-connector: cannot start:\n{unreachable_reason(error)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _json_error_on_json_routes(error: HTTPException):
+    """An HTTP error (404, 400, 405 …) as JSON, ``{"error": "not_found", "message": …}``,
+    where the caller reads JSON: a route that answers JSON (``format=json``, a ``.json``
+    address, the health checks) or a client that asks for it (Accept); the HTML error page
+    elsewhere."""
+    wanted = request.accept_mimetypes
+    if (request.args.get("format") == "json" or request.path.endswith(".json")
+            or request.path in ("/healthz", "/readyz", "/metrics")
+            or wanted.best == "application/json"
+            or wanted["application/json"] > wanted["text/html"]):
+        return jsonify(error=error.name.lower().replace(" ", "_"),
+                       message=error.description), error.code
+    return error
 
 
 def _add_security_headers(response):

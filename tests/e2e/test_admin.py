@@ -90,7 +90,8 @@ def clear_faults(sandbox):
 # -- who may enter ---------------------------------------------------------------------------
 
 ADMIN_PATHS = ["/admin/", "/admin/jobs/some-job", "/admin/rq/", "/admin/rq/0/data/queues.json",
-               "/admin/rq/0/data/workers.json"]
+               "/admin/rq/0/data/workers.json", "/admin/status", "/admin/persons/1",
+               "/admin/persons?id=1"]
 
 
 @pytest.mark.parametrize("path", ADMIN_PATHS)
@@ -118,7 +119,7 @@ def test_plain_http_from_another_machine_is_refused(admin_app, path):
     assert client.get(path, headers=BEARER, environ_base=remote).status_code == 403
     over_https = client.get(path, headers=BEARER, environ_base=remote,
                             base_url="https://consent.example.com")
-    assert over_https.status_code in (200, 404)  # 404: /admin/jobs/some-job does not exist
+    assert over_https.status_code in (200, 303, 404)  # 404: /admin/jobs/some-job does not exist
 
 
 def test_rq_dashboard_pages_and_data_answer_with_rq_3(admin_app, conn, admin_settings, sandbox,
@@ -241,6 +242,67 @@ def test_rq_dashboard_works_in_the_browser_under_its_csp(admin_page, admin_serve
             and not p.startswith("Failed to load resource")] == []  # (logged as responses)
 
 
+def test_support_finds_a_person_and_sees_their_consents_ledger_jobs_and_export(
+        admin_page, admin_server, conn, admin_settings, sandbox, admin_worker, output_dir):
+    person_id = sandbox.create_person("Petra", "Lookup", "petra.lookup@example.org")
+    job = enqueue_event(conn, admin_settings, "onboard", person_id, new_event_id())
+    wait_for(lambda: job.get_status(refresh=True) == JobStatus.FINISHED, what="onboarding")
+    failed = failed_job(conn, admin_settings, NO_SUCH_PERSON + 7)
+
+    admin_page.goto(f"{admin_server}/admin/")
+    admin_page.get_by_label("Person id").fill(str(person_id))
+    admin_page.get_by_role("button", name="Find").click()
+
+    assert admin_page.get_by_role("heading", level=1).inner_text() == (
+        f"Person {person_id}: Petra Lookup")
+    consents = admin_page.get_by_role("table", name="Each purpose as the CRM holds it now")
+    rows = consents.locator("tbody tr").all_inner_texts()
+    assert rows[0].startswith("Sales and service STORE\tactive\tLegitimate interest")
+    ledger_rows = admin_page.get_by_role("table", name="Every recorded change, oldest first")
+    assert "consent.recorded" in ledger_rows.inner_text()
+    assert "mail.sent" in ledger_rows.inner_text()
+    assert admin_page.get_by_text("No job of this person is waiting").count() == 1
+    with admin_page.expect_download() as download:
+        admin_page.get_by_role("link", name="Excel (.xlsx)").click()
+    assert download.value.suggested_filename == f"consents-person-{person_id}.xlsx"
+    admin_page.screenshot(path=output_dir / "admin-person.png", full_page=True)
+
+    admin_page.goto(f"{admin_server}/admin/persons/{NO_SUCH_PERSON + 7}")  # gone from the CRM
+    assert "does not exist in the CRM" in admin_page.get_by_role("status").first.inner_text()
+    assert admin_page.get_by_role("button", name=f"Retry job {failed.id}").count() == 1
+
+
+def test_the_status_page_says_what_the_status_command_says(admin_page, admin_server,
+                                                           admin_worker, output_dir):
+    admin_page.goto(f"{admin_server}/admin/")
+    admin_page.get_by_role("link", name="Status").click()
+
+    assert admin_page.get_by_role("heading", level=1).inner_text() == "Status"
+    headings = admin_page.get_by_role("heading", level=2).all_inner_texts()
+    assert headings[:2] == ["Queues and workers", "Purposes config"]
+    queues = admin_page.get_by_role("region", name="Queues and workers").inner_text()
+    assert "workers      1 alive" in queues
+    assert admin_page.get_by_role("status").first.inner_text().startswith(
+        ("All is well", "Needs attention: "))
+    admin_page.screenshot(path=output_dir / "admin-status.png", full_page=True)
+
+
+def test_json_routes_answer_errors_in_json_and_pages_in_html(admin_app):
+    client = admin_app.test_client()
+
+    missing = client.get(f"/admin/export/{NO_SUCH_PERSON}?format=json", headers=BEARER)
+    not_a_number = client.get("/admin/export/abc?format=json", headers=BEARER)
+    asked_for_json = client.get("/admin/nowhere", headers={**BEARER,
+                                                           "Accept": "application/json"})
+    from_a_browser = client.get("/admin/nowhere", headers={**BEARER, "Accept": "text/html"})
+
+    assert (missing.status_code, missing.json["error"]) == (404, "not_found")
+    assert f"person {NO_SUCH_PERSON} does not exist in the CRM" in missing.json["message"]
+    assert (not_a_number.status_code, not_a_number.json["error"]) == (404, "not_found")
+    assert asked_for_json.status_code == 404 and asked_for_json.is_json
+    assert from_a_browser.status_code == 404 and from_a_browser.mimetype == "text/html"
+
+
 def test_admin_pages_have_no_accessibility_violations(admin_page, admin_server, conn,
                                                       admin_settings, sandbox, admin_worker):
     from axe_playwright_python.sync_playwright import Axe
@@ -251,5 +313,9 @@ def test_admin_pages_have_no_accessibility_violations(admin_page, admin_server, 
     results["jobs"] = Axe().run(admin_page)
     admin_page.goto(f"{admin_server}/admin/jobs/{job.id}")
     results["job"] = Axe().run(admin_page)
+    admin_page.goto(f"{admin_server}/admin/persons/{NO_SUCH_PERSON + 5}")
+    results["person"] = Axe().run(admin_page)
+    admin_page.goto(f"{admin_server}/admin/status")
+    results["status"] = Axe().run(admin_page)
     for name, result in results.items():
         assert result.violations_count == 0, f"{name}: {result.generate_report()}"

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from connector.commands.reconcile import parse_since, summary_lines
-from connector.commands.status import backfill_line
+from connector.support.status_report import backfill_line
 from connector.reconcile import plan_progress
 
 UTC = timezone.utc
