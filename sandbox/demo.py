@@ -104,6 +104,9 @@ def main() -> int:
 
     print(f"Demo data in {data_dir}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop cleanly under a supervisor too
+    # Ctrl-C stops it, also when it was started from a shell that ignores SIGINT for jobs in
+    # the background (then `kill -INT` is its Ctrl-C).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ensure_embedded_server(data_dir)
     processes = []
     try:
@@ -132,7 +135,7 @@ def main() -> int:
             env_file = write_env_file(data_dir, {
                 **{name: env[name] for name in DEMO_SETTINGS},
                 "CONSENT_CONFIG": str(Path(env.get("CONSENT_CONFIG")
-                                           or ROOT / "config" / "purposes.yaml").resolve())})
+                                           or ROOT / "config" / "purposes.yaml").absolute())})
             _print_urls(crm_root, web_root, data_dir, admin_token, env_file)
             signal.pause()
         elif ok:

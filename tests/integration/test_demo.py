@@ -84,7 +84,7 @@ def test_a_served_demo_is_usable_from_the_command_line_and_a_second_demo_leaves_
         assert f"A demo is running in {data_dir} (process {demo.pid})" in second.stderr
         assert list((data_dir / "outbox").iterdir()) and env_file.exists()
     finally:
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
         demo.wait(30)
     assert not env_file.exists() and not (data_dir / "demo.pid").exists()
     assert not (data_dir / "redis.sock").exists()  # its Redis stopped with it
