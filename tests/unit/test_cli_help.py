@@ -65,3 +65,15 @@ def test_without_consent_config_or_a_config_folder_the_shipped_purposes_file_is_
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "purposes.yaml").write_text("languages: [en]\n")
     assert CliRunner().invoke(main, ["config", "check"]).exit_code == 1  # one beside it wins
+
+
+def test_a_malformed_smtp_url_is_named_in_one_line_not_a_traceback():
+    env = {"SUPEROFFICE_API_URL": "https://sod.superoffice.com/Cust12345/api/v1",
+           "SUPEROFFICE_ACCESS_TOKEN": "token", "SMTP_URL": "smtp:/127.0.0.1:2526"}
+
+    for command in (["status"], ["worker"], ["config", "diff"]):
+        result = CliRunner().invoke(main, command, env=env)
+        assert result.exit_code == 2, result.output
+        assert ("SMTP_URL: no host, expected e.g. smtp+starttls://mail.example.com:587"
+                in result.output)
+        assert "Traceback" not in result.output
