@@ -50,5 +50,5 @@ def expiry_pass(services: Services, moment: datetime | None = None) -> dict[str,
 
 def check_job_id(person_id: int, purpose: str, decision: ExpiryDecision) -> str:
     """The id of the job for one step of one term of a person's consent, so passes queue it
-    once: ``expiry-remind-<person>-<purpose>-<term's end>``."""
-    return f"expiry-{decision.action}-{person_id}-{purpose}-{decision.term.ends:%Y%m%dT%H%M%S}"
+    once: ``expiry-remind-<person>-<purpose>-<term's end, to the microsecond>``."""
+    return f"expiry-{decision.action}-{person_id}-{purpose}-{decision.term.ends:%Y%m%dT%H%M%S%f}"

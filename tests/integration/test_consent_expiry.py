@@ -85,7 +85,7 @@ def test_a_consent_reaching_remind_before_gets_one_mail_and_on_its_day_is_withdr
 def test_without_an_address_no_mail_can_ask_and_the_consent_lapses_at_the_end_of_its_term(
         sandbox, worker, services, evidence_database, ledger):
     person_id = sandbox.create_person("Nomail", "Tester", None)
-    consent_given_days_ago(sandbox, evidence_database, person_id, 710)  # ends in ~20 days
+    consent_given_days_ago(sandbox, evidence_database, person_id, 711)  # ends in ~19 days
 
     assert expiry_pass(services)["remind"] == 1
     skipped = wait_for(lambda: entries_of(ledger, person_id, "mail.not_sent"),

@@ -7,8 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 from connector.consent import REPORT, ConsentExpiry, Duration, decide_preference_changes
 from connector.crm.types import ConsentRecord, Person, ShipmentType
-from connector.expiry import (NOTHING, REMIND, REPORT_LAPSE, WITHDRAW_CONSENT, ExpiryHistory,
-                              consent_term, decide_expiry, due_consents, expiry_history)
+from connector.expiry import (NOTHING, REMIND, REPORT_LAPSE, WITHDRAW_CONSENT, ExpiryDecision,
+                              ExpiryHistory, consent_term, decide_expiry, due_consents,
+                              expiry_history)
+from connector.expiry_pass import check_job_id
 from connector.plans import plan_expiry
 from tests.factories import shipped_config
 
@@ -138,3 +140,14 @@ def test_renewing_on_the_page_writes_the_consent_again_even_though_it_holds():
     (given,) = decide_preference_changes(CONFIG, [], {"e_marketing": True},
                                          renewals=["e_marketing"])
     assert given.comment.startswith("Consent given")
+
+
+def test_two_terms_ending_in_the_same_second_get_their_own_job():
+    """The CI run where two tests' consents ended in the same second queued one job for both."""
+    first = consent_term(MARKETING, GIVEN)
+    second = consent_term(MARKETING, GIVEN + timedelta(milliseconds=500))
+    ids = {check_job_id(1, "e_marketing", ExpiryDecision(REMIND, "due", term))
+           for term in (first, second)}
+    assert len(ids) == 2
+    assert check_job_id(1, "e_marketing", ExpiryDecision(REMIND, "due", first)) == (
+        check_job_id(1, "e_marketing", ExpiryDecision(REMIND, "due", first)))
