@@ -2,8 +2,7 @@
 15(3)). A module of its own: it needs the exports, which the CRM events' jobs (workers.jobs)
 never load."""
 
-from connector import i18n
-from connector.exports.report import build_report, export_filename
+from connector.exports.report import export_filename, own_report
 from connector.exports.workbook import render_workbook
 from connector.mail.copy import render_copy
 from connector.plans import mail_sent_entry
@@ -26,10 +25,8 @@ def send_copy_with(services: Services, person_id: int, language: str,
     person, decision = person_to_mail(services, person_id)
     if not decision.send:
         return f"not sent: {decision.reason}"
-    report = build_report(services.config, person, services.ledger.entries(person.id),
-                          exported_by=i18n.text("page", "exported_by_person", language),
-                          connector_associate_id=services.settings.associate_id,
-                          language=language)
+    report = own_report(services.config, person, services.ledger.entries(person.id),
+                        language=language, connector_associate_id=services.settings.associate_id)
     message = render_copy(services.config, person, render_workbook(report),
                           export_filename(person.id, "xlsx"), services.settings.mail_from,
                           language)

@@ -7,9 +7,10 @@ purposes config. Pure code apart from ``gather_report``, which does the two read
 """
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from connector import i18n
 from connector.consent import (ConsentConfig, choose_language, describe_purposes, fold_key,
                                pick_text)
 from connector.crm.types import ConsentRecord, CRMClient, Person
@@ -168,6 +169,32 @@ def build_report(config: ConsentConfig, person: Person, entries: Iterable[Mappin
         sources=_distinct([line.source for line in consents] + [line.source for line in history]),
         legal_bases=_legal_bases(config, consents, history, language),
     )
+
+
+ROLES = ("connector", "person", "crm user", "crm_user", "crm", "")
+"""The ledger's actors that name a role, not a person (the rest are support staff's names)."""
+
+SUPPORT = "support"
+"""What the person's own copy says instead of a staff member's name."""
+
+
+def own_report(config: ConsentConfig, person: Person, entries: Iterable[Mapping[str, str]], *,
+               language: str, connector_associate_id: int | None = None) -> PersonReport:
+    """The person's own copy of their data (their page's download, the copy by mail): the
+    report "exported by you", for_the_person."""
+    return for_the_person(build_report(
+        config, person, entries, exported_by=i18n.text("page", "exported_by_person", language),
+        connector_associate_id=connector_associate_id, language=language))
+
+
+def for_the_person(report: PersonReport) -> PersonReport:
+    """The report as the person's own copy (their page, the copy by mail): the names of the
+    support staff who acted on their data become "support". A copy must not adversely affect
+    the rights of others (GDPR Art. 15(4)); who exactly retried a job is the controller's
+    business, kept in the ledger and in staff's exports."""
+    return replace(report, history=tuple(
+        line if line.actor.strip().casefold() in ROLES else replace(line, actor=SUPPORT)
+        for line in report.history))
 
 
 def consent_lines(config: ConsentConfig, consents: Sequence[ConsentRecord],

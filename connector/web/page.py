@@ -33,7 +33,7 @@ from connector.crm.types import Person
 from connector.exceptions import CRMError, PersonNotFoundError, TokenError
 from connector.expiry import ExpiryDecision, decide_expiry, expiry_history
 from connector.exports.formats import FORMATS, served
-from connector.exports.report import build_report
+from connector.exports.report import own_report
 from connector.links import LinkToken
 from connector.pending import SUBSCRIPTION_PREFIX, pending_choices
 from connector.queueing import enqueue_copy, enqueue_fresh_link, enqueue_preferences
@@ -287,10 +287,8 @@ def export(token: str):
         log.error("page.export_unavailable person_id=%s error=%s", person.id,
                   type(error).__name__)
         return message_page(language, "unavailable", 503)
-    report = build_report(services.config, person, entries,
-                          exported_by=i18n.text("page", "exported_by_person", language),
-                          connector_associate_id=services.settings.associate_id,
-                          language=language)
+    report = own_report(services.config, person, entries, language=language,
+                        connector_associate_id=services.settings.associate_id)
     log.info("page.exported person_id=%s token_id=%s format=%s", person.id, link.token_id, fmt)
     body, headers = served(report, fmt)
     return Response(body, 200, headers)

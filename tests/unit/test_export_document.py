@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 from connector.crm.types import ConsentRecord, Person
 from connector.exports.document import iso_time, render_json, to_document
-from connector.exports.report import build_report
+from connector.exports.report import build_report, own_report
 from tests.conftest import ROOT
 from tests.factories import shipped_config
 
@@ -137,3 +137,22 @@ def test_iso_time_of_an_aware_time_in_another_zone():
         == "2026-01-01T00:00:00.005Z"
     assert iso_time(None) is None
     assert to_document(build_report(CONFIG, PERSON, [], exported_by="x", now=T0))["history"] == []
+
+
+def test_the_persons_own_copy_names_support_staff_by_their_role_only():
+    config = shipped_config()
+    person = Person(3, "Kari", "N", "kari@example.no", "nb", None, None, ())
+    entries = [{"id": "1", "at": "2026-11-30T10:00:00+00:00", "action": "support.retry",
+                "actor": "Sam Support (admin page)", "job_id": "j1"},
+               {"id": "2", "at": "2026-11-30T10:01:00+00:00", "action": "consent.recorded",
+                "purpose": "STORE", "legal_basis": "61F", "actor": "connector"},
+               {"id": "3", "at": "2026-11-30T10:02:00+00:00", "action": "consent.changed",
+                "purpose": "EMARKETING", "legal_basis": "61A", "actor": "person"}]
+
+    own = own_report(config, person, entries, language="en")
+    staff = build_report(config, person, entries, exported_by="Sam", language="en")
+
+    assert [line.actor for line in own.history] == ["support", "connector", "person"]
+    assert b"Sam Support" not in render_json(own)
+    assert staff.history[0].actor == "Sam Support (admin page)"  # support's own export keeps it
+    assert own.exported_by == "You, from your personal page"
