@@ -16,7 +16,7 @@ from connector import i18n
 from connector.consent import ACTIVE, NOT_GIVEN, WITHDRAWN, ConsentConfig, describe_purposes
 from connector.crm.types import ConsentRecord, Person
 from connector.emails import sender_domain
-from connector.mail.message import greeting, new_message
+from connector.mail.message import greeting, link_expiry, new_message
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
@@ -85,8 +85,7 @@ def render_confirmation(config: ConsentConfig, person: Person, consents: Sequenc
         "r": i18n.texts("rights", language),
         "rights": i18n.RIGHTS,
         "controller": controller,
-        "link_expiry": texts["link_expiry"].format(
-            date=i18n.format_date(link_expires, language)),
+        "link_expiry": link_expiry(texts, link_expires, language),
     }
     text = _environment.get_template("confirmation.txt").render(context)
     html = _environment.get_template("confirmation.html").render(context)

@@ -5,10 +5,12 @@ Privacy: nothing here logs, or puts into an exception message, a person's addres
 """
 
 from collections.abc import Mapping
+from datetime import datetime
 from email import headerregistry, policy
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
+from connector import i18n
 from connector.consent import ConsentConfig
 from connector.crm.types import Person
 from connector.emails import sender_domain, single_address
@@ -69,3 +71,17 @@ def greeting(texts: Mapping[str, str], person: Person) -> str:
 def signature(texts: Mapping[str, str], config: ConsentConfig) -> str:
     """The closing and the controller's name, after a blank line; "" without a controller."""
     return f"\n\n{texts['closing']}\n{config.controller.name}" if config.controller else ""
+
+
+def link_expiry(texts: Mapping[str, str], expires: datetime, language: str) -> str:
+    """"This link is personal and valid until 21 December 2026 …", in ``language``."""
+    return texts["link_expiry"].format(date=i18n.format_date(expires, language))
+
+
+def set_plain_text(message: EmailMessage, texts: Mapping[str, str], person: Person,
+                   config: ConsentConfig, language: str, *paragraphs: str) -> None:
+    """Give a mail without attachments its text: the greeting, ``paragraphs`` a blank line
+    apart, the signature; then its ``Content-Language`` (set_content drops Content-*)."""
+    message.set_content(f"{greeting(texts, person)}\n\n" + "\n\n".join(paragraphs)
+                        + f"{signature(texts, config)}\n")
+    message["Content-Language"] = language

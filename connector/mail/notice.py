@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from connector import i18n
 from connector.consent import ConsentConfig, Purpose, pick_text
 from connector.crm.types import Person
-from connector.mail.message import greeting, new_message, signature
+from connector.mail.message import link_expiry, new_message, set_plain_text
 
 
 def render_new_notice(config: ConsentConfig, person: Person, purpose: Purpose,
@@ -36,10 +36,7 @@ def render_new_notice(config: ConsentConfig, person: Person, purpose: Purpose,
     message = new_message(person, sender, texts["new_notice_subject"].format(purpose=name))
     changed = texts["new_notice_changed"].format(purpose=name, old=agreed_version or "–",
                                                  new=purpose.notice.version)
-    expiry = texts["link_expiry"].format(date=i18n.format_date(link_expires, language))
-    message.set_content(f"{greeting(texts, person)}\n\n{changed}\n\n"
-                        f"  {pick_text(purpose.notice.text, language)}\n\n"
-                        f"{texts['new_notice_stays']}\n\n{link}\n\n{expiry}"
-                        f"{signature(texts, config)}\n")
-    message["Content-Language"] = language
+    set_plain_text(message, texts, person, config, language, changed,
+                   f"  {pick_text(purpose.notice.text, language)}", texts["new_notice_stays"],
+                   link, link_expiry(texts, link_expires, language))
     return message

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from connector import i18n
 from connector.consent import ConsentConfig, Purpose, pick_text
 from connector.crm.types import Person
-from connector.mail.message import greeting, new_message, signature
+from connector.mail.message import link_expiry, new_message, set_plain_text
 
 
 def render_repermission(config: ConsentConfig, person: Person, purpose: Purpose,
@@ -37,13 +37,10 @@ def render_repermission(config: ConsentConfig, person: Person, purpose: Purpose,
     message = new_message(person, sender, texts["repermission_subject"].format(purpose=name))
     asked = texts["repermission_text"].format(
         purpose=name, given=i18n.format_date(given, language), ends=ends)
-    notice = ""
-    if purpose.notice is not None:
-        notice = (f"{texts['repermission_notice'].format(version=purpose.notice.version)}\n\n"
-                  f"  {pick_text(purpose.notice.text, language)}\n\n")
-    expiry = texts["link_expiry"].format(date=i18n.format_date(link_expires, language))
-    message.set_content(f"{greeting(texts, person)}\n\n{asked}\n\n{link}\n\n{notice}"
-                        f"{texts['repermission_lapse'].format(ends=ends)}\n\n{expiry}"
-                        f"{signature(texts, config)}\n")
-    message["Content-Language"] = language
+    notice = () if purpose.notice is None else (
+        texts["repermission_notice"].format(version=purpose.notice.version),
+        f"  {pick_text(purpose.notice.text, language)}")
+    set_plain_text(message, texts, person, config, language, asked, link, *notice,
+                   texts["repermission_lapse"].format(ends=ends),
+                   link_expiry(texts, link_expires, language))
     return message
