@@ -6,6 +6,7 @@ every process (web, workers, CLI) that points at the same DATA_DIR.
 """
 
 import fcntl
+import os
 import subprocess
 import time
 from collections.abc import Mapping
@@ -60,6 +61,21 @@ def ensure_embedded_server(data_dir: Path) -> str:
 def embedded_server_running(data_dir: Path) -> bool:
     """Whether the embedded Redis server of ``data_dir`` runs (answers on its socket)."""
     return _answers(f"unix://{data_dir.resolve() / SOCKET_NAME}")
+
+
+DEMO_PID_FILE = "demo.pid"
+"""In a demo's DATA_DIR while it runs (sandbox/demo.py): its process id."""
+
+
+def running_demo(data_dir: Path) -> int | None:
+    """The process id of a ``make demo`` running in ``data_dir`` (with its embedded Redis
+    there), or None."""
+    try:
+        pid = int((data_dir / DEMO_PID_FILE).read_text())
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if b"sandbox.demo" in command and pid != os.getpid() else None
 
 
 def stop_embedded_server(data_dir: Path) -> bool:

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import requests
 
-from connector.redis_connection import ensure_embedded_server, stop_embedded_server
+from connector.redis_connection import (DEMO_PID_FILE, ensure_embedded_server, running_demo,
+                                        stop_embedded_server)
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "Cust12345"
@@ -70,7 +71,7 @@ def main() -> int:
         return 2
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
-    (data_dir / PID_FILE).write_text(str(os.getpid()))
+    (data_dir / DEMO_PID_FILE).write_text(str(os.getpid()))
     crm_port = int(os.environ.get("CRM_PORT") or _free_port())
     web_port = int(os.environ.get("PORT") or _free_port())
     crm_root = f"http://127.0.0.1:{crm_port}"
@@ -153,7 +154,7 @@ def main() -> int:
         for process in processes:
             process.wait(10)
         stop_embedded_server(data_dir)
-        (data_dir / PID_FILE).unlink(missing_ok=True)
+        (data_dir / DEMO_PID_FILE).unlink(missing_ok=True)
         (data_dir / ENV_FILE).unlink(missing_ok=True)
 
 
@@ -308,8 +309,8 @@ Create more persons in the CRM with:
 Stop with Ctrl-C.""", flush=True)
 
 
-PID_FILE, ENV_FILE = "demo.pid", "env"
-"""In DATA_DIR while a demo runs: its process id, and (with SERVE=1) its settings."""
+ENV_FILE = "env"
+"""In DATA_DIR while a demo runs with SERVE=1: its settings."""
 
 DEMO_SETTINGS = ("SUPEROFFICE_CONTEXT_IDENTIFIER", "SUPEROFFICE_LOGIN_URL",
                  "SUPEROFFICE_CLIENT_SECRET", "SUPEROFFICE_SYSTEM_USER_TOKEN",
@@ -318,16 +319,6 @@ DEMO_SETTINGS = ("SUPEROFFICE_CONTEXT_IDENTIFIER", "SUPEROFFICE_LOGIN_URL",
                  "PUBLIC_BASE_URL", "SECRET_KEY", "ADMIN_TOKEN", "DATA_DIR", "RETRY_INTERVALS")
 """The settings the demo gives its processes, written to DATA_DIR/env for the command line
 (Redis, the evidence database and the outbox follow from DATA_DIR)."""
-
-
-def running_demo(data_dir: Path) -> int | None:
-    """The process id of a demo running in ``data_dir``, or None."""
-    try:
-        pid = int((data_dir / PID_FILE).read_text())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return pid if b"sandbox.demo" in command and pid != os.getpid() else None
 
 
 def write_env_file(data_dir: Path, settings: dict[str, str]) -> Path:

@@ -17,7 +17,8 @@ from connector.consent import ConsentConfig
 from connector.evidence.database import Database, unreachable_reason
 from connector.exceptions import ConfigError, CRMError, SchemaBehindError, SettingsError
 from connector.exports.tables import FORMATS, output_format
-from connector.redis_connection import embedded_server_running, stop_embedded_server
+from connector.redis_connection import (embedded_server_running, running_demo,
+                                        stop_embedded_server)
 from connector.services import Services, build_services
 from connector.settings import READING, Settings, consent_config_path, database_url_from_env
 
@@ -42,8 +43,8 @@ def services_or_exit(config_required: bool = True, keeps_redis: bool = False,
         starts_redis = (settings.redis_url is None
                         and not embedded_server_running(settings.data_dir))
         if starts_redis:
-            demo = _running_demo(settings.data_dir / "demo")
-            if demo is not None:
+            demo = settings.data_dir / "demo"  # make demo's DATA_DIR
+            if running_demo(demo) is not None:
                 click.echo(f"consent-connector: no Redis runs in DATA_DIR ({settings.data_dir}),"
                            f" but a demo runs in {demo}: `source {demo / 'env'}` to use its "
                            f"settings (with SERVE=1), or set DATA_DIR={demo}", err=True)
@@ -72,17 +73,6 @@ def _stop_unless_used(connection: redis.Redis, data_dir: Path) -> None:
         pass  # gone already
     finally:
         connection.connection_pool.disconnect()
-
-
-def _running_demo(demo_dir: Path) -> Path | None:
-    """``demo_dir`` when a ``make demo`` (sandbox/demo.py) runs there: its DATA_DIR holds
-    ``demo.pid`` while it runs."""
-    try:
-        pid = int((demo_dir / "demo.pid").read_text())
-        running = b"sandbox.demo" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError):
-        return None
-    return demo_dir if running else None
 
 
 def database_or_exit() -> Database:
