@@ -6,7 +6,7 @@ does no I/O, so the job (workers/jobs.py) and the support dry run (connector.sup
 call the same planner and cannot drift apart, and it is tested without a worker or a CRM.
 """
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,8 +17,9 @@ from connector.consent import (ConsentConfig, ConsentWrite, Purpose, Source, Sub
 from connector.crm.types import COMMENT_MAX_LENGTH, ConsentRecord, Person
 from connector.emails import single_address
 from connector.evidence.entry import Entry
+from connector.evidence.ledger import last_known_consents
 from connector.expiry import (EXPIRED, LAPSED, REPORT_LAPSE, WITHDRAW_CONSENT,
-                              ExpiryDecision, ExpiryHistory, decide_expiry)
+                              ExpiryDecision, decide_expiry, expiry_history)
 from connector.times import iso
 
 CONNECTOR, PERSON, CRM_USER = "connector", "person", "crm user"
@@ -215,11 +216,10 @@ class ExpiryPlan:
 
 
 def plan_expiry(config: ConsentConfig, person: Person, purpose: Purpose,
-                known: Mapping[str, Mapping[str, str]], history: ExpiryHistory,
-                moment: datetime, *, job_id: str | None = None) -> ExpiryPlan:
+                entries: Sequence[Mapping[str, str]], moment: datetime, *,
+                job_id: str | None = None) -> ExpiryPlan:
     """Plan what the person's consent to ``purpose`` needs at ``moment`` (expiry.decide_expiry,
-    on the CRM's row now and the ledger: ``known`` is Ledger.last_known_consents, ``history``
-    expiry.expiry_history).
+    on the CRM's row now and the person's ledger ``entries``, oldest first).
 
     A lapsed consent (``on_expiry: withdraw``) is written as withdrawn, with the row's own
     source and a comment saying it expired, and the person is unsubscribed from the
@@ -227,8 +227,9 @@ def plan_expiry(config: ConsentConfig, person: Person, purpose: Purpose,
     report`` only the ledger records that it lapsed."""
     row = next((r for r in person.consents if fold_key(r.purpose) == fold_key(purpose.crm_key)),
                None)
+    known = last_known_consents(entries)
     decision = decide_expiry(config, purpose, row, known.get(row.purpose) if row else None,
-                             history, moment)
+                             expiry_history(entries, purpose), moment)
     if decision.action not in (WITHDRAW_CONSENT, REPORT_LAPSE):
         return ExpiryPlan(decision)
     term = decision.term

@@ -16,8 +16,7 @@ from connector import defaults
 from connector.consent import Purpose
 from connector.crm.types import Person
 from connector.exceptions import UnusableAddressError
-from connector.expiry import REMIND, REPERMISSION, ExpiryDecision, expiry_history
-from connector.evidence.ledger import last_known_consents
+from connector.expiry import REMIND, REPERMISSION, ExpiryDecision
 from connector.expiry_pass import expiry_pass
 from connector.keys import EXPIRY_PASS_CLAIM
 from connector.mail.repermission import render_repermission
@@ -70,9 +69,7 @@ def check_consent_with(services: Services, person_id: int, purpose: str, moment:
     if found is None or found.expiry is None:
         return f"nothing: purpose '{purpose}' does not lapse in the purposes file now"
     person = services.crm.get_person(person_id)
-    entries = services.ledger.entries(person_id)
-    known = last_known_consents(entries)
-    plan = plan_expiry(services.config, person, found, known, expiry_history(entries, found),
+    plan = plan_expiry(services.config, person, found, services.ledger.entries(person_id),
                        moment, job_id=job_id)
     decision = plan.decision
     if decision.action == REMIND:

@@ -14,7 +14,7 @@ from rq.job import Job
 from connector.evidence import facts
 from connector.crm.types import Person
 from connector.exceptions import CRMError
-from connector.expiry import NOTHING, REMIND, expiry_history
+from connector.expiry import NOTHING, REMIND
 from connector.plans import (MailDecision, decide_mail_to, plan_crm_changes, plan_expiry,
                              plan_onboarding, plan_preferences)
 from connector.queueing import (APPLY_PREFERENCES, CHECK_EXPIRY, ONBOARD, RECORD_CRM_CHANGES,
@@ -113,10 +113,8 @@ def _expiry(services: Services, person: Person, arguments: Mapping[str, Any]) ->
     if purpose is None or purpose.expiry is None:
         return {"changes": (f"nothing: purpose '{arguments.get('purpose')}' does not lapse in "
                             f"the purposes file now",)}
-    entries = services.ledger.entries(person.id)
-    expiry = plan_expiry(services.config, person, purpose,
-                         services.ledger.last_known_consents(person.id),
-                         expiry_history(entries, purpose), parse_iso(arguments.get("as_of")))
+    expiry = plan_expiry(services.config, person, purpose, services.ledger.entries(person.id),
+                         parse_iso(arguments.get("as_of")))
     decision = expiry.decision
     if decision.action == REMIND:
         return _mail_if_possible(person, f"would mail a request to renew the consent to "

@@ -117,8 +117,9 @@ def test_a_lapsed_consent_is_planned_as_withdrawn_with_its_subscriptions_and_the
     person = Person(7, "Ada", "L", "ada@example.org", "en", None, None, (ROW,),
                     (ShipmentType(1, "Newsletter", True), ShipmentType(2, "Product news", False)))
     term = consent_term(MARKETING, GIVEN)
-    plan = plan_expiry(CONFIG, person, MARKETING, {"EMARKETING": PROOF},
-                       ExpiryHistory({term.name: term.ends}), term.ends, job_id="j1")
+    reminded = {"action": "mail.sent", "mail": "re-permission", "purpose": "EMARKETING",
+                "consent_ends": term.name, "lapses_on": term.ends.isoformat()}
+    plan = plan_expiry(CONFIG, person, MARKETING, [PROOF, reminded], term.ends, job_id="j1")
     (step,) = plan.steps
     assert (step.write.legal_basis.crm_key, step.write.source.crm_key) == ("WITHDRAWN", "WEBFORM")
     assert step.write.comment.startswith("Consent expired: given 2025-01-31, valid for 24 months")
